@@ -1,0 +1,244 @@
+"""Configuration: environment variables, read once, validated at start.
+
+Every setting is an environment variable. When a server URL is unset, commands use the
+embedded dev stack that `aiops dev up` started under AIOPS_HOME.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings.exceptions import SettingsError
+
+LogLevel = Literal["CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"]
+_LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
+
+# The dimension each known local model produces; a mismatch is a configuration error
+# caught at start rather than a failed INSERT later.
+KNOWN_MODEL_DIMS: dict[str, int] = {
+    "all-MiniLM-L6-v2": 384,
+    "text-embedding-3-small": 1536,
+    "text-embedding-3-large": 3072,
+    "text-embedding-ada-002": 1536,
+}
+
+
+class ConfigError(Exception):
+    """A setting is missing, unknown or malformed. The message names the variable."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="",
+        case_sensitive=True,
+        extra="ignore",
+        populate_by_name=True,
+    )
+
+    temporal_address: str | None = Field(
+        default=None,
+        validation_alias="TEMPORAL_ADDRESS",
+        description="host:port of a Temporal frontend; unset: the dev stack's",
+    )
+    temporal_namespace: str = Field(
+        default="default",
+        validation_alias="TEMPORAL_NAMESPACE",
+        description="Temporal namespace for every workflow",
+        min_length=1,
+    )
+    temporal_task_queue: str = Field(
+        default="aiops",
+        validation_alias="AIOPS_TASK_QUEUE",
+        description="task queue the worker polls",
+        min_length=1,
+    )
+    database_url: str | None = Field(
+        default=None,
+        validation_alias="DATABASE_URL",
+        description="postgresql:// URL (pgvector required); unset: the dev stack's",
+    )
+    redis_url: str | None = Field(
+        default=None,
+        validation_alias="REDIS_URL",
+        description="redis:// URL; unset: the dev stack's",
+    )
+    home: Path = Field(
+        default=Path(".aiops"),
+        validation_alias="AIOPS_HOME",
+        description="data directory for the dev stack's servers, logs and PIDs",
+    )
+    embedding_provider: Literal["local", "openai"] = Field(
+        default="local",
+        validation_alias="AIOPS_EMBEDDING_PROVIDER",
+        description="local: all-MiniLM-L6-v2 on numpy, offline; openai: any OpenAI-compatible API",
+    )
+    embedding_model: str = Field(
+        default="all-MiniLM-L6-v2",
+        validation_alias="AIOPS_EMBEDDING_MODEL",
+        description="embedding model name",
+        min_length=1,
+    )
+    embedding_dim: int | None = Field(
+        default=None,
+        validation_alias="AIOPS_EMBEDDING_DIM",
+        description="vector dimension; default: the model's own (384 for all-MiniLM-L6-v2)",
+        gt=0,
+        le=16000,
+    )
+    openai_api_key: SecretStr | None = Field(
+        default=None,
+        validation_alias="OPENAI_API_KEY",
+        description="API key for the openai embedding provider and the optional LLM",
+    )
+    openai_base_url: str = Field(
+        default="https://api.openai.com/v1",
+        validation_alias="OPENAI_BASE_URL",
+        description="base URL of an OpenAI-compatible API (Ollama, TEI, vLLM)",
+    )
+    log_level: LogLevel = Field(
+        default="INFO",
+        validation_alias="AIOPS_LOG_LEVEL",
+        description="root log level",
+    )
+    log_levels: Annotated[dict[str, LogLevel], NoDecode] = Field(
+        default_factory=dict,
+        validation_alias="AIOPS_LOG_LEVELS",
+        description="per-module levels, e.g. aiops.knowledge=DEBUG,temporalio=WARNING",
+    )
+    dev_temporal_port: int = Field(
+        default=7233, validation_alias="AIOPS_DEV_TEMPORAL_PORT", ge=1, le=65535,
+        description="dev stack: Temporal frontend port",
+    )
+    dev_temporal_ui_port: int = Field(
+        default=8233, validation_alias="AIOPS_DEV_TEMPORAL_UI_PORT", ge=1, le=65535,
+        description="dev stack: Temporal Web UI port",
+    )
+    dev_postgres_port: int = Field(
+        default=5434, validation_alias="AIOPS_DEV_POSTGRES_PORT", ge=1, le=65535,
+        description="dev stack: PostgreSQL port",
+    )
+    dev_redis_port: int = Field(
+        default=6382, validation_alias="AIOPS_DEV_REDIS_PORT", ge=1, le=65535,
+        description="dev stack: Redis port",
+    )
+
+    @field_validator("log_levels", mode="before")
+    @classmethod
+    def _parse_log_levels(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        levels: dict[str, str] = {}
+        for item in filter(None, (part.strip() for part in value.split(","))):
+            module, sep, level = item.partition("=")
+            if not sep or not module.strip():
+                raise ValueError(f"expected module=LEVEL pairs separated by commas, got {item!r}")
+            levels[module.strip()] = level.strip().upper()
+        return levels
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("must start with postgresql:// or postgres://")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @field_validator("temporal_address")
+    @classmethod
+    def _check_temporal_address(cls, value: str | None) -> str | None:
+        if value is not None:
+            host, sep, port = value.rpartition(":")
+            if not sep or not host or not port.isdigit():
+                raise ValueError("must be host:port, e.g. temporal.example.com:7233")
+        return value
+
+    @property
+    def resolved_embedding_dim(self) -> int:
+        """The vector dimension the schema and the embedder agree on."""
+        if self.embedding_dim is not None:
+            return self.embedding_dim
+        if self.embedding_model in KNOWN_MODEL_DIMS:
+            return KNOWN_MODEL_DIMS[self.embedding_model]
+        raise ConfigError(
+            f"AIOPS_EMBEDDING_DIM is required for the unknown model "
+            f"AIOPS_EMBEDDING_MODEL={self.embedding_model!r}: set it to the model's vector size"
+        )
+
+    @property
+    def home_dir(self) -> Path:
+        return self.home.expanduser().resolve()
+
+
+def _env_names() -> dict[str, str]:
+    """Environment variable name -> field name, for every setting."""
+    names: dict[str, str] = {}
+    for field_name, info in Settings.model_fields.items():
+        alias = info.validation_alias
+        if isinstance(alias, str):
+            names[alias] = field_name
+        elif isinstance(alias, AliasChoices):
+            for choice in alias.choices:
+                if isinstance(choice, str):
+                    names[choice] = field_name
+    return names
+
+
+ENV_NAMES = _env_names()
+
+
+def _check_unknown(environ: dict[str, str]) -> None:
+    # A typo such as AIOPS_EMBEDING_DIM would otherwise be silently ignored.
+    known = set(ENV_NAMES)
+    for name in sorted(environ):
+        if name.startswith("AIOPS_") and name not in known:
+            close = difflib.get_close_matches(name, sorted(known), n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise ConfigError(
+                f"unknown setting {name}{hint}; see `aiops config --help` for the list"
+            )
+
+
+def _describe(error: ValidationError) -> str:
+    field_to_env = {field: env for env, field in ENV_NAMES.items()}
+    first = error.errors()[0]
+    loc = [str(part) for part in first["loc"]]
+    head = loc[0] if loc else ""
+    env = head if head in ENV_NAMES else field_to_env.get(head, head)
+    value = first.get("input")
+    shown = "***" if "KEY" in env or "SECRET" in env else repr(value)
+    return f"invalid {env}={shown}: {first['msg']}"
+
+
+def load_settings() -> Settings:
+    """Read and validate the settings; raise ConfigError naming the bad variable."""
+    _check_unknown(dict(os.environ))
+    try:
+        settings = Settings()
+        settings.resolved_embedding_dim  # noqa: B018 - validate the model/dim pair at start
+    except ValidationError as error:
+        raise ConfigError(_describe(error)) from None
+    except SettingsError as error:
+        raise ConfigError(str(error)) from None
+    return settings
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()

@@ -1,0 +1,1 @@
+"""One module per `aiops` sub-command group; workers/cli.py registers them."""
