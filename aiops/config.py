@@ -16,6 +16,8 @@ from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_vali
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
 
+from aiops.errors import AiopsError
+
 LogLevel = Literal["CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"]
 _LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
 
@@ -29,8 +31,10 @@ KNOWN_MODEL_DIMS: dict[str, int] = {
 }
 
 
-class ConfigError(Exception):
+class ConfigError(AiopsError):
     """A setting is missing, unknown or malformed. The message names the variable."""
+
+    exit_code = 2
 
 
 class Settings(BaseSettings):
@@ -112,19 +116,31 @@ class Settings(BaseSettings):
         description="per-module levels, e.g. aiops.knowledge=DEBUG,temporalio=WARNING",
     )
     dev_temporal_port: int = Field(
-        default=7233, validation_alias="AIOPS_DEV_TEMPORAL_PORT", ge=1, le=65535,
+        default=7233,
+        validation_alias="AIOPS_DEV_TEMPORAL_PORT",
+        ge=1,
+        le=65535,
         description="dev stack: Temporal frontend port",
     )
     dev_temporal_ui_port: int = Field(
-        default=8233, validation_alias="AIOPS_DEV_TEMPORAL_UI_PORT", ge=1, le=65535,
+        default=8233,
+        validation_alias="AIOPS_DEV_TEMPORAL_UI_PORT",
+        ge=1,
+        le=65535,
         description="dev stack: Temporal Web UI port",
     )
     dev_postgres_port: int = Field(
-        default=5434, validation_alias="AIOPS_DEV_POSTGRES_PORT", ge=1, le=65535,
+        default=5434,
+        validation_alias="AIOPS_DEV_POSTGRES_PORT",
+        ge=1,
+        le=65535,
         description="dev stack: PostgreSQL port",
     )
     dev_redis_port: int = Field(
-        default=6382, validation_alias="AIOPS_DEV_REDIS_PORT", ge=1, le=65535,
+        default=6382,
+        validation_alias="AIOPS_DEV_REDIS_PORT",
+        ge=1,
+        le=65535,
         description="dev stack: Redis port",
     )
 

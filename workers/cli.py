@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import typer
 
-from aiops.config import ConfigError
+from aiops.errors import AiopsError
 
 app = typer.Typer(
     name="aiops",
-    help="aiops: a self-healing operations engine on Temporal, PostgreSQL+pgvector and Redis.",
+    help=(
+        "aiops: a self-healing operations engine. Events come in on Redis Streams; each "
+        "problem becomes a durable Temporal workflow that diagnoses it against a knowledge "
+        "graph in PostgreSQL+pgvector, heals it with bounded actions and learns from the outcome."
+    ),
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -18,17 +23,35 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from workers.commands import config_cmd, dev, migrate
+    from workers.commands import config_cmd, demo, dev, migrate
 
     app.add_typer(dev.app, name="dev")
     app.command("migrate")(migrate.migrate)
     app.command("config")(config_cmd.config)
+    app.command("demo")(demo.demo)
 
 
-def main() -> None:
+def _run() -> int:
     _register()
     try:
         app()
-    except ConfigError as error:
-        typer.echo(f"aiops: configuration error: {error}", err=True)
-        sys.exit(2)
+    except SystemExit as done:
+        code = done.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
+    except AiopsError as error:
+        typer.echo(f"aiops: error: {error}", err=True)
+        return error.exit_code
+    except KeyboardInterrupt:
+        typer.echo("aiops: interrupted", err=True)
+        return 130
+    return 0
+
+
+def main() -> None:
+    code = _run()
+    # The Temporal SDK's Rust threads can abort CPython's finalization ("PyGILState_Release:
+    # thread state must be current", temporalio/sdk-python#300), turning a success into
+    # SIGABRT. Nothing is left to clean up here, so flush and leave without finalizing.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -1,0 +1,1 @@
+"""PostgreSQL access: migrations and the connection pool."""
