@@ -144,6 +144,107 @@ class Settings(BaseSettings):
         description="dev stack: Redis port",
     )
 
+    # --- event mesh (Redis Streams in, event store out) ---
+    events_maxlen: int = Field(
+        default=1_000_000,
+        validation_alias="AIOPS_EVENTS_MAXLEN",
+        ge=1000,
+        description="approximate MAXLEN each events:<domain> stream is trimmed to",
+    )
+    events_max_payload_bytes: int = Field(
+        default=1_048_576,
+        validation_alias="AIOPS_EVENTS_MAX_PAYLOAD_BYTES",
+        ge=1024,
+        description="largest accepted event (bytes of its JSON); larger ones are dead-lettered",
+    )
+    listener_streams: str = Field(
+        default="events:*",
+        validation_alias="AIOPS_LISTENER_STREAMS",
+        min_length=1,
+        description="comma-separated streams or glob patterns the listener consumes",
+    )
+    listener_group: str = Field(
+        default="aiops",
+        validation_alias="AIOPS_LISTENER_GROUP",
+        min_length=1,
+        description="Redis consumer group shared by every listener process",
+    )
+    listener_batch_size: int = Field(
+        default=500,
+        validation_alias="AIOPS_LISTENER_BATCH_SIZE",
+        ge=1,
+        le=100_000,
+        description="entries read per XREADGROUP call and stored per COPY",
+    )
+    listener_block_ms: int = Field(
+        default=1000,
+        validation_alias="AIOPS_LISTENER_BLOCK_MS",
+        ge=0,
+        description="how long XREADGROUP waits for new entries",
+    )
+    listener_claim_idle_ms: int = Field(
+        default=30_000,
+        validation_alias="AIOPS_LISTENER_CLAIM_IDLE_MS",
+        ge=100,
+        description="entries pending this long are taken over (XAUTOCLAIM) from a dead listener",
+    )
+    dead_letter_stream: str = Field(
+        default="events:dead",
+        validation_alias="AIOPS_DEAD_LETTER_STREAM",
+        min_length=1,
+        description="where invalid entries go, with their original fields and the reason",
+    )
+    # --- knowledge graph ---
+    similarity_threshold: float = Field(
+        default=0.92,
+        validation_alias="AIOPS_SIMILARITY_THRESHOLD",
+        gt=0,
+        le=1,
+        description="cosine similarity above which a new problem is linked similar_to an old one",
+    )
+    embedding_batch_size: int = Field(
+        default=64,
+        validation_alias="AIOPS_EMBEDDING_BATCH_SIZE",
+        ge=1,
+        le=4096,
+        description="texts per embedding call",
+    )
+    embedding_cache_size: int = Field(
+        default=10_000,
+        validation_alias="AIOPS_EMBEDDING_CACHE_SIZE",
+        ge=0,
+        description="embeddings kept in memory (LRU); 0 disables the cache",
+    )
+    # --- healing ---
+    policy_file: Path | None = Field(
+        default=None,
+        validation_alias="AIOPS_POLICY_FILE",
+        description="YAML policy replacing the shipped default (allowed, forbidden, critical)",
+    )
+    approval_timeout_s: float = Field(
+        default=900.0,
+        validation_alias="AIOPS_APPROVAL_TIMEOUT_S",
+        gt=0,
+        description="how long a critical action waits for approval before escalating (never acts)",
+    )
+    secret_key: SecretStr | None = Field(
+        default=None,
+        validation_alias="AIOPS_SECRET_KEY",
+        description="Fernet key encrypting service credentials; unset: generated under AIOPS_HOME",
+    )
+    worker_max_activities: int = Field(
+        default=50,
+        validation_alias="AIOPS_WORKER_MAX_ACTIVITIES",
+        ge=1,
+        description="activities one worker runs at once",
+    )
+    worker_max_workflow_tasks: int = Field(
+        default=50,
+        validation_alias="AIOPS_WORKER_MAX_WORKFLOW_TASKS",
+        ge=1,
+        description="workflow tasks one worker runs at once",
+    )
+
     @field_validator("log_levels", mode="before")
     @classmethod
     def _parse_log_levels(cls, value: object) -> object:
