@@ -71,36 +71,41 @@ def locate_model_dir(package: str = WEIGHTS_PACKAGE) -> Path:
 
 
 def _layer_norm(x: F32, weight: F32, bias: F32, eps: float) -> F32:
-    mean = x.mean(axis=-1, keepdims=True)
-    centred = x - mean
-    var = (centred * centred).mean(axis=-1, keepdims=True)
-    return np.asarray(centred / np.sqrt(var + np.float32(eps)) * weight + bias, dtype=np.float32)
-
-
-def _erf(x: F32) -> F32:
-    # numpy has no erf. Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7, float32 level) is
-    # also what torch's vectorised CPU erf uses, so GELU here tracks the reference closely.
-    sign = np.sign(x)
-    a = np.abs(x)
-    t = np.float32(1.0) / (np.float32(1.0) + np.float32(0.3275911) * a)
-    poly = t * (
-        np.float32(0.254829592)
-        + t
-        * (
-            np.float32(-0.284496736)
-            + t
-            * (
-                np.float32(1.421413741)
-                + t * (np.float32(-1.453152027) + t * np.float32(1.061405429))
-            )
-        )
-    )
-    return np.asarray(sign * (np.float32(1.0) - poly * np.exp(-a * a)), dtype=np.float32)
+    """LayerNorm over the last axis, in place: callers pass a temporary they own."""
+    x -= x.mean(axis=-1, keepdims=True)
+    x *= np.float32(1.0) / np.sqrt((x * x).mean(axis=-1, keepdims=True) + np.float32(eps))
+    x *= weight
+    x += bias
+    return x
 
 
 def _gelu(x: F32) -> F32:
-    # The exact (erf) GELU of BERT, not the tanh approximation.
-    return np.float32(0.5) * x * (np.float32(1.0) + _erf(x * np.float32(0.7071067811865476)))
+    """BERT's exact GELU, x * (1 + erf(x / sqrt 2)) / 2, in place on a temporary.
+
+    numpy has no erf. Abramowitz & Stegun 7.1.26 gives erfc(z) = poly(t) * exp(-z^2) with
+    |error| < 1.5e-7 (float32 level); torch's vectorised CPU erf uses the same formula, so
+    this tracks the reference closely. Rewritten as max(x, 0) - |x| * erfc(|x| / sqrt 2) / 2,
+    which needs no sign and only three temporaries: the FFN activations are the largest
+    arrays in the model.
+    """
+    z = np.abs(x)
+    z *= np.float32(0.7071067811865476)
+    t = z * np.float32(0.3275911)
+    t += np.float32(1.0)
+    np.reciprocal(t, out=t)
+    poly = t * np.float32(1.061405429)
+    for coefficient in (-1.453152027, 1.421413741, -0.284496736, 0.254829592):
+        poly += np.float32(coefficient)
+        poly *= t
+    np.square(z, out=t)
+    np.negative(t, out=t)
+    np.exp(t, out=t)
+    poly *= t  # erfc(|x| / sqrt 2)
+    poly *= z
+    poly *= np.float32(0.7071067811865476)  # (|x| / 2) * erfc(...), since z = |x| / sqrt 2
+    np.maximum(x, np.float32(0.0), out=x)
+    x -= poly
+    return x
 
 
 class _Bert:
@@ -143,29 +148,35 @@ class _Bert:
         batch, seq = ids.shape
         hidden = self.word.shape[1]
         head_dim = hidden // self.heads
+        # Token rows stay a 2-D (batch * seq, hidden) matrix: one large BLAS call per
+        # linear layer is faster than a stack of per-text ones.
         x = self.word[ids] + self.position[:seq] + self.token_type[types]
-        x = _layer_norm(x, *self.emb_norm, self.eps)
+        x = _layer_norm(x.reshape(batch * seq, hidden), *self.emb_norm, self.eps)
         # Padded keys get a huge negative score, so softmax gives them zero weight.
         bias = ((np.float32(1.0) - mask) * np.float32(-1e9))[:, None, None, :]
         scale = np.float32(1.0 / np.sqrt(head_dim))
         for layer in self.layers:
-            qkv = x @ layer["qkv_w"] + layer["qkv_b"]
-            qkv = qkv.reshape(batch, seq, 3, self.heads, head_dim).transpose(2, 0, 3, 1, 4)
-            q, k, v = qkv[0], qkv[1], qkv[2]
-            scores = (q @ k.transpose(0, 1, 3, 2)) * scale + bias
-            scores = np.exp(scores - scores.max(axis=-1, keepdims=True))
+            qkv = x @ layer["qkv_w"]
+            qkv += layer["qkv_b"]
+            q, k, v = qkv.reshape(batch, seq, 3, self.heads, head_dim).transpose(2, 0, 3, 1, 4)
+            scores = q @ k.transpose(0, 1, 3, 2)
+            scores *= scale
+            scores += bias
+            scores -= scores.max(axis=-1, keepdims=True)
+            np.exp(scores, out=scores)
             scores /= scores.sum(axis=-1, keepdims=True)
-            context = (scores @ v).transpose(0, 2, 1, 3).reshape(batch, seq, hidden)
-            attended = context @ layer["out_w"] + layer["out_b"] + x
+            context = (scores @ v).transpose(0, 2, 1, 3).reshape(batch * seq, hidden)
+            attended = context @ layer["out_w"]
+            attended += layer["out_b"]
+            attended += x
             x = _layer_norm(attended, layer["ln1_w"], layer["ln1_b"], self.eps)
-            inner = _gelu(x @ layer["ffn_in_w"] + layer["ffn_in_b"])
-            x = _layer_norm(
-                inner @ layer["ffn_out_w"] + layer["ffn_out_b"] + x,
-                layer["ln2_w"],
-                layer["ln2_b"],
-                self.eps,
-            )
-        summed = (x * mask[:, :, None]).sum(axis=1)
+            inner = x @ layer["ffn_in_w"]
+            inner += layer["ffn_in_b"]
+            out = _gelu(inner) @ layer["ffn_out_w"]
+            out += layer["ffn_out_b"]
+            out += x
+            x = _layer_norm(out, layer["ln2_w"], layer["ln2_b"], self.eps)
+        summed = (mask[:, None, :] @ x.reshape(batch, seq, hidden))[:, 0, :]
         counts = np.maximum(mask.sum(axis=1, keepdims=True), np.float32(1e-9))
         return np.asarray(summed / counts, dtype=np.float32)
 
