@@ -111,6 +111,13 @@ async def test_minilm_does_not_block_the_event_loop(minilm: MiniLMEmbedder) -> N
     assert ticks >= 5
 
 
+async def test_minilm_accepts_undecodable_log_bytes(minilm: MiniLMEmbedder) -> None:
+    raw = b"user=\xff\xfe login failed"
+    text = raw.decode("utf-8", "surrogateescape")  # how log tailers keep bad bytes
+    vectors = await minilm.embed([text, "user=\ufffd\ufffd login failed"])
+    np.testing.assert_array_equal(vectors[0], vectors[1])
+
+
 async def test_minilm_empty_input(minilm: MiniLMEmbedder) -> None:
     assert (await minilm.embed([])).shape == (0, 384)
 
@@ -282,6 +289,13 @@ async def test_openai_retries_429_and_5xx_then_succeeds(fake: FakeOpenAI) -> Non
     vectors = await client_for(fake).embed(["disk full"])
     np.testing.assert_allclose(vectors, expected_vectors(["disk full"], 16), atol=1e-6)
     assert len(fake.requests) == 4
+
+
+async def test_openai_sends_undecodable_log_bytes_as_replacement_characters(
+    fake: FakeOpenAI,
+) -> None:
+    await client_for(fake).embed([b"bad \xff byte".decode("utf-8", "surrogateescape")])
+    assert fake.inputs == [["bad \ufffd byte"]]
 
 
 async def test_openai_gives_up_after_max_retries(fake: FakeOpenAI) -> None:

@@ -45,6 +45,16 @@ def empty_vectors(dim: int) -> Vectors:
     return np.zeros((0, dim), dtype=np.float32)
 
 
+def valid_text(text: str) -> str:
+    """`text` with lone surrogates (from bytes decoded with surrogateescape, common in log
+    lines) replaced by U+FFFD: neither the tokenizer nor a JSON body accepts them."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text
+
+
 def chunked(items: Sequence[_T], size: int) -> Iterator[Sequence[_T]]:
     if size < 1:
         raise ValueError(f"batch size must be at least 1, got {size}")

@@ -29,6 +29,7 @@ from aiops.embeddings.base import (
     chunked,
     empty_vectors,
     l2_normalise,
+    valid_text,
 )
 
 MODEL_NAME = "all-MiniLM-L6-v2"
@@ -224,7 +225,7 @@ class MiniLMEmbedder:
             return self._loaded
 
     def _tokenize(self, texts: list[str]) -> list[Encoding]:
-        return self._model().tokenizer.encode_batch(texts)
+        return self._model().tokenizer.encode_batch([valid_text(text) for text in texts])
 
     def _forward(self, encodings: Sequence[Encoding]) -> Vectors:
         seq = max(len(e.ids) for e in encodings)

@@ -17,7 +17,14 @@ import httpx
 import numpy as np
 from pydantic import BaseModel, SecretStr, ValidationError
 
-from aiops.embeddings.base import EmbeddingError, Vectors, chunked, empty_vectors, l2_normalise
+from aiops.embeddings.base import (
+    EmbeddingError,
+    Vectors,
+    chunked,
+    empty_vectors,
+    l2_normalise,
+    valid_text,
+)
 
 DEFAULT_BATCH_SIZE = 256  # well under OpenAI's 2048 inputs per request
 _MAX_DELAY = 30.0
@@ -106,7 +113,10 @@ class OpenAICompatEmbedder:
         return np.concatenate(parts)
 
     async def _embed_batch(self, client: httpx.AsyncClient, texts: Sequence[str]) -> Vectors:
-        payload: dict[str, object] = {"model": self.model, "input": list(texts)}
+        payload: dict[str, object] = {
+            "model": self.model,
+            "input": [valid_text(text) for text in texts],
+        }
         if self.dimensions is not None:
             payload["dimensions"] = self.dimensions
         response = await self._post(client, payload)
@@ -153,7 +163,8 @@ class OpenAICompatEmbedder:
                     return response
                 if not _is_retryable(response.status_code) or last:
                     raise self._http_error(response, attempt + 1)
-                delay = _retry_after(response) or delay
+                asked = _retry_after(response)
+                delay = delay if asked is None else asked
             # Jitter so that many workers throttled together do not retry together.
             await asyncio.sleep(delay * random.uniform(1.0, 1.25))
         raise AssertionError("unreachable")  # the last attempt returns or raises
