@@ -202,12 +202,12 @@ class Settings(BaseSettings):
         le=1,
         description="cosine similarity above which a new problem is linked similar_to an old one",
     )
-    embedding_batch_size: int = Field(
-        default=64,
+    embedding_batch_size: int | None = Field(
+        default=None,
         validation_alias="AIOPS_EMBEDDING_BATCH_SIZE",
         ge=1,
         le=4096,
-        description="texts per embedding call",
+        description="texts per embedding call; default: the provider's (32 local, 256 per API)",
     )
     embedding_cache_size: int = Field(
         default=10_000,

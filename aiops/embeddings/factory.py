@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiops.config import KNOWN_MODEL_DIMS, ConfigError, Settings
 from aiops.embeddings.base import DEFAULT_BATCH_SIZE, Embedder
-from aiops.embeddings.cache import DEFAULT_CACHE_SIZE, CachedEmbedder
+from aiops.embeddings.cache import CachedEmbedder
 from aiops.embeddings.minilm import MODEL_DIM, MODEL_NAME, MiniLMEmbedder
 from aiops.embeddings.openai_compat import DEFAULT_BATCH_SIZE as DEFAULT_REQUEST_SIZE
 from aiops.embeddings.openai_compat import OpenAICompatEmbedder
@@ -16,7 +16,7 @@ def get_embedder(
     settings: Settings,
     *,
     batch_size: int | None = None,
-    cache_size: int = DEFAULT_CACHE_SIZE,
+    cache_size: int | None = None,
 ) -> CachedEmbedder:
     """The embedder the settings ask for, behind an LRU cache of `cache_size` texts.
 
@@ -25,6 +25,8 @@ def get_embedder(
     text is embedded.
     """
     dim = settings.resolved_embedding_dim
+    batch_size = batch_size or settings.embedding_batch_size
+    cache_size = settings.embedding_cache_size if cache_size is None else cache_size
     inner: Embedder
     if settings.embedding_provider == "local":
         if settings.embedding_model != MODEL_NAME:
