@@ -1,0 +1,218 @@
+"""The event envelope and its wire format.
+
+On a Redis stream an event is one entry with one field, ``event``, holding the envelope as
+UTF-8 JSON, so any Redis client in any language can publish:
+
+    XADD events:myapp * event '{"event_type":"ServiceTimeout","source":"import-service",
+                                 "payload":{"duration_s":30}}'
+
+``id`` and ``timestamp`` may be left out: the listener derives them from the stream entry
+(a UUIDv5 of stream and entry id, the entry id's milliseconds), so a redelivered entry gets
+the same id and is stored once.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, Final
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import to_json
+
+WIRE_FIELD: Final = "event"
+_WIRE_FIELD_BYTES: Final = WIRE_FIELD.encode()
+# Ids derived from stream entries live in their own UUIDv5 namespace.
+ENTRY_NAMESPACE: Final = uuid.UUID("6f1d2c4e-8a3b-5e7f-9c0d-1a2b3c4d5e6f")
+
+
+class EventType(StrEnum):
+    """The seed's known event types; any other identifier is a custom type."""
+
+    SERVICE_TIMEOUT = "ServiceTimeout"
+    SERVICE_ERROR = "ServiceError"
+    SERVICE_UNHEALTHY = "ServiceUnhealthy"
+    SERVICE_RECOVERED = "ServiceRecovered"
+    ANOMALY = "Anomaly"
+    METRIC_REPORT = "MetricReport"
+    IMPORT_FAILED = "ImportFailed"
+    BOOKMARK_CREATED = "BookmarkCreated"
+    AGENT_ACTION = "AgentAction"
+    ACTION_COMPLETED = "ActionCompleted"
+    ACTION_FAILED = "ActionFailed"
+    OUTCOME_RECORDED = "OutcomeRecorded"
+
+
+KNOWN_EVENT_TYPES: Final = frozenset(t.value for t in EventType)
+
+_TYPE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.:\-]{0,127}")
+
+
+def _event_type(value: object) -> object:
+    # The Rust seed serialises EventType::Custom("X") as {"Custom": "X"}; accept that too.
+    if isinstance(value, dict) and len(value) == 1 and "Custom" in value:
+        value = value["Custom"]
+    if isinstance(value, str) and _TYPE_NAME.fullmatch(value) is None:
+        raise ValueError(
+            "event_type must be an identifier: a letter, then letters, digits, _ . : - "
+            "(at most 128 characters)"
+        )
+    return value
+
+
+EventTypeName = Annotated[str, BeforeValidator(_event_type)]
+
+
+class Severity(StrEnum):
+    DEBUG = "debug"
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+    CRITICAL = "critical"
+
+
+_SEVERITY_ALIASES: Final = {"warn": "warning", "err": "error", "fatal": "critical"}
+
+
+def _severity(value: object) -> object:
+    if isinstance(value, str):
+        lowered = value.strip().lower()
+        return _SEVERITY_ALIASES.get(lowered, lowered)
+    return value
+
+
+class Event(BaseModel):
+    """One event: the seed's Event plus optional service and severity."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    timestamp: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    event_type: EventTypeName
+    source: str = Field(min_length=1, max_length=256)
+    payload: dict[str, Any] = Field(default_factory=dict)
+    correlation_id: uuid.UUID | None = None
+    causation_id: uuid.UUID | None = None
+    service: str | None = Field(default=None, min_length=1, max_length=256)
+    severity: Annotated[Severity | None, BeforeValidator(_severity)] = None
+    # Set by `aiops events replay`: the event was stored before and is published again.
+    replay: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults_from_entry(cls, data: Any, info: ValidationInfo) -> Any:
+        # Decoding a stream entry: derive missing id/timestamp from the entry itself, so
+        # every delivery of the entry yields the same event.
+        entry = info.context.get("entry") if isinstance(info.context, dict) else None
+        if entry is None or not isinstance(data, dict):
+            return data
+        stream, entry_id = entry
+        if "id" not in data:
+            data = {**data, "id": uuid.uuid5(ENTRY_NAMESPACE, f"{stream}/{entry_id}")}
+        if "timestamp" not in data:
+            millis = int(entry_id.split("-", 1)[0])
+            data = {**data, "timestamp": datetime.fromtimestamp(millis / 1000, UTC)}
+        return data
+
+    @field_validator("payload")
+    @classmethod
+    def _storable_payload(cls, value: dict[str, Any]) -> dict[str, Any]:
+        # PostgreSQL's jsonb refuses NaN, Infinity and \u0000; one such event must not fail
+        # the COPY of a whole batch. The serialised form finds candidates cheaply; the walk
+        # decides, since the same letters inside a string are harmless (NUL aside).
+        dumped = to_json(value)
+        if b"NaN" in dumped or b"Infinity" in dumped or b"\\u0000" in dumped:
+            _check_storable(value, "payload")
+        return value
+
+    @field_validator("source", "service")
+    @classmethod
+    def _no_nul(cls, value: str | None) -> str | None:
+        if value is not None and "\x00" in value:
+            raise ValueError("must not contain NUL characters")
+        return value
+
+    @field_validator("timestamp")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        # A timestamp without an offset is taken as UTC rather than the listener's zone.
+        return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+    @property
+    def is_custom(self) -> bool:
+        return self.event_type not in KNOWN_EVENT_TYPES
+
+    def to_wire(self) -> bytes:
+        """The JSON held in the stream entry's ``event`` field."""
+        return self.model_dump_json(
+            exclude_none=True, exclude=None if self.replay else {"replay"}
+        ).encode()
+
+
+def _check_storable(value: Any, path: str) -> None:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{path} is {value}: JSON has no NaN or Infinity")
+    if isinstance(value, str) and "\x00" in value:
+        raise ValueError(f"{path} contains a NUL character, which PostgreSQL cannot store")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _check_storable(key, f"{path} key")
+            _check_storable(item, f"{path}.{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_storable(item, f"{path}[{index}]")
+
+
+class InvalidEvent(ValueError):
+    """A stream entry that is not a valid event; the reason goes to the dead-letter stream."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def encode(event: Event) -> dict[str, bytes]:
+    """The stream entry's fields for an event."""
+    return {WIRE_FIELD: event.to_wire()}
+
+
+def _describe(error: ValidationError) -> str:
+    parts = []
+    for item in error.errors(include_url=False)[:5]:
+        loc = ".".join(str(p) for p in item["loc"]) or "event"
+        parts.append(f"{loc}: {item['msg']}")
+    more = error.error_count() - 5
+    return "; ".join(parts) + (f" (+{more} more)" if more > 0 else "")
+
+
+def decode_entry(
+    stream: str, entry_id: str, fields: Mapping[bytes, bytes], max_bytes: int
+) -> Event:
+    """Validate one stream entry; raise InvalidEvent with a reason a person can act on."""
+    raw = fields.get(_WIRE_FIELD_BYTES)
+    if raw is None:
+        names = ", ".join(sorted(k.decode("utf-8", "replace") for k in fields)) or "none"
+        raise InvalidEvent(f"no '{WIRE_FIELD}' field in the entry (fields: {names})")
+    if len(raw) > max_bytes:
+        raise InvalidEvent(f"event is {len(raw)} bytes, over the limit of {max_bytes}")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise InvalidEvent(f"event is not UTF-8: {error.reason} at byte {error.start}") from None
+    try:
+        return Event.model_validate_json(text, context={"entry": (stream, entry_id)})
+    except ValidationError as error:
+        raise InvalidEvent(_describe(error)) from None

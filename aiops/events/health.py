@@ -1,0 +1,177 @@
+"""Health figures of the event mesh, for the API's /health and `aiops events health`."""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import time
+from datetime import UTC, datetime
+from typing import Any, Final, Literal
+
+import asyncpg
+import redis.asyncio as aioredis
+import redis.exceptions
+from pydantic import BaseModel
+
+from aiops.config import Settings
+from aiops.events.store import EventStore
+
+# Beyond this many undelivered entries on Redis < 7 (no lag in XINFO GROUPS) the count
+# stops, and lag_is_lower_bound says so.
+LAG_COUNT_CAP: Final = 1000
+# Oldest undelivered entry older than this: the listeners are not keeping up.
+LAGGING_AFTER_S: Final = 60.0
+
+
+class StreamHealth(BaseModel):
+    stream: str
+    length: int
+    pending: int = 0
+    consumers: int = 0
+    lag: int | None = None
+    lag_is_lower_bound: bool = False
+    lag_seconds: float = 0.0
+    group_exists: bool = True
+
+
+class MeshHealth(BaseModel):
+    status: Literal["healthy", "degraded", "unhealthy"]
+    checked_at: datetime
+    group: str
+    streams: list[StreamHealth]
+    pending: int
+    lag: int
+    lag_seconds: float
+    dead_letters: int
+    processed_1h: int | None
+    errors: list[str]
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _id_millis(entry_id: str) -> int:
+    return int(entry_id.split("-", 1)[0])
+
+
+async def _streams(client: aioredis.Redis, patterns: list[str], dead: str) -> list[str]:
+    found: set[str] = set()
+    for pattern in patterns:
+        if not any(ch in pattern for ch in "*?["):
+            if await client.exists(pattern):
+                found.add(pattern)
+            continue
+        async for key in client.scan_iter(match=pattern, count=1000, _type="stream"):
+            found.add(_text(key))
+    return sorted(
+        n for n in found if n != dead and any(fnmatch.fnmatchcase(n, p) for p in patterns)
+    )
+
+
+async def stream_health(client: aioredis.Redis, stream: str, group: str) -> StreamHealth:
+    length = int(await client.xlen(stream))
+    groups = {_text(g["name"]): g for g in await client.xinfo_groups(stream)}
+    info = groups.get(group)
+    if info is None:
+        return StreamHealth(stream=stream, length=length, lag=length, group_exists=False)
+    last_delivered = _text(info["last-delivered-id"])
+    after = await client.xrange(stream, min="(" + last_delivered, count=1)
+    lag_seconds = 0.0
+    if after:
+        lag_seconds = max(0.0, time.time() - _id_millis(_text(after[0][0])) / 1000)
+    lag: int | None
+    lower_bound = False
+    if info.get("lag") is not None:  # Redis 7+
+        lag = int(info["lag"])
+    elif not after:
+        lag = 0
+    else:
+        ids = await _count_after(client, stream, last_delivered)
+        lag, lower_bound = ids, ids >= LAG_COUNT_CAP
+    return StreamHealth(
+        stream=stream,
+        length=length,
+        pending=int(info["pending"]),
+        consumers=int(info["consumers"]),
+        lag=lag,
+        lag_is_lower_bound=lower_bound,
+        lag_seconds=round(lag_seconds, 3),
+    )
+
+
+async def _count_after(client: aioredis.Redis, stream: str, after_id: str) -> int:
+    # Redis 6.2 cannot count entries after an id; read ids in pages up to the cap.
+    count = 0
+    cursor = "(" + after_id
+    while count < LAG_COUNT_CAP:
+        rows = await client.xrange(stream, min=cursor, count=min(200, LAG_COUNT_CAP - count))
+        if not rows:
+            break
+        count += len(rows)
+        cursor = "(" + _text(rows[-1][0])
+    return count
+
+
+async def mesh_health(
+    client: aioredis.Redis,
+    store: EventStore | None,
+    *,
+    patterns: list[str],
+    group: str,
+    dead_letter_stream: str,
+) -> MeshHealth:
+    """Pending (XPENDING), consumer lag, dead letters, events stored in the last hour.
+
+    A server that does not answer makes the status unhealthy and is named in errors;
+    the function itself does not raise for that.
+    """
+    errors: list[str] = []
+    streams: list[StreamHealth] = []
+    dead_letters = 0
+    try:
+        names = await _streams(client, patterns, dead_letter_stream)
+        streams = list(await asyncio.gather(*(stream_health(client, n, group) for n in names)))
+        dead_letters = int(await client.xlen(dead_letter_stream))
+    except (redis.exceptions.RedisError, OSError) as error:
+        errors.append(f"redis: {type(error).__name__}: {error}")
+    processed: int | None = None
+    if store is not None:
+        try:
+            processed = await store.processed_since(3600)
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as error:
+            errors.append(f"postgres: {type(error).__name__}: {error}")
+    lag_seconds = max((s.lag_seconds for s in streams), default=0.0)
+    status: Literal["healthy", "degraded", "unhealthy"] = "healthy"
+    if errors:
+        status = "unhealthy"
+    elif lag_seconds > LAGGING_AFTER_S or any(not s.group_exists for s in streams):
+        status = "degraded"
+    return MeshHealth(
+        status=status,
+        checked_at=datetime.now(UTC),
+        group=group,
+        streams=streams,
+        pending=sum(s.pending for s in streams),
+        lag=sum(s.lag or 0 for s in streams),
+        lag_seconds=lag_seconds,
+        dead_letters=dead_letters,
+        processed_1h=processed,
+        errors=errors,
+    )
+
+
+def patterns_of(settings: Settings) -> list[str]:
+    return [p.strip() for p in settings.listener_streams.split(",") if p.strip()]
+
+
+async def mesh_health_from_settings(
+    settings: Settings, client: aioredis.Redis, store: EventStore | None
+) -> MeshHealth:
+    return await mesh_health(
+        client,
+        store,
+        patterns=patterns_of(settings),
+        group=settings.listener_group,
+        dead_letter_stream=settings.dead_letter_stream,
+    )

@@ -1,0 +1,353 @@
+"""Routing: subscriptions for agents, and problem events to one IncidentWorkflow each.
+
+Problem events of one batch are grouped by fingerprint and sent as one signal-with-start
+per fingerprint, carrying the count and the newest sample: a storm of 10,000 identical
+errors is one workflow and a handful of signals, not 10,000 workflows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import logging
+import re
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Final, Literal, Protocol
+
+from pydantic import BaseModel, Field, model_validator
+from temporalio.client import Client
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+)
+from temporalio.service import RPCError, RPCStatusCode
+
+from aiops import search_attributes
+from aiops.events.detection import Detection, Detector
+from aiops.events.envelope import Event, Severity
+from aiops.events.retry import TRANSIENT, Backoff
+from aiops.models.incident import IncidentInput, Observation
+
+log = logging.getLogger(__name__)
+
+# The workflow and signal are named, not imported: aiops never imports workflows/.
+INCIDENT_WORKFLOW: Final = "IncidentWorkflow"
+OBSERVE_SIGNAL: Final = "observe"
+
+_SEVERITY_ORDER: Final = {s: i for i, s in enumerate(Severity)}
+
+# --- filters and subscriptions -------------------------------------------------------
+
+Op = Literal["eq", "ne", "gt", "gte", "lt", "lte", "in", "exists", "contains", "matches"]
+_MISSING: Final = object()
+
+
+class PayloadPredicate(BaseModel):
+    """A test on one payload value, addressed by a dotted path ("http.status")."""
+
+    path: str = Field(min_length=1)
+    op: Op = "eq"
+    value: Any = None
+
+    @model_validator(mode="after")
+    def _check(self) -> PayloadPredicate:
+        if self.op == "matches":
+            re.compile(str(self.value))
+        if self.op == "in" and not isinstance(self.value, list):
+            raise ValueError("op 'in' takes a list value")
+        return self
+
+    def holds(self, payload: dict[str, Any]) -> bool:
+        found: Any = payload
+        for part in self.path.split("."):
+            if isinstance(found, dict) and part in found:
+                found = found[part]
+            else:
+                found = _MISSING
+                break
+        if self.op == "exists":
+            return (found is not _MISSING) == (self.value is None or bool(self.value))
+        if found is _MISSING:
+            return False
+        try:
+            return _compare(self.op, found, self.value)
+        except TypeError:  # "gt" between a string and a number: no match, not an error
+            return False
+
+
+def _compare(op: Op, found: Any, value: Any) -> bool:
+    match op:
+        case "eq":
+            return bool(found == value)
+        case "ne":
+            return bool(found != value)
+        case "gt":
+            return bool(found > value)
+        case "gte":
+            return bool(found >= value)
+        case "lt":
+            return bool(found < value)
+        case "lte":
+            return bool(found <= value)
+        case "in":
+            return bool(found in value)
+        case "contains":
+            return isinstance(found, str | list) and value in found
+        case "matches":
+            return isinstance(found, str) and re.search(str(value), found) is not None
+    return False
+
+
+class EventFilter(BaseModel):
+    """Which events an agent sees. Every given criterion must hold; empty lists match all."""
+
+    event_types: list[str] = Field(default_factory=list)
+    # glob patterns, e.g. "import-*"
+    sources: list[str] = Field(default_factory=list)
+    services: list[str] = Field(default_factory=list)
+    min_severity: Severity | None = None
+    payload: list[PayloadPredicate] = Field(default_factory=list)
+    include_replays: bool = True
+
+    def matches(self, event: Event) -> bool:
+        if self.event_types and event.event_type not in self.event_types:
+            return False
+        if self.sources and not any(fnmatch.fnmatchcase(event.source, p) for p in self.sources):
+            return False
+        if self.services and event.service not in self.services:
+            return False
+        if self.min_severity is not None and (
+            event.severity is None
+            or _SEVERITY_ORDER[event.severity] < _SEVERITY_ORDER[self.min_severity]
+        ):
+            return False
+        if event.replay and not self.include_replays:
+            return False
+        return all(p.holds(event.payload) for p in self.payload)
+
+
+Handler = Callable[[Sequence[Event]], Awaitable[None]]
+
+
+@dataclass
+class Subscription:
+    """An agent's interest: its handler gets each batch's matching events at once."""
+
+    name: str
+    filter: EventFilter
+    handler: Handler
+    delivered: int = 0
+    failures: int = 0
+
+
+# --- fingerprints (aiops.fingerprint implements this) ---------------------------------
+
+
+class FingerprintResult(Protocol):
+    @property
+    def fingerprint(self) -> str: ...
+    @property
+    def template(self) -> str: ...
+
+
+class Fingerprinter(Protocol):
+    def add(
+        self, message: str, service: str | None = None, category: str | None = None
+    ) -> FingerprintResult: ...
+
+
+# --- incidents ------------------------------------------------------------------------
+
+
+@dataclass
+class _Group:
+    detection: Detection
+    fingerprint: str
+    template: str
+    newest: Event
+    first: Event
+    count: int = 0
+
+
+def coalesce(
+    events: Sequence[Event], detector: Detector, fingerprinter: Fingerprinter
+) -> list[Observation]:
+    """One Observation per (fingerprint, replay) among the batch's problem events."""
+    groups: dict[tuple[str, bool], _Group] = {}
+    # the same text in a storm is fingerprinted once per batch
+    memo: dict[tuple[str, str, str], tuple[str, str]] = {}
+    for event in events:
+        detection = detector.classify(event)
+        if detection is None:
+            continue
+        key = (detection.text, detection.service, detection.category.value)
+        known = memo.get(key)
+        if known is None:
+            result = fingerprinter.add(
+                detection.text, service=detection.service, category=detection.category.value
+            )
+            known = memo[key] = (result.fingerprint, result.template)
+        fingerprint, template = known
+        group = groups.get((fingerprint, event.replay))
+        if group is None:
+            group = groups[(fingerprint, event.replay)] = _Group(
+                detection, fingerprint, template, event, event
+            )
+        group.count += 1
+        if event.timestamp >= group.newest.timestamp:
+            group.newest = event
+            if detection.severity.rank >= group.detection.severity.rank:
+                group.detection = detection
+        if event.timestamp < group.first.timestamp:
+            group.first = event
+    return [
+        Observation(
+            fingerprint=g.fingerprint,
+            template=g.template,
+            category=g.detection.category,
+            severity=g.detection.severity,
+            service=g.detection.service,
+            count=g.count,
+            sample=g.newest,
+            first_seen=g.first.timestamp,
+            last_seen=g.newest.timestamp,
+            replay=g.newest.replay,
+        )
+        for g in groups.values()
+    ]
+
+
+def workflow_id_for(observation: Observation) -> str:
+    # Replays get their own incidents, so trying detection on history never touches a
+    # live incident (or heals anything for an old problem).
+    prefix = "incident-replay-" if observation.replay else "incident-"
+    return prefix + observation.fingerprint
+
+
+_TRANSIENT_RPC: Final = frozenset(
+    {
+        RPCStatusCode.UNAVAILABLE,
+        RPCStatusCode.DEADLINE_EXCEEDED,
+        RPCStatusCode.RESOURCE_EXHAUSTED,
+        RPCStatusCode.ABORTED,
+        RPCStatusCode.INTERNAL,
+        RPCStatusCode.UNKNOWN,
+        RPCStatusCode.CANCELLED,
+    }
+)
+
+
+def is_transient_temporal_error(error: BaseException) -> bool:
+    return isinstance(error, RPCError) and error.status in _TRANSIENT_RPC
+
+
+@dataclass
+class RoutingStats:
+    observations: int = 0
+    signals: int = 0
+    failed: int = 0
+
+
+@dataclass
+class IncidentRouter:
+    """Signal-with-start IncidentWorkflow `incident-<fingerprint>` per observation."""
+
+    client: Client
+    task_queue: str
+    cool_down_s: float = 600.0
+    concurrency: int = 32
+    stats: RoutingStats = field(default_factory=RoutingStats)
+
+    async def signal(self, observation: Observation) -> None:
+        sample = observation.sample
+        attributes = [
+            SearchAttributePair(search_attributes.FINGERPRINT, observation.fingerprint),
+            SearchAttributePair(search_attributes.CATEGORY, observation.category.value),
+            SearchAttributePair(search_attributes.SEVERITY, observation.severity.value),
+            SearchAttributePair(search_attributes.PHASE, "detected"),
+        ]
+        if observation.service:
+            attributes.append(SearchAttributePair(search_attributes.SERVICE, observation.service))
+        await self.client.start_workflow(
+            INCIDENT_WORKFLOW,
+            IncidentInput(
+                event_type=sample.event_type,
+                source=sample.source,
+                payload=sample.payload,
+                service=observation.service,
+                severity=observation.severity,
+                category=observation.category,
+                fingerprint=observation.fingerprint,
+                template=observation.template,
+                event_id=sample.id,
+                correlation_id=sample.correlation_id,
+                replay=observation.replay,
+                cool_down_s=self.cool_down_s,
+            ),
+            id=workflow_id_for(observation),
+            task_queue=self.task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            start_signal=OBSERVE_SIGNAL,
+            start_signal_args=[observation],
+            search_attributes=TypedSearchAttributes(attributes),
+            static_summary=f"{observation.category.value}: {observation.template}"[:200],
+            rpc_timeout=timedelta(seconds=10),
+        )
+
+    async def signal_all(self, observations: Sequence[Observation]) -> None:
+        """Send every observation. Those that fail because Temporal is away are retried
+        with backoff until they go through; a refusal (bad request) is logged and dropped,
+        since retrying it would stall the stream for nothing: the events are stored."""
+        limit = asyncio.Semaphore(self.concurrency)
+
+        async def one(observation: Observation) -> None:
+            async with limit:
+                await self.signal(observation)
+
+        pending = list(observations)
+        self.stats.observations += len(pending)
+        backoff = Backoff(first=0.2, cap=10.0)
+        while pending:
+            results = await asyncio.gather(*(one(o) for o in pending), return_exceptions=True)
+            retry: list[Observation] = []
+            for observation, result in zip(pending, results, strict=True):
+                if not isinstance(result, BaseException):
+                    self.stats.signals += 1
+                elif isinstance(result, TRANSIENT) or is_transient_temporal_error(result):
+                    retry.append(observation)
+                elif isinstance(result, Exception):
+                    self.stats.failed += 1
+                    log.error(
+                        "incident %s refused by Temporal, not retried: %s",
+                        workflow_id_for(observation),
+                        result,
+                    )
+                else:
+                    raise result
+            pending = retry
+            if pending:
+                delay = backoff.next_delay()
+                log.warning(
+                    "Temporal unavailable for %d incident signal(s); retrying in %.1fs",
+                    len(pending),
+                    delay,
+                )
+                await asyncio.sleep(delay)
+
+
+async def deliver(subscriptions: Sequence[Subscription], events: Sequence[Event]) -> None:
+    """Hand each subscription its matching events. A failing agent is logged and counted;
+    it never holds up the stream or the other agents."""
+    for sub in subscriptions:
+        matching = [e for e in events if sub.filter.matches(e)]
+        if not matching:
+            continue
+        try:
+            await sub.handler(matching)
+            sub.delivered += len(matching)
+        except Exception:
+            sub.failures += 1
+            log.exception("subscription %s failed on %d event(s)", sub.name, len(matching))

@@ -1,0 +1,105 @@
+"""What the event mesh hands to an IncidentWorkflow, and what the workflow reports back.
+
+A person can start an incident by hand with the real CLI:
+
+    temporal workflow start --type IncidentWorkflow --task-queue aiops \\
+        --workflow-id incident-manual-1 \\
+        --input '{"event_type": "ServiceTimeout", "source": "import-service",
+                  "payload": {"duration_s": 30}}'
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from aiops.events.envelope import Event, EventTypeName
+
+
+class ProblemCategory(StrEnum):
+    ERROR = "error"
+    TIMEOUT = "timeout"
+    UNHEALTHY = "unhealthy"
+    ANOMALY = "anomaly"
+
+
+class ProblemSeverity(StrEnum):
+    """The seed's Severity scale for problems (events use debug..critical)."""
+
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    CRITICAL = "critical"
+
+    @property
+    def rank(self) -> int:
+        return _RANK[self]
+
+
+_RANK = {
+    ProblemSeverity.LOW: 0,
+    ProblemSeverity.MEDIUM: 1,
+    ProblemSeverity.HIGH: 2,
+    ProblemSeverity.CRITICAL: 3,
+}
+
+
+class Observation(BaseModel):
+    """One batch's worth of events for one fingerprint, coalesced into one signal."""
+
+    model_config = ConfigDict(frozen=True)
+
+    fingerprint: str = Field(min_length=1)
+    template: str
+    category: ProblemCategory
+    severity: ProblemSeverity
+    service: str | None = None
+    count: int = Field(ge=1, description="events with this fingerprint in the batch")
+    sample: Event = Field(description="the newest event of the batch for this fingerprint")
+    first_seen: datetime
+    last_seen: datetime
+    replay: bool = False
+
+
+class IncidentStatus(BaseModel):
+    """What the `status` query returns; also the workflow's result."""
+
+    fingerprint: str
+    template: str = ""
+    category: ProblemCategory | None = None
+    severity: ProblemSeverity | None = None
+    service: str | None = None
+    observations: int = Field(default=0, description="signals received")
+    events: int = Field(default=0, description="events those signals stood for")
+    first_seen: datetime | None = None
+    last_seen: datetime | None = None
+    last_sample: Event | None = None
+    open: bool = True
+    replay: bool = False
+
+
+class IncidentInput(BaseModel):
+    """How an incident starts: the first problem event, plus what the router knows.
+
+    Only event_type and source are required, so the input can be typed by hand.
+    """
+
+    event_type: EventTypeName
+    source: str = Field(min_length=1, max_length=256)
+    payload: dict[str, Any] = Field(default_factory=dict)
+    service: str | None = None
+    severity: ProblemSeverity | None = None
+    category: ProblemCategory | None = None
+    fingerprint: str | None = None
+    template: str | None = None
+    event_id: uuid.UUID | None = None
+    correlation_id: uuid.UUID | None = None
+    replay: bool = False
+    # the incident closes after this long without a new observation
+    cool_down_s: float = Field(default=600.0, gt=0)
+    # set when the workflow continues as new, so counts survive the new run
+    carried: IncidentStatus | None = None

@@ -1,0 +1,161 @@
+"""The Redis Streams listener process (`aiops listen`).
+
+Reads every stream matching AIOPS_LISTENER_STREAMS in the consumer group
+AIOPS_LISTENER_GROUP, stores valid events, dead-letters invalid ones and routes problems
+to IncidentWorkflows. Run as many as you like: they share the group. SIGTERM (or Ctrl-C)
+finishes the batch in hand, acknowledges it and exits; a second one exits at once, and
+the unacknowledged entries are taken over by another listener after
+AIOPS_LISTENER_CLAIM_IDLE_MS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import signal
+import socket
+from collections.abc import Callable, Sequence
+
+import redis.asyncio as aioredis
+
+from aiops.config import Settings
+from aiops.endpoints import resolve_database_url, resolve_redis_url
+from aiops.events.consumer import StreamConsumer
+from aiops.events.detection import DefaultDetector, Detector
+from aiops.events.health import patterns_of
+from aiops.events.ingest import Ingestor, IngestStats
+from aiops.events.retry import retrying
+from aiops.events.routing import (
+    Fingerprinter,
+    IncidentRouter,
+    Subscription,
+    is_transient_temporal_error,
+)
+from aiops.events.store import EventStore
+
+log = logging.getLogger("aiops.listener")
+
+
+def consumer_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+def default_fingerprinter() -> Fingerprinter:
+    from aiops.fingerprint import Fingerprinter as ProblemFingerprinter
+
+    return ProblemFingerprinter()
+
+
+async def run_listener(
+    settings: Settings,
+    *,
+    consumer: str | None = None,
+    incidents: bool = True,
+    cool_down_s: float = 600.0,
+    stop: asyncio.Event | None = None,
+    detector: Detector | None = None,
+    fingerprinter: Fingerprinter | None = None,
+    subscriptions: Sequence[Subscription] = (),
+    on_ready: Callable[[StreamConsumer], None] | None = None,
+) -> IngestStats:
+    """Run until stop is set (or SIGTERM/SIGINT when stop is not given)."""
+    stop = stop or _stop_on_signals()
+    name = consumer or consumer_name()
+    client = aioredis.Redis.from_url(
+        resolve_redis_url(settings),
+        # longer than a blocking read, so only a dead connection times out
+        socket_timeout=settings.listener_block_ms / 1000 + 15,
+        socket_connect_timeout=5,
+        health_check_interval=30,
+    )
+    store = await retrying(
+        lambda: EventStore.connect(resolve_database_url(settings)), "connecting to PostgreSQL"
+    )
+    router: IncidentRouter | None = None
+    if incidents:
+        from aiops.temporal_client import connect
+
+        temporal = await retrying(
+            lambda: connect(settings),
+            "connecting to Temporal",
+            is_transient=lambda e: isinstance(e, RuntimeError) or is_transient_temporal_error(e),
+        )
+        router = IncidentRouter(
+            temporal, task_queue=settings.temporal_task_queue, cool_down_s=cool_down_s
+        )
+    stream_consumer = StreamConsumer(
+        client,
+        patterns=patterns_of(settings),
+        group=settings.listener_group,
+        consumer=name,
+        dead_letter_stream=settings.dead_letter_stream,
+        batch_size=settings.listener_batch_size,
+        block_ms=settings.listener_block_ms,
+        claim_idle_ms=settings.listener_claim_idle_ms,
+        dead_letter_maxlen=settings.events_maxlen,
+    )
+    ingestor = Ingestor(
+        stream_consumer,
+        store,
+        max_event_bytes=settings.events_max_payload_bytes,
+        detector=detector or DefaultDetector(),
+        fingerprinter=fingerprinter or default_fingerprinter(),
+        incidents=router,
+        subscriptions=subscriptions,
+    )
+    log.info(
+        "listener %s: streams %s, group %s, incidents %s",
+        name,
+        settings.listener_streams,
+        settings.listener_group,
+        "on" if router else "off",
+    )
+    try:
+        await retrying(lambda: stream_consumer.discover(force=True), "discovering streams")
+        if on_ready is not None:
+            on_ready(stream_consumer)
+        stats = await ingestor.run(stop)
+        await stream_consumer.leave()
+        log.info("listener %s stopped: %s", name, stats.line())
+        return stats
+    finally:
+        await client.aclose()
+        await store.close()
+
+
+def _stop_on_signals() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    main = asyncio.current_task()
+
+    def on_signal(signum: int) -> None:
+        if stop.is_set():
+            # a second signal: leave now; unacknowledged entries are reclaimed later
+            log.warning(
+                "second %s: exiting without finishing the batch", signal.Signals(signum).name
+            )
+            if main is not None:
+                main.cancel()
+            return
+        log.info("%s: finishing the batch in hand, then exiting", signal.Signals(signum).name)
+        stop.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
+    return stop
+
+
+def main() -> None:
+    """`python -m workers.listener`: the same as `aiops listen` with defaults."""
+    from aiops.config import get_settings
+    from aiops.logging_setup import configure_logging
+
+    settings = get_settings()
+    configure_logging(settings)
+    asyncio.run(run_listener(settings))
+
+
+if __name__ == "__main__":
+    main()
