@@ -148,13 +148,22 @@ def _stop_on_signals() -> asyncio.Event:
 
 
 def main() -> None:
-    """`python -m workers.listener`: the same as `aiops listen` with defaults."""
-    from aiops.config import get_settings
-    from aiops.logging_setup import configure_logging
+    """`python -m workers.listener [OPTIONS]`: the same as `aiops listen`."""
+    import sys
 
-    settings = get_settings()
-    configure_logging(settings)
-    asyncio.run(run_listener(settings))
+    import typer
+
+    from workers.commands.events import listen
+
+    code = 0
+    try:
+        typer.run(listen)
+    except SystemExit as done:
+        code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+    # as in workers/cli.py: the Temporal SDK's threads can abort finalization; leave cleanly
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":

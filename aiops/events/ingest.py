@@ -127,7 +127,11 @@ class Ingestor:
                 repeats_in_batch.append(entry)
             else:
                 invalid.append(
-                    (entry, f"duplicate event id {event.id} with different content in one batch")
+                    (
+                        entry,
+                        "duplicate event id with different content: "
+                        f"{event.id} came earlier in this batch",
+                    )
                 )
 
         if vanished:

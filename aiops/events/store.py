@@ -64,7 +64,7 @@ ON CONFLICT (id) DO NOTHING
 # Rows the INSERT skipped because another entry stored the id first; a redelivery of the
 # same entry is not reported. `same` tells a harmless repeat from a conflicting reuse.
 _SKIPPED: Final = """
-SELECT s.idx, e.stream, e.stream_entry_id,
+SELECT s.idx, s.id, e.stream, e.stream_entry_id,
        (e.ts = s.ts AND e.event_type = s.event_type AND e.source = s.source
         AND e.payload = s.payload::jsonb
         AND e.correlation_id IS NOT DISTINCT FROM s.correlation_id
@@ -224,8 +224,9 @@ class EventStore:
                         result.conflicts.append(
                             (
                                 rec["idx"],
-                                "duplicate event id with different content: already stored "
-                                f"from {rec['stream']} entry {rec['stream_entry_id']}",
+                                "duplicate event id with different content: "
+                                f"{rec['id']} already stored from {rec['stream']} "
+                                f"entry {rec['stream_entry_id']}",
                             )
                         )
         return result

@@ -1,0 +1,156 @@
+"""Shared helpers of the event-mesh tests (no tests here): settings pointed at the test
+servers and streams, an in-process ingestor, and waiting for a condition."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from aiops.config import Settings
+from aiops.events.consumer import StreamConsumer
+from aiops.events.detection import DefaultDetector
+from aiops.events.ingest import Ingestor
+from aiops.events.routing import IncidentRouter, Subscription
+from aiops.events.store import EventStore
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def mesh_settings(redis_url: str, database_url: str, prefix: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "redis_url": redis_url,
+        "database_url": database_url,
+        "listener_streams": f"{prefix}:*",
+        "dead_letter_stream": f"{prefix}:dead",
+        "listener_group": "aiops",
+        "listener_batch_size": 500,
+        "listener_block_ms": 100,
+        "listener_claim_idle_ms": 500,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+def mesh_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """The environment that gives a subprocess these settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIOPS_")}
+    env.update(
+        {
+            "REDIS_URL": str(settings.redis_url),
+            "DATABASE_URL": str(settings.database_url),
+            "AIOPS_LISTENER_STREAMS": settings.listener_streams,
+            "AIOPS_DEAD_LETTER_STREAM": settings.dead_letter_stream,
+            "AIOPS_LISTENER_GROUP": settings.listener_group,
+            "AIOPS_LISTENER_BATCH_SIZE": str(settings.listener_batch_size),
+            "AIOPS_LISTENER_BLOCK_MS": str(settings.listener_block_ms),
+            "AIOPS_LISTENER_CLAIM_IDLE_MS": str(settings.listener_claim_idle_ms),
+            "AIOPS_LOG_LEVEL": "INFO",
+        }
+    )
+    env.update(extra)
+    return env
+
+
+def spawn_listener(settings: Settings, log: Path, *args: str) -> subprocess.Popen[bytes]:
+    """`python -m workers.listener --no-incidents ...` as a real process."""
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "workers.listener", "--no-incidents", *args],
+            env=mesh_env(settings),
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def make_ingestor(
+    settings: Settings,
+    client: aioredis.Redis,
+    store: EventStore,
+    *,
+    consumer: str = "test-consumer",
+    incidents: IncidentRouter | None = None,
+    subscriptions: Sequence[Subscription] = (),
+) -> Ingestor:
+    stream_consumer = StreamConsumer(
+        client,
+        patterns=[settings.listener_streams],
+        group=settings.listener_group,
+        consumer=consumer,
+        dead_letter_stream=settings.dead_letter_stream,
+        batch_size=settings.listener_batch_size,
+        block_ms=settings.listener_block_ms,
+        claim_idle_ms=settings.listener_claim_idle_ms,
+        dead_letter_maxlen=settings.events_maxlen,
+    )
+    return Ingestor(
+        stream_consumer,
+        store,
+        max_event_bytes=settings.events_max_payload_bytes,
+        detector=DefaultDetector(),
+        fingerprinter=fingerprinter_for_tests(),
+        incidents=incidents,
+        subscriptions=subscriptions,
+    )
+
+
+def fingerprinter_for_tests() -> Any:
+    try:
+        from workers.listener import default_fingerprinter
+
+        return default_fingerprinter()
+    except ImportError:  # TEMPORARY until aiops.fingerprint lands
+        import hashlib
+        import re
+        from types import SimpleNamespace
+
+        class StandIn:
+            def add(
+                self, message: str, service: str | None = None, category: str | None = None
+            ) -> Any:
+                template = re.sub(r"\d+", "<*>", message)
+                digest = hashlib.sha256(f"{service}|{category}|{template}".encode()).hexdigest()
+                return SimpleNamespace(fingerprint=digest[:16], template=template, cluster_size=1)
+
+        return StandIn()
+
+
+async def drain(ingestor: Ingestor, *, idle_reads: int = 2) -> None:
+    """Process batches until the streams have nothing more for this consumer."""
+    await ingestor.consumer.discover(force=True)
+    quiet = 0
+    while quiet < idle_reads:
+        entries = await ingestor.consumer.read()
+        if entries:
+            await ingestor.process(entries)
+            quiet = 0
+        else:
+            quiet += 1
+
+
+async def wait_for(
+    predicate: Callable[[], Awaitable[bool]], timeout: float, what: str, interval: float = 0.1
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await predicate():
+            return
+        await asyncio.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def wait_sync(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
