@@ -259,10 +259,45 @@ class IncidentRouter:
     task_queue: str
     cool_down_s: float = 600.0
     concurrency: int = 32
+    with_search_attributes: bool = True
     stats: RoutingStats = field(default_factory=RoutingStats)
 
     async def signal(self, observation: Observation) -> None:
         sample = observation.sample
+        incident = IncidentInput(
+            event_type=sample.event_type,
+            source=sample.source,
+            payload=sample.payload,
+            service=observation.service,
+            severity=observation.severity,
+            category=observation.category,
+            fingerprint=observation.fingerprint,
+            template=observation.template,
+            event_id=sample.id,
+            correlation_id=sample.correlation_id,
+            replay=observation.replay,
+            cool_down_s=self.cool_down_s,
+        )
+        try:
+            await self._start(observation, incident)
+        except RPCError as error:
+            # A cluster without aiops' search attributes registered would refuse every
+            # incident; better an incident that cannot be searched by them than none.
+            if not (
+                self.with_search_attributes
+                and error.status == RPCStatusCode.INVALID_ARGUMENT
+                and "search attribute" in str(error).lower()
+            ):
+                raise
+            log.warning(
+                "Temporal refused the search attributes (%s); starting incidents without "
+                "them. Register them with `temporal operator search-attribute create`.",
+                error,
+            )
+            self.with_search_attributes = False
+            await self._start(observation, incident)
+
+    async def _start(self, observation: Observation, incident: IncidentInput) -> None:
         attributes = [
             SearchAttributePair(search_attributes.FINGERPRINT, observation.fingerprint),
             SearchAttributePair(search_attributes.CATEGORY, observation.category.value),
@@ -273,26 +308,15 @@ class IncidentRouter:
             attributes.append(SearchAttributePair(search_attributes.SERVICE, observation.service))
         await self.client.start_workflow(
             INCIDENT_WORKFLOW,
-            IncidentInput(
-                event_type=sample.event_type,
-                source=sample.source,
-                payload=sample.payload,
-                service=observation.service,
-                severity=observation.severity,
-                category=observation.category,
-                fingerprint=observation.fingerprint,
-                template=observation.template,
-                event_id=sample.id,
-                correlation_id=sample.correlation_id,
-                replay=observation.replay,
-                cool_down_s=self.cool_down_s,
-            ),
+            incident,
             id=workflow_id_for(observation),
             task_queue=self.task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             start_signal=OBSERVE_SIGNAL,
             start_signal_args=[observation],
-            search_attributes=TypedSearchAttributes(attributes),
+            search_attributes=(
+                TypedSearchAttributes(attributes) if self.with_search_attributes else None
+            ),
             static_summary=f"{observation.category.value}: {observation.template}"[:200],
             rpc_timeout=timedelta(seconds=10),
         )
