@@ -16,7 +16,6 @@ import redis.asyncio as aioredis
 
 from aiops.config import Settings
 from aiops.events.consumer import StreamConsumer
-from aiops.events.detection import DefaultDetector
 from aiops.events.ingest import Ingestor
 from aiops.events.routing import IncidentRouter, Subscription
 from aiops.events.store import EventStore
@@ -95,8 +94,6 @@ def make_ingestor(
         stream_consumer,
         store,
         max_event_bytes=settings.events_max_payload_bytes,
-        detector=DefaultDetector(),
-        fingerprinter=fingerprinter_for_tests(),
         incidents=incidents,
         subscriptions=subscriptions,
     )
@@ -154,3 +151,15 @@ def wait_sync(predicate: Callable[[], bool], timeout: float, what: str) -> None:
             return
         time.sleep(0.1)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def incident_router(client: Any, task_queue: str, **kw: Any) -> IncidentRouter:
+    from aiops.events.detection import DefaultDetector
+
+    return IncidentRouter(
+        client,
+        task_queue=task_queue,
+        detector=DefaultDetector(),
+        fingerprinter=fingerprinter_for_tests(),
+        **kw,
+    )

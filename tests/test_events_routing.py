@@ -15,14 +15,20 @@ import redis.asyncio as aioredis
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
-from test_events_helpers import drain, fingerprinter_for_tests, make_ingestor, mesh_settings
+from test_events_helpers import (
+    drain,
+    fingerprinter_for_tests,
+    incident_router,
+    make_ingestor,
+    mesh_settings,
+)
 
 from aiops import search_attributes
 from aiops.devstack import binaries
 from aiops.events.detection import DefaultDetector
 from aiops.events.envelope import Event, EventType
 from aiops.events.mesh import EventMesh
-from aiops.events.routing import EventFilter, IncidentRouter, PayloadPredicate, coalesce
+from aiops.events.routing import EventFilter, PayloadPredicate, coalesce
 from aiops.events.store import EventStore
 from aiops.models.incident import (
     IncidentInput,
@@ -150,7 +156,7 @@ async def test_ten_thousand_identical_errors_are_one_incident(
         )
         info = [Event(event_type="BookmarkCreated", source="bookmarks") for _ in range(50)]
         await mesh.publish_many([*storm, other, *info], stream=f"{stream_prefix}:imports")
-        router = IncidentRouter(client, task_queue=worker, cool_down_s=600)
+        router = incident_router(client, task_queue=worker, cool_down_s=600)
         ingestor = make_ingestor(settings, redis_client, store, incidents=router)
         await drain(ingestor)
     finally:
@@ -244,7 +250,7 @@ async def test_incident_closes_when_quiet_and_reopens_as_a_new_run(
         DefaultDetector(),
         fingerprinter_for_tests(),
     )
-    router = IncidentRouter(client, task_queue=worker, cool_down_s=0.5)
+    router = incident_router(client, task_queue=worker, cool_down_s=0.5)
     await router.signal_all([observation, observation])
     workflow_id = f"incident-{observation.fingerprint}"
     handle = client.get_workflow_handle_for(IncidentWorkflow.run, workflow_id)

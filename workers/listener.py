@@ -83,7 +83,11 @@ async def run_listener(
             is_transient=lambda e: isinstance(e, RuntimeError) or is_transient_temporal_error(e),
         )
         router = IncidentRouter(
-            temporal, task_queue=settings.temporal_task_queue, cool_down_s=cool_down_s
+            temporal,
+            task_queue=settings.temporal_task_queue,
+            detector=detector or DefaultDetector(),
+            fingerprinter=fingerprinter or default_fingerprinter(),
+            cool_down_s=cool_down_s,
         )
     stream_consumer = StreamConsumer(
         client,
@@ -100,8 +104,6 @@ async def run_listener(
         stream_consumer,
         store,
         max_event_bytes=settings.events_max_payload_bytes,
-        detector=detector or DefaultDetector(),
-        fingerprinter=fingerprinter or default_fingerprinter(),
         incidents=router,
         subscriptions=subscriptions,
     )

@@ -23,16 +23,9 @@ import asyncpg
 import redis.exceptions
 
 from aiops.events.consumer import MAX_DELIVERIES, Entry, StreamConsumer
-from aiops.events.detection import Detector
 from aiops.events.envelope import Event, InvalidEvent, decode_entry
 from aiops.events.retry import TRANSIENT, Backoff, retrying
-from aiops.events.routing import (
-    Fingerprinter,
-    IncidentRouter,
-    Subscription,
-    coalesce,
-    deliver,
-)
+from aiops.events.routing import IncidentRouter, Subscription, deliver
 from aiops.events.store import EventStore, Located, StoreResult
 
 log = logging.getLogger(__name__)
@@ -76,16 +69,12 @@ class Ingestor:
         store: EventStore,
         *,
         max_event_bytes: int,
-        detector: Detector,
-        fingerprinter: Fingerprinter,
         incidents: IncidentRouter | None = None,
         subscriptions: Sequence[Subscription] = (),
     ) -> None:
         self.consumer = consumer
         self.store = store
         self.max_event_bytes = max_event_bytes
-        self.detector = detector
-        self.fingerprinter = fingerprinter
         self.incidents = incidents
         self.subscriptions = list(subscriptions)
         self.stats = IngestStats()
@@ -216,7 +205,7 @@ class Ingestor:
             await deliver(self.subscriptions, events)
         if self.incidents is None:
             return 0
-        observations = coalesce(events, self.detector, self.fingerprinter)
+        observations = self.incidents.observe(events)
         self.stats.problems += sum(o.count for o in observations)
         if observations:
             await self.incidents.signal_all(observations)

@@ -257,10 +257,15 @@ class IncidentRouter:
 
     client: Client
     task_queue: str
+    detector: Detector
+    fingerprinter: Fingerprinter
     cool_down_s: float = 600.0
     concurrency: int = 32
     with_search_attributes: bool = True
     stats: RoutingStats = field(default_factory=RoutingStats)
+
+    def observe(self, events: Sequence[Event]) -> list[Observation]:
+        return coalesce(events, self.detector, self.fingerprinter)
 
     async def signal(self, observation: Observation) -> None:
         sample = observation.sample
