@@ -1,0 +1,187 @@
+"""Variable masking and tokenization: what in a message is data, and what is the event.
+
+Typed regular expressions run first over the raw text (URLs, UUIDs, timestamps, addresses,
+paths, host names, quantities with units, quoted identifiers); the text between them is
+split into words and punctuation, and any remaining word holding a digit is a variable.
+Runs of adjacent variables collapse into one, so "IRQs 3 4 5 6" and "IRQs 7 10" share a
+template, and the token count depends less on how many values a line happens to carry.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import NamedTuple
+
+WILDCARD = "<*>"
+
+_MONTH = r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec)[a-z]*\.?"
+_WEEKDAY = r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)[a-z]*"
+_ZONE = r"(?:[A-Z]{1,3}T|UTC|Z)"
+_H16 = r"[0-9a-fA-F]{1,4}"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?"
+_UNIT = r"(?:[KMGTPE]i?B|[kKMG]b|bytes?|B|ns|us|µs|ms|secs?|seconds?|mins?|minutes?|hours?|days?)"
+
+# Order matters: at one position the first kind that matches wins (a URL before the
+# path inside it, an IPv6 address before the times its groups resemble).
+_KINDS: tuple[tuple[str, str], ...] = (
+    ("URL", r"\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s\"'<>()\[\]{}]+"),
+    ("UUID", r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b"),
+    ("EMAIL", r"\b[\w.+\-]+@" + _LABEL + r"(?:\." + _LABEL + r")*\.[A-Za-z]{2,}\b"),
+    (
+        "TS",
+        r"\b\d{4}-\d{1,2}-\d{1,2}[T ]\d{1,2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?"
+        r"(?:\s?(?:Z|[+\-]\d{2}:?\d{2}))?(?![\w:])",
+    ),
+    (
+        "TS",
+        rf"\b(?:{_WEEKDAY},?\s+)?{_MONTH}\s+\d{{1,2}}(?:,?\s+\d{{4}})?\s+\d{{1,2}}:\d{{2}}"
+        rf"(?::\d{{2}}(?:[.,]\d+)?)?(?:\s+{_ZONE})?(?:\s+\d{{4}})?(?![\w:])",
+    ),
+    (
+        "TS",
+        rf"\b{_WEEKDAY},?\s+\d{{1,2}}\s+{_MONTH}\s+\d{{4}}\s+\d{{1,2}}:\d{{2}}(?::\d{{2}})?"
+        rf"(?:\s+{_ZONE})?(?![\w:])",
+    ),
+    (
+        "IP",
+        rf"(?<![0-9a-zA-Z:])(?:(?:{_H16}:){{7}}{_H16}|(?:{_H16}:){{1,6}}(?::{_H16}){{1,6}}"
+        rf"|(?:{_H16}:){{1,7}}:|::(?:{_H16}:){{0,6}}{_H16})(?:%\w+)?(?![\w:])",
+    ),
+    ("MAC", r"(?<![0-9a-zA-Z:])[0-9a-fA-F]{2}(?:[:\-][0-9a-fA-F]{2}){5,}(?![\w:])"),
+    ("IP", r"(?<![\w.])\d{1,3}(?:\.\d{1,3}){3}(?:/\d{1,2})?(?::\d{1,5})?(?![\w]|\.\d)"),
+    ("TS", r"\b\d{4}[\-/.]\d{1,2}[\-/.]\d{1,2}\b"),
+    ("TS", r"(?<![\w:])\d{1,2}:\d{2}(?::\d{2})?(?:[.,:]\d+)?(?![\w:])"),
+    (
+        "HOST",
+        rf"\b(?:{_LABEL}\.)+(?:com|net|org|edu|gov|mil|local|localdomain|internal|lan|arpa)"
+        r"(?::\d{1,5})?(?![.\w\-])",
+    ),
+    ("HOST", rf"\b(?:{_LABEL}\.){{2,}}[a-z]{{2}}(?::\d{{1,5}})?(?![.\w\-])"),
+    (
+        "PATH",
+        r"(?<![\w./~])(?:[A-Za-z]:|\.{1,2}|~)?(?:[\\/]+[\w.@%+~\-{}$]+)+[\\/]*(?:\?[^\s\"'<>]*)?",
+    ),
+    ("HEX", r"\b0[xX][0-9a-fA-F]+\b"),
+    ("NUM", rf"(?<![\w.])(?:[<>]=?|[-+~])?\d+(?:[.,]\d+)?\s?{_UNIT}(?![\w])"),
+    # a quoted value with a digit or an identifier's punctuation ('user_id', "db.orders",
+    # '0x03f2'); a quoted plain word ('Active') often names the event, so it stays
+    ("QUOTED", r"(?<![\w\\])(?P<quote>[\"'])[^\s\"']*[^A-Za-z\s\"'][^\s\"']*(?P=quote)"),
+)
+_MASK_RE = re.compile("|".join(f"(?P<{kind}{i}>{rx})" for i, (kind, rx) in enumerate(_KINDS)))
+_SPLIT_RE = re.compile(r"\s+|\.{2,}|[=:,;()\[\]{}<>\"'|]")
+_NUMBER_RE = re.compile(r"[-+]?\d+(?:[.,]\d+)*%?")
+_HEXWORD_RE = re.compile(r"[0-9a-fA-F]{6,}")
+_USER_KEYS = frozenset({"user", "username", "user_name", "userid", "login"})
+_NOT_A_USER = frozenset(
+    {"from", "by", "for", "to", "at", "in", "on", "with", "of", "and", "or", "is", "was",
+     "has", "had", "not", "the", "a", "an", "name", "id", "unknown", "request", "requests",
+     "session", "authentication", "data", "agent", "list", "mode", "level", "space"}
+)  # fmt: skip
+_USER_RE = re.compile(r"[A-Za-z_][\w.\-@$]*")
+
+
+class Token(NamedTuple):
+    """A word, a punctuation mark, or a variable shown as its kind (``<IP>``)."""
+
+    text: str
+    variable: bool
+    space_before: bool
+
+
+def _word_kind(word: str) -> str | None:
+    """The kind of a word that carries data, or None when it is part of the event."""
+    if not any(ch.isdigit() for ch in word):
+        return None
+    if _NUMBER_RE.fullmatch(word):
+        return "NUM"
+    if _HEXWORD_RE.fullmatch(word):
+        return "HEX"
+    return "ID"
+
+
+def _split_constant(text: str, space: bool, out: list[Token]) -> bool:
+    start = 0
+    for found in _SPLIT_RE.finditer(text):
+        if found.start() > start:
+            space = _append_word(text[start : found.start()], space, out)
+        mark = found.group()
+        if mark.isspace():
+            space = True
+        else:
+            out.append(Token(mark, False, space))
+            space = False
+        start = found.end()
+    if start < len(text):
+        space = _append_word(text[start:], space, out)
+    return space
+
+
+def _append_word(word: str, space: bool, out: list[Token]) -> bool:
+    kind = _word_kind(word)
+    out.append(Token(f"<{kind}>", True, space) if kind else Token(word, False, space))
+    return False
+
+
+def _mask_users(tokens: list[Token]) -> None:
+    """Mask the name after "user" (user root, user=root): an identity, never the event."""
+    for i, token in enumerate(tokens[:-1]):
+        if token.variable or token.text.lower() not in _USER_KEYS:
+            continue
+        j = i + 1
+        if tokens[j].text in ("=", ":") and j + 1 < len(tokens):
+            j += 1
+        value = tokens[j]
+        if (
+            not value.variable
+            and value.text.lower() not in _NOT_A_USER
+            and _USER_RE.fullmatch(value.text)
+        ):
+            tokens[j] = Token("<USER>", True, value.space_before)
+
+
+def _collapse(tokens: list[Token]) -> list[Token]:
+    out: list[Token] = []
+    for token in tokens:
+        if token.variable and out and out[-1].variable:
+            if out[-1].text != token.text:
+                out[-1] = Token(WILDCARD, True, out[-1].space_before)
+            continue
+        out.append(token)
+    return out
+
+
+def tokenize(message: str) -> list[Token]:
+    """Split a message into tokens with its variables masked and adjacent ones merged."""
+    tokens: list[Token] = []
+    space = False
+    position = 0
+    for found in _MASK_RE.finditer(message):
+        space = _split_constant(message[position : found.start()], space, tokens)
+        kind = (found.lastgroup or "VAR").rstrip("0123456789")
+        if kind == "QUOTED":
+            quote = found.group()[0]
+            tokens.append(Token(quote, False, space))
+            tokens.append(Token("<*>", True, False))
+            tokens.append(Token(quote, False, False))
+        else:
+            tokens.append(Token(f"<{kind}>", True, space))
+        space = False
+        position = found.end()
+    _split_constant(message[position:], space, tokens)
+    _mask_users(tokens)
+    return _collapse(tokens)
+
+
+def render(tokens: list[Token] | tuple[Token, ...]) -> str:
+    """Join tokens back into readable text, with the spacing of the message they came from."""
+    parts: list[str] = []
+    for token in tokens:
+        if token.space_before and parts:
+            parts.append(" ")
+        parts.append(token.text)
+    return "".join(parts)
+
+
+def mask_variables(message: str) -> str:
+    """The message with its variable parts replaced by their kind, e.g. ``<IP>``, ``<NUM>``."""
+    return render(tokenize(message))
