@@ -11,6 +11,7 @@ stands for the words that tell two events apart (``VM Paused`` is not ``VM Resum
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import pairwise
 
 from aiops.fingerprint.masking import WILDCARD
 
@@ -21,10 +22,17 @@ def is_word(token: str) -> bool:
     return token != WILDCARD and any(ch.isalnum() for ch in token)
 
 
+_KEY_MARKS = frozenset({"=", ":"})
+
+
 def _span_words(span: Sequence[str]) -> int | None:
     """Plain words in a span a wildcard may stand for, or None when it may not."""
     words = sum(1 for token in span if is_word(token))
     if WILDCARD in span:
+        # a key (``user=``, ``port:``) is structure: a line with one more field is another event
+        for token, after in pairwise(span):
+            if after in _KEY_MARKS and is_word(token):
+                return None
         return words
     return 1 if len(span) == 1 and words == 1 else None
 
