@@ -23,9 +23,10 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from workers.commands import config_cmd, demo, dev, migrate
+    from workers.commands import config_cmd, demo, dev, fingerprint, migrate
 
     app.add_typer(dev.app, name="dev")
+    app.command("fingerprint")(fingerprint.fingerprint)
     app.command("migrate")(migrate.migrate)
     app.command("config")(config_cmd.config)
     app.command("demo")(demo.demo)
