@@ -210,7 +210,8 @@ async def test_redis_and_postgres_restarts_lose_nothing(
         await wait_for(all_acked, 20, "every entry to be acknowledged")
         log = (tmp_path / "listener.log").read_text()
         # it did see both servers go away, and carried on
-        assert "reading from Redis failed" in log and "storing events failed" in log
+        assert "Connection closed by server" in log or "Error 111 connecting" in log
+        assert "storing events failed" in log
         assert listener.poll() is None
     finally:
         stop.set()

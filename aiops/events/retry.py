@@ -24,6 +24,8 @@ TRANSIENT: Final[tuple[type[BaseException], ...]] = (
     redis.exceptions.BusyLoadingError,
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,  # the connection was closed under us
+    # asyncpg's protocol state after a connection died mid-query (seen on a server restart)
+    asyncpg.InternalClientError,
     asyncpg.CannotConnectNowError,
     asyncpg.AdminShutdownError,
     asyncpg.CrashShutdownError,
