@@ -64,7 +64,9 @@ def align(template: Sequence[str], message: Sequence[str], *, max_span: int, max
     return NO_MATCH if core == NO_MATCH else core + head + tail
 
 
-MAX_CORE = 256
+# differing middles longer than this are different events as far as grouping goes; the
+# dynamic programme is quadratic in it
+MAX_CORE = 128
 
 
 def _align_core(t: Sequence[str], m: Sequence[str], max_span: int, max_words: int) -> int:

@@ -63,10 +63,22 @@ def _signature(key: Key) -> Key:
     return tuple(token for token in key if is_word(token))
 
 
+# Candidates are found by the first words of a signature, and by those words with one
+# left out. Bounding the prefix keeps the index linear in message length; it stays exact as
+# a filter, because a word absorbed beyond the prefix leaves the prefixes equal.
+_PREFIX = 24
+
+
+def _prefix(signature: Key) -> Key:
+    return signature[:_PREFIX]
+
+
 def _deletions(signature: Key) -> Iterator[Key]:
+    """The prefix-long forms of a signature with one of its first words left out."""
+    head = signature[: _PREFIX + 1]
     seen: set[Key] = set()
-    for i in range(len(signature)):
-        shorter = signature[:i] + signature[i + 1 :]
+    for i in range(len(head)):
+        shorter = head[:i] + head[i + 1 :]
         if shorter not in seen:
             seen.add(shorter)
             yield shorter
@@ -199,9 +211,9 @@ class Fingerprinter:
 
     def _candidates(self, scope: Scope, key: Key) -> set[int]:
         signature = _signature(key)
-        found = set(self._by_signature.get((scope, signature), ()))
+        found = set(self._by_signature.get((scope, _prefix(signature)), ()))
         if self.config.max_absorbed_words:
-            found.update(self._by_deletion.get((scope, signature), ()))
+            found.update(self._by_deletion.get((scope, _prefix(signature)), ()))
             for shorter in _deletions(signature):
                 found.update(self._by_signature.get((scope, shorter), ()))
         return found
@@ -274,12 +286,12 @@ class Fingerprinter:
 
     def _index(self, cluster: _Cluster) -> None:
         signature = _signature(cluster.key)
-        self._by_signature.setdefault((cluster.scope, signature), []).append(cluster.index)
+        self._by_signature.setdefault((cluster.scope, _prefix(signature)), []).append(cluster.index)
         for shorter in _deletions(signature):
             self._by_deletion.setdefault((cluster.scope, shorter), []).append(cluster.index)
 
     def _unindex(self, cluster: _Cluster) -> None:
         signature = _signature(cluster.key)
-        self._by_signature[(cluster.scope, signature)].remove(cluster.index)
+        self._by_signature[(cluster.scope, _prefix(signature))].remove(cluster.index)
         for shorter in _deletions(signature):
             self._by_deletion[(cluster.scope, shorter)].remove(cluster.index)
