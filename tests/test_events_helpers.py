@@ -19,6 +19,7 @@ from aiops.events.consumer import StreamConsumer
 from aiops.events.ingest import Ingestor
 from aiops.events.routing import IncidentRouter, Subscription
 from aiops.events.store import EventStore
+from aiops.fingerprint import Fingerprinter
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -99,25 +100,8 @@ def make_ingestor(
     )
 
 
-def fingerprinter_for_tests() -> Any:
-    try:
-        from workers.listener import default_fingerprinter
-
-        return default_fingerprinter()
-    except ImportError:  # TEMPORARY until aiops.fingerprint lands
-        import hashlib
-        import re
-        from types import SimpleNamespace
-
-        class StandIn:
-            def add(
-                self, message: str, service: str | None = None, category: str | None = None
-            ) -> Any:
-                template = re.sub(r"\d+", "<*>", message)
-                digest = hashlib.sha256(f"{service}|{category}|{template}".encode()).hexdigest()
-                return SimpleNamespace(fingerprint=digest[:16], template=template, cluster_size=1)
-
-        return StandIn()
+def fingerprinter_for_tests() -> Fingerprinter:
+    return Fingerprinter()
 
 
 async def drain(ingestor: Ingestor, *, idle_reads: int = 2) -> None:

@@ -34,6 +34,7 @@ from aiops.events.routing import (
     is_transient_temporal_error,
 )
 from aiops.events.store import EventStore
+from aiops.fingerprint import Fingerprinter as ProblemFingerprinter
 
 log = logging.getLogger("aiops.listener")
 
@@ -43,8 +44,6 @@ def consumer_name() -> str:
 
 
 def default_fingerprinter() -> Fingerprinter:
-    from aiops.fingerprint import Fingerprinter as ProblemFingerprinter
-
     return ProblemFingerprinter()
 
 
