@@ -3,6 +3,7 @@ their reasons, acknowledged only when done, groups shared, health figures."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -12,7 +13,7 @@ import asyncpg
 import pytest
 import pytest_asyncio
 import redis.asyncio as aioredis
-from test_events_helpers import drain, make_ingestor, mesh_settings
+from test_events_helpers import drain, make_ingestor, mesh_settings, wait_for
 
 from aiops.events.envelope import Event, EventType
 from aiops.events.health import mesh_health_from_settings
@@ -194,8 +195,6 @@ async def test_consumers_share_one_group(
         await mesh.publish(event, stream=f"{stream_prefix}:s{i % 3}")
     a = make_ingestor(settings, redis_client, store, consumer="a")
     b = make_ingestor(settings, redis_client, store, consumer="b")
-    import asyncio
-
     await asyncio.gather(drain(a), drain(b))
     assert a.stats.entries > 0 and b.stats.entries > 0
     assert a.stats.entries + b.stats.entries == 600
@@ -220,8 +219,6 @@ async def test_claims_entries_of_a_dead_consumer(
     survivor = make_ingestor(settings, redis_client, store, consumer="survivor")
     await drain(survivor)
     assert survivor.stats.entries == 0  # nothing new, and the dead one's are not idle yet
-    import asyncio
-
     await asyncio.sleep(0.3)
     survivor.consumer._claimed_at = -1e9
     await drain(survivor)
@@ -336,3 +333,64 @@ async def test_health_reports_a_server_away(
         await client.aclose()
     assert health.status == "unhealthy" and health.errors[0].startswith("redis:")
     assert health.processed_1h == 0
+
+
+async def test_restart_under_the_same_name_takes_its_own_pending_first(
+    redis_url: str,
+    database_url: str,
+    stream_prefix: str,
+    redis_client: aioredis.Redis,
+    store: EventStore,
+) -> None:
+    # claims would only come after an hour: what gets these entries is the own-pending read
+    settings = mesh_settings(
+        redis_url, database_url, stream_prefix, listener_claim_idle_ms=3_600_000
+    )
+    stream = f"{stream_prefix}:app"
+    events = [Event(event_type="A", source="s", payload={"i": i}) for i in range(40)]
+    await EventMesh(redis_client).publish_many(events, stream=stream)
+    before = make_ingestor(settings, redis_client, store, consumer="same")
+    await before.consumer.discover(force=True)
+    assert len(await before.consumer.read()) == 40  # then the process "crashed"
+
+    again = make_ingestor(settings, redis_client, store, consumer="same")
+    stop = asyncio.Event()
+    task = asyncio.create_task(again.run(stop))
+
+    async def stored_all() -> bool:
+        return len(await _rows(database_url)) == 40
+
+    await wait_for(stored_all, 10, "the restarted consumer to store its pending entries")
+    stop.set()
+    stats = await asyncio.wait_for(task, 10)
+    assert stats.stored == 40 and again.consumer.stats.claimed == 0
+    assert (await redis_client.xpending(stream, settings.listener_group))["pending"] == 0
+
+
+async def test_run_stops_after_finishing_what_it_holds(
+    redis_url: str,
+    database_url: str,
+    stream_prefix: str,
+    redis_client: aioredis.Redis,
+    store: EventStore,
+) -> None:
+    settings = mesh_settings(redis_url, database_url, stream_prefix, listener_batch_size=100)
+    stream = f"{stream_prefix}:app"
+    ingestor = make_ingestor(settings, redis_client, store)
+    stop = asyncio.Event()
+    task = asyncio.create_task(ingestor.run(stop))
+    mesh = EventMesh(redis_client)
+    published = 0
+    for _ in range(20):
+        await mesh.publish_many(
+            [Event(event_type="A", source="s") for _ in range(100)], stream=stream
+        )
+        published += 100
+        await asyncio.sleep(0.01)
+    stop.set()
+    stats = await asyncio.wait_for(task, 10)
+    # whatever it read, it stored and acknowledged; the rest waits in the stream
+    assert stats.entries == stats.stored == len(await _rows(database_url)) > 0
+    assert (await redis_client.xpending(stream, settings.listener_group))["pending"] == 0
+    await drain(ingestor)
+    assert len(await _rows(database_url)) == published

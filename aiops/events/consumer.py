@@ -1,9 +1,9 @@
 """The Redis side of the listener: one consumer group per stream, reads, claims, acks and
 dead letters.
 
-Entries come from three places, in this order of preference: this consumer's own pending
-entries when it starts (a restart under the same name), entries other consumers left
-pending longer than claim_idle_ms (XAUTOCLAIM: they died), and new entries (XREADGROUP >).
+Entries come from three places: this consumer's own pending entries when it starts (a
+restart under the same name), entries other consumers left pending longer than
+claim_idle_ms (XAUTOCLAIM: they died), and new entries (XREADGROUP >).
 """
 
 from __future__ import annotations
@@ -153,20 +153,27 @@ class StreamConsumer:
 
     # --- reading ---
 
+    async def read_own_pending(self) -> list[Entry]:
+        """Entries delivered to this consumer name and never acknowledged (a restart under
+        the same name); [] once there are none left. Process each batch before the next."""
+        await self.discover()
+        for stream in self.streams:
+            if stream in self._own_pending_done:
+                continue
+            entries = await self._read_own_pending(stream)
+            if entries:
+                return entries
+            self._own_pending_done.add(stream)
+        return []
+
     async def read(self) -> list[Entry]:
-        """The next batch: own pending first, then claims from dead consumers, then new."""
+        """The next batch: entries of dead consumers when a claim is due, else new ones."""
         await self.discover()
         if not self.streams:
             # nothing to read yet; wait like XREADGROUP would, then look again
             await asyncio.sleep(min(self.block_ms, 1000) / 1000)
             await self.discover(force=True)
             return []
-        for stream in self.streams:
-            if stream not in self._own_pending_done:
-                entries = await self._read_own_pending(stream)
-                if entries:
-                    return entries
-                self._own_pending_done.add(stream)
         if time.monotonic() - self._claimed_at >= self.claim_idle_ms / 2000:
             claimed = await self._claim()
             if claimed:

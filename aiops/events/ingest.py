@@ -15,7 +15,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -31,6 +31,8 @@ from aiops.events.store import EventStore, Located, StoreResult
 log = logging.getLogger(__name__)
 
 STATS_EVERY_S: Final = 30.0
+# entries validated between two turns of the event loop in prepare_async
+YIELD_EVERY: Final = 32
 
 
 @dataclass
@@ -46,6 +48,18 @@ class IngestStats:
 
     def line(self) -> str:
         return " ".join(f"{k}={v}" for k, v in vars(self).items())
+
+
+@dataclass
+class Batch:
+    """A batch read and validated, not yet stored or acknowledged."""
+
+    entries: int
+    valid: list[tuple[Entry, Event]] = field(default_factory=list)
+    invalid: list[tuple[Entry, str]] = field(default_factory=list)
+    # the same event twice in the batch: stored once, both acknowledged
+    repeats: list[Entry] = field(default_factory=list)
+    vanished: list[Entry] = field(default_factory=list)
 
 
 @dataclass
@@ -78,22 +92,35 @@ class Ingestor:
         self.incidents = incidents
         self.subscriptions = list(subscriptions)
         self.stats = IngestStats()
+        self._read_backoff = Backoff()
 
     # --- one batch ---
 
-    async def process(self, entries: Sequence[Entry]) -> BatchReport:
-        report = BatchReport(entries=len(entries))
-        valid: list[tuple[Entry, Event]] = []
-        invalid: list[tuple[Entry, str]] = []
-        vanished: list[Entry] = []
+    def prepare(self, entries: Sequence[Entry]) -> Batch:
+        """Validate a batch (CPU only, no I/O): what to store, what to dead-letter."""
+        batch = Batch(entries=len(entries))
+        for _ in self._validate(entries, batch):
+            pass
+        return batch
+
+    async def prepare_async(self, entries: Sequence[Entry]) -> Batch:
+        """prepare(), letting the event loop in every few entries: the batch being stored
+        meanwhile has its PostgreSQL replies handled promptly, not after the whole batch."""
+        batch = Batch(entries=len(entries))
+        for _ in self._validate(entries, batch):
+            await asyncio.sleep(0)
+        return batch
+
+    def _validate(self, entries: Sequence[Entry], batch: Batch) -> Iterator[None]:
         first_by_id: dict[uuid.UUID, Event] = {}
-        repeats_in_batch: list[Entry] = []
-        for entry in entries:
+        for n, entry in enumerate(entries, 1):
+            if n % YIELD_EVERY == 0:
+                yield
             if entry.fields is None:
-                vanished.append(entry)
+                batch.vanished.append(entry)
                 continue
             if entry.deliveries > MAX_DELIVERIES:
-                invalid.append(
+                batch.invalid.append(
                     (
                         entry,
                         f"delivered {entry.deliveries} times and never acknowledged: "
@@ -106,16 +133,16 @@ class Ingestor:
                     entry.stream, entry.entry_id, entry.fields, self.max_event_bytes
                 )
             except InvalidEvent as error:
-                invalid.append((entry, error.reason))
+                batch.invalid.append((entry, error.reason))
                 continue
             earlier = first_by_id.get(event.id)
             if earlier is None:
                 first_by_id[event.id] = event
-                valid.append((entry, event))
+                batch.valid.append((entry, event))
             elif _same_event(earlier, event):
-                repeats_in_batch.append(entry)
+                batch.repeats.append(entry)
             else:
-                invalid.append(
+                batch.invalid.append(
                     (
                         entry,
                         "duplicate event id with different content: "
@@ -123,9 +150,12 @@ class Ingestor:
                     )
                 )
 
-        if vanished:
-            log.warning("%d entries were trimmed before they were processed", len(vanished))
-        await self._dead_letter(invalid)
+    async def commit(self, batch: Batch) -> BatchReport:
+        """Dead-letter, store, route, acknowledge: each step retried until it holds."""
+        valid = batch.valid
+        if batch.vanished:
+            log.warning("%d entries were trimmed before they were processed", len(batch.vanished))
+        await self._dead_letter(batch.invalid)
 
         to_store = [
             (i, Located(event, entry.stream, entry.entry_id))
@@ -143,24 +173,31 @@ class Ingestor:
             for i, (_, event) in enumerate(valid)
             if i not in conflict_ids and i not in repeats
         ]
-        report.observations = await self._route(routed)
+        observations = await self._route(routed)
 
         done = [entry for i, (entry, _) in enumerate(valid) if i not in conflict_ids]
-        await self._ack(done + repeats_in_batch + vanished)
+        await self._ack(done + batch.repeats + batch.vanished)
 
-        report.stored = result.stored
-        report.repeats = len(repeats) + len(repeats_in_batch)
-        report.dead_lettered = len(invalid) + len(conflicts)
-        report.reasons = [r for _, r in invalid] + [r for _, r in conflicts]
+        report = BatchReport(
+            entries=batch.entries,
+            stored=result.stored,
+            repeats=len(repeats) + len(batch.repeats),
+            dead_lettered=len(batch.invalid) + len(conflicts),
+            observations=observations,
+            reasons=[r for _, r in batch.invalid] + [r for _, r in conflicts],
+        )
         s = self.stats
         s.batches += 1
-        s.entries += len(entries)
+        s.entries += report.entries
         s.stored += report.stored
         s.repeats += report.repeats
         s.dead_lettered += report.dead_lettered
-        s.vanished += len(vanished)
+        s.vanished += len(batch.vanished)
         s.observations += report.observations
         return report
+
+    async def process(self, entries: Sequence[Entry]) -> BatchReport:
+        return await self.commit(self.prepare(entries))
 
     async def _dead_letter(self, items: Sequence[tuple[Entry, str]]) -> None:
         if items:
@@ -214,32 +251,64 @@ class Ingestor:
     # --- the loop ---
 
     async def run(self, stop: asyncio.Event) -> IngestStats:
-        """Process batches until stop is set; the batch in hand is finished first."""
-        backoff = Backoff()
-        last_stats = time.monotonic()
+        """Process batches until stop is set; batches in hand are finished first.
+
+        Reading and validating the next batch overlaps storing the current one (a queue of
+        one), so the listener computes while PostgreSQL commits.
+        """
         while not stop.is_set():
-            try:
-                entries = await self.consumer.read()
-            except TRANSIENT as error:
-                delay = backoff.next_delay()
-                log.warning("reading from Redis failed (%s); retrying in %.2fs", error, delay)
-                await _sleep_unless(stop, delay)
+            own = await self._read(self.consumer.read_own_pending)
+            if own is None:
                 continue
-            except redis.exceptions.ResponseError as error:
-                if "NOGROUP" not in str(error):
-                    raise
-                log.warning("consumer group missing (%s); creating it again", error)
-                self.consumer.forget_groups()
-                continue
-            backoff.reset()
-            if entries:
-                await self.process(entries)
-            if time.monotonic() - last_stats >= STATS_EVERY_S:
-                log.info("listener: %s", self.stats.line())
-                last_stats = time.monotonic()
+            if not own:
+                break
+            await self.process(own)
+        queue: asyncio.Queue[Batch | None] = asyncio.Queue(maxsize=1)
+        reader = asyncio.create_task(self._read_batches(stop, queue))
+        last_stats = time.monotonic()
+        try:
+            while True:
+                getter = asyncio.ensure_future(queue.get())
+                await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
+                if not getter.done():
+                    getter.cancel()
+                    reader.result()  # the reader failed without a last batch: raise why
+                    break
+                batch = getter.result()
+                if batch is None:
+                    break
+                await self.commit(batch)
+                if time.monotonic() - last_stats >= STATS_EVERY_S:
+                    log.info("listener: %s", self.stats.line())
+                    last_stats = time.monotonic()
+        finally:
+            if not reader.done():
+                reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reader
         return self.stats
 
+    async def _read_batches(self, stop: asyncio.Event, queue: asyncio.Queue[Batch | None]) -> None:
+        while not stop.is_set():
+            entries = await self._read(self.consumer.read)
+            if entries:
+                await queue.put(await self.prepare_async(entries))
+        await queue.put(None)
 
-async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), timeout=seconds)
+    async def _read(self, read: Callable[[], Awaitable[list[Entry]]]) -> list[Entry] | None:
+        """One read; None after a transient failure (already waited for) or a lost group."""
+        try:
+            entries = await read()
+        except TRANSIENT as error:
+            delay = self._read_backoff.next_delay()
+            log.warning("reading from Redis failed (%s); retrying in %.2fs", error, delay)
+            await asyncio.sleep(delay)
+            return None
+        except redis.exceptions.ResponseError as error:
+            if "NOGROUP" not in str(error):
+                raise
+            log.warning("consumer group missing (%s); creating it again", error)
+            self.consumer.forget_groups()
+            return None
+        self._read_backoff.reset()
+        return entries

@@ -185,14 +185,23 @@ def _where(query: EventQuery) -> tuple[str, list[Any]]:
     return (" WHERE " + " AND ".join(clauses)) if clauses else "", args
 
 
+async def _create_staging(conn: asyncpg.Connection) -> None:
+    await conn.execute(_STAGING_DDL)
+
+
 class EventStore:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, staging_on_connect: bool = False) -> None:
+        """staging_on_connect: the pool's init creates the staging table (as connect()
+        does), which saves a round trip per batch."""
         self.pool = pool
+        self._staging_on_connect = staging_on_connect
 
     @classmethod
     async def connect(cls, database_url: str, *, max_size: int = 4) -> EventStore:
-        pool = await asyncpg.create_pool(database_url, min_size=1, max_size=max_size)
-        return cls(pool)
+        pool = await asyncpg.create_pool(
+            database_url, min_size=1, max_size=max_size, init=_create_staging
+        )
+        return cls(pool, staging_on_connect=True)
 
     async def close(self) -> None:
         await self.pool.close()
@@ -208,7 +217,8 @@ class EventStore:
         if not items:
             return result
         async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute(_STAGING_DDL)
+            if not self._staging_on_connect:
+                await conn.execute(_STAGING_DDL)
             await conn.copy_records_to_table(
                 "events_staging",
                 records=[_row(i, item) for i, item in enumerate(items)],

@@ -1,0 +1,339 @@
+"""The event mesh end to end: figures with baselines from the same run, not a test.
+
+    .venv/bin/python bench/events.py [--events 100000] [--latency-seconds 10]
+
+Starts its own PostgreSQL and Redis (durable settings: fsync and AOF on, as in production;
+track_commit_timestamp on so latency is measured to the commit), then measures:
+
+1. throughput from XADD to committed rows with one listener process (`python -m
+   workers.listener --no-incidents`), against the raw capacity of XADD + XREADGROUP + XACK
+   with no processing, both with the publisher running at the same time and as the drain
+   of a backlog; plus COPY alone into a plain table for scale;
+2. publish-to-commit latency (p50/p99/max) at a steady 1,000 events/s;
+3. bytes per stored event, indexes included, for a 200-byte payload.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import asyncpg
+import psutil
+import redis.asyncio as aioredis
+
+from aiops.db.migrate import migrate
+from aiops.devstack import DevStack
+from aiops.devstack.ports import free_port
+from aiops.events.envelope import Event
+from aiops.events.mesh import EventMesh
+
+ROOT = Path(__file__).resolve().parents[1]
+GROUP = "aiops"
+BATCH = 500
+
+
+def payload(i: int) -> dict[str, object]:
+    """About 200 bytes of JSON, like a real error report."""
+    body: dict[str, object] = {
+        "message": f"upstream timed out after {1000 + i % 5000} ms reading from db-{i % 7}:5432",
+        "request_id": uuid.UUID(int=i).hex,
+        "path": f"/api/v1/orders/{i}",
+        "status": 504,
+        "latency_ms": 1000.5 + i % 5000,
+        "pad": "",
+    }
+    body["pad"] = "x" * max(0, 200 - len(json.dumps(body, separators=(",", ":"))))
+    return body
+
+
+def events(count: int, source: str = "checkout") -> list[Event]:
+    """Fresh ids each call: a run must not be absorbed as repeats of an earlier one."""
+    return [
+        Event(event_type="MetricReport", source=source, service=source, payload=payload(i))
+        for i in range(count)
+    ]
+
+
+async def publish(client: aioredis.Redis, stream: str, batch: list[Event]) -> None:
+    mesh = EventMesh(client, maxlen=10_000_000)
+    for start in range(0, len(batch), 1000):
+        await mesh.publish_many(batch[start : start + 1000], stream=stream)
+
+
+async def group_done(client: aioredis.Redis, stream: str, last_id: bytes) -> bool:
+    for info in await client.xinfo_groups(stream):
+        if info["name"] == GROUP.encode():
+            return bool(info["pending"] == 0 and info["last-delivered-id"] == last_id)
+    return False
+
+
+async def wait_consumer(client: aioredis.Redis, stream: str, name: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            consumers = await client.xinfo_consumers(stream, GROUP)
+            if any(c["name"] == name.encode() for c in consumers):
+                return
+        except aioredis.ResponseError:
+            pass
+        await asyncio.sleep(0.05)
+    raise RuntimeError(f"consumer {name} did not start on {stream}")
+
+
+# CPU seconds per event of each consumer process while the clock ran
+CPU: dict[str, float] = {}
+
+
+def consumer_label(_: object, consumer: str, backlog: bool) -> str:
+    return f"{consumer}-{'backlog' if backlog else 'live'}"
+
+
+def start_listener(env: dict[str, str], stream: str, name: str, log: Path) -> subprocess.Popen[bytes]:
+    child_env = {
+        **env,
+        "AIOPS_LISTENER_STREAMS": stream,
+        "AIOPS_LISTENER_BATCH_SIZE": str(BATCH),
+        "AIOPS_LOG_LEVEL": "WARNING",
+    }
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "workers.listener", "--no-incidents", "--consumer", name],
+            env=child_env,
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def start_raw(redis_url: str, stream: str, name: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, __file__, "--raw-consumer", redis_url, stream, name],
+        cwd=ROOT,
+    )
+
+
+async def raw_consumer(redis_url: str, stream: str, name: str) -> None:
+    """XREADGROUP + XACK, nothing else: the ceiling for one Python consumer."""
+    client = aioredis.Redis.from_url(redis_url)
+    # a read of our own (empty) history registers the consumer; a blocking read on 6.2
+    # does not until it is served
+    await client.xreadgroup(GROUP, name, {stream: "0"}, count=1)
+    while True:
+        reply = await client.xreadgroup(GROUP, name, {stream: ">"}, count=BATCH, block=1000)
+        for stream_name, rows in reply or []:
+            await client.xack(stream_name, GROUP, *(entry_id for entry_id, _ in rows))
+
+
+async def timed_run(
+    client: aioredis.Redis,
+    stream: str,
+    batch: list[Event],
+    start_consumer: callable,  # type: ignore[valid-type]
+    consumer: str,
+    *,
+    backlog: bool,
+) -> float:
+    """Events/s from the first XADD to the last acknowledgement (the listener acknowledges
+    after the commit, so for it that is to the last committed row)."""
+    await client.xgroup_create(stream, GROUP, id="0", mkstream=True)
+    if backlog:
+        await publish(client, stream, batch)
+    process = start_consumer()
+    try:
+        await wait_consumer(client, stream, consumer, 60)
+        watched = psutil.Process(process.pid)
+        cpu_before = sum(watched.cpu_times()[:2])
+        started = time.perf_counter()
+        if not backlog:
+            await publish(client, stream, batch)
+        last = (await client.xrevrange(stream, count=1))[0][0]
+        while not await group_done(client, stream, last):
+            await asyncio.sleep(0.01)
+        elapsed = time.perf_counter() - started
+        cpu = sum(watched.cpu_times()[:2]) - cpu_before
+        CPU[consumer_label(start_consumer, consumer, backlog)] = cpu / len(batch)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    return len(batch) / elapsed
+
+
+async def copy_baseline(database_url: str, count: int) -> float:
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute(
+            "CREATE TABLE copy_baseline (id uuid, ts timestamptz, event_type text, source text,"
+            " payload text, stream text, stream_entry_id text)"
+        )
+        rows = [
+            (e.id, e.timestamp, e.event_type, e.source, json.dumps(e.payload), "s", "1-0")
+            for e in events(count)
+        ]
+        started = time.perf_counter()
+        for start in range(0, count, BATCH):
+            await conn.copy_records_to_table("copy_baseline", records=rows[start : start + BATCH])
+        elapsed = time.perf_counter() - started
+        await conn.execute("DROP TABLE copy_baseline")
+        return count / elapsed
+    finally:
+        await conn.close()
+
+
+async def latency_run(
+    client: aioredis.Redis, env: dict[str, str], database_url: str, seconds: float, log: Path
+) -> list[float]:
+    stream = "events:latency"
+    await client.xgroup_create(stream, GROUP, id="0", mkstream=True)
+    process = start_listener(env, stream, "latency", log)
+    mesh = EventMesh(client)
+    try:
+        await wait_consumer(client, stream, "latency", 60)
+        # 10 events every 10 ms: 1,000 events/s, each stamped just before its XADD
+        ticks = int(seconds * 100)
+        start = time.perf_counter()
+        for tick in range(ticks):
+            batch = [
+                Event(event_type="MetricReport", source="latency", payload=payload(tick * 10 + k))
+                for k in range(10)
+            ]
+            await mesh.publish_many(batch, stream=stream)
+            delay = start + (tick + 1) / 100 - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        last = (await client.xrevrange(stream, count=1))[0][0]
+        while not await group_done(client, stream, last):
+            await asyncio.sleep(0.01)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    conn = await asyncpg.connect(database_url)
+    try:
+        rows = await conn.fetch(
+            "SELECT extract(epoch FROM pg_xact_commit_timestamp(xmin) - ts) * 1000 AS ms"
+            " FROM events WHERE stream = $1",
+            stream,
+        )
+    finally:
+        await conn.close()
+    return sorted(float(r["ms"]) for r in rows)
+
+
+async def bytes_per_event(database_url: str) -> tuple[float, int, float]:
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute("VACUUM ANALYZE events")
+        rows = await conn.fetchval("SELECT count(*) FROM events")
+        total = await conn.fetchval("SELECT pg_total_relation_size('events')")
+        payload_bytes = await conn.fetchval(
+            "SELECT avg(octet_length(payload::text)) FROM events"
+        )
+        return total / rows, rows, float(payload_bytes)
+    finally:
+        await conn.close()
+
+
+def percentile(values: list[float], q: float) -> float:
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+async def bench(count: int, latency_seconds: float) -> None:
+    home = Path(tempfile.mkdtemp(prefix="aiops-bench-events-"))
+    stack = DevStack(
+        home, postgres_port=free_port(), redis_port=free_port(), services=("postgres", "redis")
+    )
+    try:
+        state = (await stack.up()).state
+        database_url = state.services["postgres"].url
+        redis_url = state.services["redis"].url
+        conn = await asyncpg.connect(database_url)
+        await conn.execute("ALTER SYSTEM SET track_commit_timestamp = on")
+        await conn.close()
+        stack.down(timeout=30)
+        state = (await stack.up()).state
+        await migrate(database_url, 384)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AIOPS_")}
+        env.update({"DATABASE_URL": database_url, "REDIS_URL": redis_url})
+        client = aioredis.Redis.from_url(redis_url)
+        log = home / "listener.log"
+        wire = len(events(1)[0].to_wire())
+        print(f"{count} events of {wire} bytes on the wire; one listener, batch {BATCH}")
+        print(f"machine: {os.cpu_count()} cores, PostgreSQL and Redis on the same machine\n")
+
+        figures: dict[str, float] = {}
+        for mode, backlog in (("live", False), ("backlog", True)):
+            figures[f"raw_{mode}"] = await timed_run(
+                client,
+                f"events:raw-{mode}",
+                events(count),
+                lambda s=f"events:raw-{mode}": start_raw(redis_url, s, "raw"),
+                "raw",
+                backlog=backlog,
+            )
+            figures[f"e2e_{mode}"] = await timed_run(
+                client,
+                f"events:e2e-{mode}",
+                events(count),
+                lambda s=f"events:e2e-{mode}": start_listener(env, s, "bench", log),
+                "bench",
+                backlog=backlog,
+            )
+            await client.delete(f"events:raw-{mode}")
+        per_event, rows, payload_bytes = await bytes_per_event(database_url)
+        copy_rate = await copy_baseline(database_url, count)
+        latencies = await latency_run(client, env, database_url, latency_seconds, log)
+        await client.aclose()
+
+        print("throughput (events/s, first XADD to last commit; raw: to last XACK)")
+        for mode, label in (
+            ("live", "publisher running alongside"),
+            ("backlog", "draining a backlog"),
+        ):
+            raw, e2e = figures[f"raw_{mode}"], figures[f"e2e_{mode}"]
+            print(
+                f"  {label:<28} end to end {e2e:>9,.0f}   raw Streams {raw:>9,.0f}"
+                f"   ratio {e2e / raw:.2f}   vs seed 10,000: {e2e / 10_000:.1f}x"
+            )
+        for label, seconds in sorted(CPU.items()):
+            print(f"  CPU of the consumer process, {label}: {seconds * 1e6:.1f} us/event")
+        print(f"  COPY alone (one client, batches of {BATCH}, plain table): {copy_rate:,.0f} rows/s")
+        print(
+            f"\nlatency publish -> commit at 1,000 events/s for {latency_seconds:.0f}s "
+            f"({len(latencies)} events): p50 {statistics.median(latencies):.1f} ms, "
+            f"p99 {percentile(latencies, 0.99):.1f} ms, max {latencies[-1]:.1f} ms"
+        )
+        print(
+            f"\nstorage: {per_event:.0f} bytes per event including indexes "
+            f"({rows} rows, payload {payload_bytes:.0f} bytes of JSON); seed: 1 KB "
+            f"({1024 / per_event:.1f}x smaller)"
+        )
+        print(f"\n(run at {datetime.now(UTC).isoformat(timespec='seconds')})")
+    finally:
+        stack.down(timeout=30)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def main() -> None:
+    if len(sys.argv) == 5 and sys.argv[1] == "--raw-consumer":
+        asyncio.run(raw_consumer(*sys.argv[2:]))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--latency-seconds", type=float, default=10.0)
+    args = parser.parse_args()
+    asyncio.run(bench(args.events, args.latency_seconds))
+
+
+if __name__ == "__main__":
+    main()
