@@ -150,6 +150,52 @@ def _collapse(tokens: list[Token]) -> list[Token]:
     return out
 
 
+_MAX_UNIT = 12
+_SEPARATORS = frozenset({",", ";", "|"})
+
+
+def _collapse_repeats(tokens: list[Token]) -> list[Token]:
+    """Keep one copy of a data-carrying unit repeated back to back ("a=1, a=2, a=3").
+
+    A list's length is data too: "node-1 <ok> node-2 <ok>" and "node-7 <ok>" are one
+    event. Only units holding a variable collapse, so repeated words ("very very") stay.
+    """
+    if sum(t.variable for t in tokens) < 2:
+        return tokens
+    out = list(tokens)
+    texts = [t.text for t in out]
+    i = 0
+    while i < len(out):
+        if not _collapse_at(i, out, texts):
+            i += 1
+    return out
+
+
+def _collapse_at(i: int, out: list[Token], texts: list[str]) -> bool:
+    """Drop one repeat of a unit starting at i; False when there is none to drop."""
+    first_variable = next(
+        (k for k in range(i, min(len(out), i + _MAX_UNIT)) if out[k].variable), -1
+    )
+    if first_variable < 0:
+        return False
+    for size in range(first_variable - i + 1, _MAX_UNIT + 1):
+        end = i + size
+        if end + size - 1 > len(out):
+            return False
+        if texts[i:end] == texts[end : end + size]:
+            del out[end : end + size], texts[end : end + size]
+            return True
+        # the last item of a separated list has no separator after it
+        if (
+            size > 1
+            and texts[end - 1] in _SEPARATORS
+            and texts[i : end - 1] == texts[end : end + size - 1]
+        ):
+            del out[end - 1 : end + size - 1], texts[end - 1 : end + size - 1]
+            return True
+    return False
+
+
 def tokenize(message: str) -> list[Token]:
     """Split a message into tokens with its variables masked and adjacent ones merged."""
     tokens: list[Token] = []
@@ -169,7 +215,7 @@ def tokenize(message: str) -> list[Token]:
         position = found.end()
     _split_constant(message[position:], space, tokens)
     _mask_users(tokens)
-    return _collapse(tokens)
+    return _collapse_repeats(_collapse(tokens))
 
 
 def render(tokens: list[Token] | tuple[Token, ...]) -> str:
