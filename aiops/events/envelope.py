@@ -14,7 +14,6 @@ the same id and is stored once.
 from __future__ import annotations
 
 import math
-import re
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -29,7 +28,6 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
-    model_validator,
 )
 from pydantic_core import to_json
 
@@ -58,22 +56,19 @@ class EventType(StrEnum):
 
 KNOWN_EVENT_TYPES: Final = frozenset(t.value for t in EventType)
 
-_TYPE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.:\-]{0,127}")
+# an identifier: a letter, then letters, digits, _ . : - (at most 128 characters)
+TYPE_NAME_PATTERN: Final = r"^[A-Za-z][A-Za-z0-9_.:\-]{0,127}$"
+_NO_NUL: Final = r"^[^\x00]*$"
 
 
-def _event_type(value: object) -> object:
+def _custom_form(value: object) -> object:
     # The Rust seed serialises EventType::Custom("X") as {"Custom": "X"}; accept that too.
-    if isinstance(value, dict) and len(value) == 1 and "Custom" in value:
-        value = value["Custom"]
-    if isinstance(value, str) and _TYPE_NAME.fullmatch(value) is None:
-        raise ValueError(
-            "event_type must be an identifier: a letter, then letters, digits, _ . : - "
-            "(at most 128 characters)"
-        )
+    if type(value) is dict and len(value) == 1 and "Custom" in value:
+        return value["Custom"]
     return value
 
 
-EventTypeName = Annotated[str, BeforeValidator(_event_type)]
+EventTypeName = Annotated[str, BeforeValidator(_custom_form), Field(pattern=TYPE_NAME_PATTERN)]
 
 
 class Severity(StrEnum):
@@ -102,47 +97,27 @@ class Event(BaseModel):
     id: uuid.UUID = Field(default_factory=uuid.uuid4)
     timestamp: datetime = Field(default_factory=lambda: datetime.now(UTC))
     event_type: EventTypeName
-    source: str = Field(min_length=1, max_length=256)
+    # no NUL: PostgreSQL's text cannot hold it
+    source: str = Field(min_length=1, max_length=256, pattern=_NO_NUL)
     payload: dict[str, Any] = Field(default_factory=dict)
     correlation_id: uuid.UUID | None = None
     causation_id: uuid.UUID | None = None
-    service: str | None = Field(default=None, min_length=1, max_length=256)
+    service: str | None = Field(default=None, min_length=1, max_length=256, pattern=_NO_NUL)
     severity: Annotated[Severity | None, BeforeValidator(_severity)] = None
     # Set by `aiops events replay`: the event was stored before and is published again.
     replay: bool = False
 
-    @model_validator(mode="before")
-    @classmethod
-    def _defaults_from_entry(cls, data: Any, info: ValidationInfo) -> Any:
-        # Decoding a stream entry: derive missing id/timestamp from the entry itself, so
-        # every delivery of the entry yields the same event.
-        entry = info.context.get("entry") if isinstance(info.context, dict) else None
-        if entry is None or not isinstance(data, dict):
-            return data
-        stream, entry_id = entry
-        if "id" not in data:
-            data = {**data, "id": uuid.uuid5(ENTRY_NAMESPACE, f"{stream}/{entry_id}")}
-        if "timestamp" not in data:
-            millis = int(entry_id.split("-", 1)[0])
-            data = {**data, "timestamp": datetime.fromtimestamp(millis / 1000, UTC)}
-        return data
-
     @field_validator("payload")
     @classmethod
-    def _storable_payload(cls, value: dict[str, Any]) -> dict[str, Any]:
+    def _storable_payload(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
         # PostgreSQL's jsonb refuses NaN, Infinity and \u0000; one such event must not fail
-        # the COPY of a whole batch. The serialised form finds candidates cheaply; the walk
+        # the COPY of a whole batch. decode_entry has looked at the raw JSON already (the
+        # hot path); otherwise the serialised form finds candidates cheaply. The walk
         # decides, since the same letters inside a string are harmless (NUL aside).
-        dumped = to_json(value)
-        if b"NaN" in dumped or b"Infinity" in dumped or b"\\u0000" in dumped:
+        if info.context is _RAW_CLEAN:
+            return value
+        if _suspect(to_json(value)):
             _check_storable(value, "payload")
-        return value
-
-    @field_validator("source", "service")
-    @classmethod
-    def _no_nul(cls, value: str | None) -> str | None:
-        if value is not None and "\x00" in value:
-            raise ValueError("must not contain NUL characters")
         return value
 
     @field_validator("timestamp")
@@ -160,6 +135,14 @@ class Event(BaseModel):
         return self.model_dump_json(
             exclude_none=True, exclude=None if self.replay else {"replay"}
         ).encode()
+
+
+# validation context from decode_entry: the raw JSON holds no NaN, Infinity or \u0000
+_RAW_CLEAN: Final[dict[str, bool]] = {"raw_clean": True}
+
+
+def _suspect(data: bytes) -> bool:
+    return b"NaN" in data or b"Infinity" in data or b"\\u0000" in data
 
 
 def _check_storable(value: Any, path: str) -> None:
@@ -213,6 +196,17 @@ def decode_entry(
     except UnicodeDecodeError as error:
         raise InvalidEvent(f"event is not UTF-8: {error.reason} at byte {error.start}") from None
     try:
-        return Event.model_validate_json(text, context={"entry": (stream, entry_id)})
+        event = Event.model_validate_json(text, context=None if _suspect(raw) else _RAW_CLEAN)
     except ValidationError as error:
         raise InvalidEvent(_describe(error)) from None
+    given = event.model_fields_set
+    if "id" in given and "timestamp" in given:
+        return event
+    # Left out: derived from the entry, so every delivery of it yields the same event.
+    derived: dict[str, object] = {}
+    if "id" not in given:
+        derived["id"] = uuid.uuid5(ENTRY_NAMESPACE, f"{stream}/{entry_id}")
+    if "timestamp" not in given:
+        millis = int(entry_id.split("-", 1)[0])
+        derived["timestamp"] = datetime.fromtimestamp(millis / 1000, UTC)
+    return event.model_copy(update=derived)
