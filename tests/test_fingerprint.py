@@ -6,6 +6,7 @@ import csv
 import hashlib
 import json
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -75,6 +76,25 @@ def test_keeps_the_words_that_name_the_event() -> None:
 def test_adjacent_variables_collapse_so_counts_do_not_matter() -> None:
     assert mask_variables("IRQs 3 4 5 6 7 10 11 12 routed") == "IRQs <NUM> routed"
     assert mask_variables("IRQs 3 4 routed") == "IRQs <NUM> routed"
+
+
+def test_repeated_data_units_collapse_so_list_lengths_do_not_matter() -> None:
+    three = "inconsistent nodesets node-31 0x1ff <ok> node-0 0xfe <ok> node-1 0xfe <ok>"
+    one = "inconsistent nodesets node-7 0x1ff <ok>"
+    assert mask_variables(three) == mask_variables(one) == "inconsistent nodesets <*> <ok>"
+    assert mask_variables("retry x=1, x=2, x=3 done") == "retry x=<NUM> done"
+    assert mask_variables("very very slow") == "very very slow"
+
+
+@pytest.mark.parametrize(
+    "message",
+    ["a." * 20000, "1." * 20000, " ".join(["a-" * 200] * 100), " ".join(["a:" * 200] * 100)],
+)
+def test_masking_stays_linear_on_pathological_input(message: str) -> None:
+    started = time.perf_counter()
+    Fingerprinter().add(message)
+    # a backtracking regression costs tens of seconds here; the normal cost is milliseconds
+    assert time.perf_counter() - started < 5
 
 
 # --- grouping -----------------------------------------------------------------------

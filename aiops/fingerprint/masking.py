@@ -18,15 +18,15 @@ _MONTH = r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec)[a-z]*\.?"
 _WEEKDAY = r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)[a-z]*"
 _ZONE = r"(?:[A-Z]{1,3}T|UTC|Z)"
 _H16 = r"[0-9a-fA-F]{1,4}"
-_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?"
 _UNIT = r"(?:[KMGTPE]i?B|[kKMG]b|bytes?|B|ns|us|µs|ms|secs?|seconds?|mins?|minutes?|hours?|days?)"
 
 # Order matters: at one position the first kind that matches wins (a URL before the
 # path inside it, an IPv6 address before the times its groups resemble).
 _KINDS: tuple[tuple[str, str], ...] = (
-    ("URL", r"\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s\"'<>()\[\]{}]+"),
+    ("URL", r"(?<![\w+.\-])[A-Za-z][A-Za-z0-9+.\-]{0,31}://[^\s\"'<>()\[\]{}]+"),
     ("UUID", r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b"),
-    ("EMAIL", r"\b[\w.+\-]+@" + _LABEL + r"(?:\." + _LABEL + r")*\.[A-Za-z]{2,}\b"),
+    ("EMAIL", r"(?<![\w.+\-])[\w.+\-]{1,64}@" + _LABEL + r"(?:\." + _LABEL + r")*\.[A-Za-z]{2,}\b"),
     (
         "TS",
         r"\b\d{4}-\d{1,2}-\d{1,2}[T ]\d{1,2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?"
@@ -53,10 +53,10 @@ _KINDS: tuple[tuple[str, str], ...] = (
     ("TS", r"(?<![\w:])\d{1,2}:\d{2}(?::\d{2})?(?:[.,:]\d+)?(?![\w:])"),
     (
         "HOST",
-        rf"\b(?:{_LABEL}\.)+(?:com|net|org|edu|gov|mil|local|localdomain|internal|lan|arpa)"
+        rf"(?<![\w.\-])(?:{_LABEL}\.){{1,16}}(?:com|net|org|edu|gov|mil|local|localdomain|internal|lan|arpa)"
         r"(?::\d{1,5})?(?![.\w\-])",
     ),
-    ("HOST", rf"\b(?:{_LABEL}\.){{2,}}[a-z]{{2}}(?::\d{{1,5}})?(?![.\w\-])"),
+    ("HOST", rf"(?<![\w.\-])(?:{_LABEL}\.){{2,16}}[a-z]{{2}}(?::\d{{1,5}})?(?![.\w\-])"),
     (
         "PATH",
         r"(?<![\w./~])(?:[A-Za-z]:|\.{1,2}|~)?(?:[\\/]+[\w.@%+~\-{}$]+)+[\\/]*(?:\?[^\s\"'<>]*)?",
@@ -65,9 +65,10 @@ _KINDS: tuple[tuple[str, str], ...] = (
     ("NUM", rf"(?<![\w.])(?:[<>]=?|[-+~])?\d+(?:[.,]\d+)?\s?{_UNIT}(?![\w])"),
     # a quoted value with a digit or an identifier's punctuation ('user_id', "db.orders",
     # '0x03f2'); a quoted plain word ('Active') often names the event, so it stays
-    ("QUOTED", r"(?<![\w\\])(?P<quote>[\"'])[^\s\"']*[^A-Za-z\s\"'][^\s\"']*(?P=quote)"),
+    ("QUOTED", r"(?<![\w\\])(?P<quote>[\"'])(?=[^\s\"']*[^A-Za-z\s\"'])[^\s\"']+(?P=quote)"),
 )
 _MASK_RE = re.compile("|".join(f"(?P<{kind}{i}>{rx})" for i, (kind, rx) in enumerate(_KINDS)))
+_BLOB_RE = re.compile(r"\S{512,}")
 _SPLIT_RE = re.compile(r"\s+|\.{2,}|[=:,;()\[\]{}<>\"'|]")
 _NUMBER_RE = re.compile(r"[-+]?\d+(?:[.,]\d+)*%?")
 _HEXWORD_RE = re.compile(r"[0-9a-fA-F]{6,}")
@@ -196,24 +197,36 @@ def _collapse_at(i: int, out: list[Token], texts: list[str]) -> bool:
     return False
 
 
-def tokenize(message: str) -> list[Token]:
-    """Split a message into tokens with its variables masked and adjacent ones merged."""
-    tokens: list[Token] = []
-    space = False
+def _mask_segment(text: str, space: bool, tokens: list[Token]) -> bool:
     position = 0
-    for found in _MASK_RE.finditer(message):
-        space = _split_constant(message[position : found.start()], space, tokens)
+    for found in _MASK_RE.finditer(text):
+        space = _split_constant(text[position : found.start()], space, tokens)
         kind = (found.lastgroup or "VAR").rstrip("0123456789")
         if kind == "QUOTED":
             quote = found.group()[0]
             tokens.append(Token(quote, False, space))
-            tokens.append(Token("<*>", True, False))
+            tokens.append(Token(WILDCARD, True, False))
             tokens.append(Token(quote, False, False))
         else:
             tokens.append(Token(f"<{kind}>", True, space))
         space = False
         position = found.end()
-    _split_constant(message[position:], space, tokens)
+    return _split_constant(text[position:], space, tokens)
+
+
+def tokenize(message: str) -> list[Token]:
+    """Split a message into tokens with its variables masked and adjacent ones merged."""
+    tokens: list[Token] = []
+    space = False
+    position = 0
+    # a very long run without spaces is a blob (base64, a dump): one variable, and it keeps
+    # the regular expressions' work per message linear
+    for blob in _BLOB_RE.finditer(message):
+        space = _mask_segment(message[position : blob.start()], space, tokens)
+        tokens.append(Token(WILDCARD, True, space))
+        space = False
+        position = blob.end()
+    _mask_segment(message[position:], space, tokens)
     _mask_users(tokens)
     return _collapse_repeats(_collapse(tokens))
 
