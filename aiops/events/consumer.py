@@ -205,11 +205,11 @@ class StreamConsumer:
         if not reply:
             return []
         # RESP2 (the client is made without protocol=3): [[stream, [(id, fields), ...]], ...]
-        return [
-            Entry(_text(stream), _text(entry_id), fields)
-            for stream, rows in reply
-            for entry_id, fields in rows
-        ]
+        entries: list[Entry] = []
+        for stream, rows in reply:
+            name = _text(stream)
+            entries += [Entry(name, entry_id.decode(), fields) for entry_id, fields in rows]
+        return entries
 
     async def _claim(self) -> list[Entry]:
         """Entries idle longer than claim_idle_ms under other consumers: they are ours now."""
