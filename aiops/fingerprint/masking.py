@@ -119,7 +119,17 @@ def _split_constant(text: str, space: bool, out: list[Token]) -> bool:
 
 def _append_word(word: str, space: bool, out: list[Token]) -> bool:
     kind = _word_kind(word)
-    out.append(Token(f"<{kind}>", True, space) if kind else Token(word, False, space))
+    if kind is None:
+        out.append(Token(word, False, space))
+        return False
+    stop = ""
+    if len(word) > 1 and word[-1] in ".!?":
+        # "port 6379." ends a sentence: the full stop is not part of the number
+        stop = word[-1]
+        kind = _word_kind(word[:-1]) or kind
+    out.append(Token(f"<{kind}>", True, space))
+    if stop:
+        out.append(Token(stop, False, False))
     return False
 
 
