@@ -71,6 +71,8 @@ def test_keeps_the_words_that_name_the_event() -> None:
     assert mask_variables("Location icon in state 'Active'") == "Location icon in state 'Active'"
     assert mask_variables("check pass; user unknown") == "check pass; user unknown"
     assert mask_variables("Invalid user  from 1.2.3.4") == "Invalid user from <IP>"
+    assert mask_variables("user deleted by admin") == "user deleted by admin"
+    assert mask_variables("user account disabled") == "user account disabled"
 
 
 def test_adjacent_variables_collapse_so_counts_do_not_matter() -> None:

@@ -73,11 +73,17 @@ _SPLIT_RE = re.compile(r"\s+|\.{2,}|[=:,;()\[\]{}<>\"'|]")
 _NUMBER_RE = re.compile(r"[-+]?\d+(?:[.,]\d+)*%?")
 _HEXWORD_RE = re.compile(r"[0-9a-fA-F]{6,}")
 _USER_KEYS = frozenset({"user", "username", "user_name", "userid", "login"})
+# words that follow "user" without naming one: prepositions, verbs, and the user's things
 _NOT_A_USER = frozenset(
-    {"from", "by", "for", "to", "at", "in", "on", "with", "of", "and", "or", "is", "was",
-     "has", "had", "not", "the", "a", "an", "name", "id", "unknown", "request", "requests",
-     "session", "authentication", "data", "agent", "list", "mode", "level", "space"}
+    {"from", "by", "for", "to", "at", "in", "on", "with", "of", "and", "or", "as", "is",
+     "was", "are", "were", "be", "been", "has", "had", "have", "does", "did", "do", "not",
+     "can", "cannot", "could", "will", "would", "should", "must", "may", "exists", "the",
+     "a", "an", "name", "id", "unknown", "request", "requests", "session", "sessions",
+     "authentication", "data", "agent", "list", "mode", "level", "space", "account",
+     "accounts", "quota", "input", "info", "profile", "group", "groups", "role", "roles",
+     "password", "permission", "permissions", "interface", "context", "code", "process"}
 )  # fmt: skip
+_VERB_ENDINGS = ("ed", "ing")
 _USER_RE = re.compile(r"[A-Za-z_][\w.\-@$]*")
 
 
@@ -145,6 +151,7 @@ def _mask_users(tokens: list[Token]) -> None:
         if (
             not value.variable
             and value.text.lower() not in _NOT_A_USER
+            and not (len(value.text) > 4 and value.text.lower().endswith(_VERB_ENDINGS))
             and _USER_RE.fullmatch(value.text)
         ):
             tokens[j] = Token("<USER>", True, value.space_before)
