@@ -26,8 +26,11 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
+from typing import cast
 
 import asyncpg
 import psutil
@@ -87,6 +90,16 @@ async def group_done(client: aioredis.Redis, stream: str, last_id: bytes) -> boo
     return False
 
 
+async def wait_done(client: aioredis.Redis, stream: str) -> None:
+    """Until the group has been handed the stream's last entry and acknowledged it all."""
+    newest = cast(list[tuple[bytes, dict[bytes, bytes]]], await client.xrevrange(stream, count=1))
+    last = newest[0][0]
+    while True:
+        if await group_done(client, stream, last):
+            return
+        await asyncio.sleep(0.01)
+
+
 async def wait_consumer(client: aioredis.Redis, stream: str, name: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -141,7 +154,10 @@ async def raw_consumer(redis_url: str, stream: str, name: str) -> None:
     # does not until it is served
     await client.xreadgroup(GROUP, name, {stream: "0"}, count=1)
     while True:
-        reply = await client.xreadgroup(GROUP, name, {stream: ">"}, count=BATCH, block=1000)
+        reply = cast(
+            list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]],
+            await client.xreadgroup(GROUP, name, {stream: ">"}, count=BATCH, block=1000),
+        )
         for stream_name, rows in reply or []:
             await client.xack(stream_name, GROUP, *(entry_id for entry_id, _ in rows))
 
@@ -150,7 +166,7 @@ async def timed_run(
     client: aioredis.Redis,
     stream: str,
     batch: list[bytes],
-    start_consumer: callable,  # type: ignore[valid-type]
+    start_consumer: Callable[[], subprocess.Popen[bytes]],
     consumer: str,
     *,
     backlog: bool,
@@ -168,9 +184,7 @@ async def timed_run(
         started = time.perf_counter()
         if not backlog:
             await publish(client, stream, batch)
-        last = (await client.xrevrange(stream, count=1))[0][0]
-        while not await group_done(client, stream, last):
-            await asyncio.sleep(0.01)
+        await wait_done(client, stream)
         elapsed = time.perf_counter() - started
         cpu = sum(watched.cpu_times()[:2]) - cpu_before
         CPU[consumer_label(start_consumer, consumer, backlog)] = cpu / len(batch)
@@ -222,9 +236,7 @@ async def latency_run(
             delay = start + (tick + 1) / 100 - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-        last = (await client.xrevrange(stream, count=1))[0][0]
-        while not await group_done(client, stream, last):
-            await asyncio.sleep(0.01)
+        await wait_done(client, stream)
     finally:
         process.terminate()
         process.wait(timeout=30)
@@ -281,19 +293,20 @@ async def bench(count: int, latency_seconds: float) -> None:
 
         figures: dict[str, float] = {}
         for mode, backlog in (("live", False), ("backlog", True)):
+            raw_stream, e2e_stream = f"events:raw-{mode}", f"events:e2e-{mode}"
             figures[f"raw_{mode}"] = await timed_run(
                 client,
-                f"events:raw-{mode}",
+                raw_stream,
                 wire(events(count)),
-                lambda s=f"events:raw-{mode}": start_raw(redis_url, s, "raw"),
+                partial(start_raw, redis_url, raw_stream, "raw"),
                 "raw",
                 backlog=backlog,
             )
             figures[f"e2e_{mode}"] = await timed_run(
                 client,
-                f"events:e2e-{mode}",
+                e2e_stream,
                 wire(events(count)),
-                lambda s=f"events:e2e-{mode}": start_listener(env, s, "bench", log),
+                partial(start_listener, env, e2e_stream, "bench", log),
                 "bench",
                 backlog=backlog,
             )

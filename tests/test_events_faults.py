@@ -14,7 +14,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
-from test_events_helpers import mesh_settings, spawn_listener, wait_for
+from test_events_helpers import mesh_settings, pending, spawn_listener, wait_for
 
 from aiops.db.migrate import migrate
 from aiops.devstack import DevStack
@@ -111,7 +111,7 @@ async def test_sigterm_finishes_the_batch_and_kill_9_loses_nothing(
         await wait_for(all_stored, 60, "every event to be stored")
 
         async def all_acked() -> bool:
-            return (await client.xpending(stream, group))["pending"] == 0
+            return await pending(client, stream, group) == 0
 
         await wait_for(all_acked, 20, "every entry to be acknowledged")
         n, distinct = await _stored(database_url)
@@ -205,7 +205,7 @@ async def test_redis_and_postgres_restarts_lose_nothing(
         assert await _stored_ids(database_url) == {e.id for e in published}
 
         async def all_acked() -> bool:
-            return (await client.xpending(stream, settings.listener_group))["pending"] == 0
+            return await pending(client, stream, settings.listener_group) == 0
 
         await wait_for(all_acked, 20, "every entry to be acknowledged")
         log = (tmp_path / "listener.log").read_text()

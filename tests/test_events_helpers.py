@@ -10,7 +10,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import redis.asyncio as aioredis
 
@@ -147,3 +147,15 @@ def incident_router(client: Any, task_queue: str, **kw: Any) -> IncidentRouter:
         fingerprinter=fingerprinter_for_tests(),
         **kw,
     )
+
+
+Entries = list[tuple[bytes, dict[bytes, bytes]]]
+
+
+async def entries_of(client: aioredis.Redis, stream: str) -> Entries:
+    """A stream's entries, typed (the client is made without decode_responses)."""
+    return cast(Entries, await client.xrange(stream))
+
+
+async def pending(client: aioredis.Redis, stream: str, group: str) -> int:
+    return int((await client.xpending(stream, group))["pending"])

@@ -8,12 +8,20 @@ import json
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import cast
 
 import asyncpg
 import pytest
 import pytest_asyncio
 import redis.asyncio as aioredis
-from test_events_helpers import drain, make_ingestor, mesh_settings, wait_for
+from test_events_helpers import (
+    drain,
+    entries_of,
+    make_ingestor,
+    mesh_settings,
+    pending,
+    wait_for,
+)
 
 from aiops.events.envelope import Event, EventType
 from aiops.events.health import mesh_health_from_settings
@@ -79,8 +87,7 @@ async def test_valid_events_stored_once_and_acknowledged(
     assert json.loads(first["payload"]) == {"n": 0, "latency_ms": 12.5}
     assert first["correlation_id"] == corr and first["severity"] == "info"
     assert first["ts"] == events[0].timestamp
-    pending = await redis_client.xpending(stream, settings.listener_group)
-    assert pending["pending"] == 0
+    assert await pending(redis_client, stream, settings.listener_group) == 0
     assert ingestor.stats.stored == 1200
 
     # the same entries delivered again (a crash before XACK) change nothing
@@ -118,9 +125,9 @@ async def test_invalid_entries_go_to_dead_letters_and_the_stream_moves_on(
         ({"event": b'{"event_type":"A","source":"s","payload":{"v":Infinity}}'}, "NaN or Infinity"),
     ]
     await redis_client.xadd(stream, {"event": good.to_wire()})
-    bad_ids = [await redis_client.xadd(stream, fields) for fields, _ in bad]  # type: ignore[arg-type]
-    repeat_id = await redis_client.xadd(stream, {"event": good.to_wire()})
-    conflict_id = await redis_client.xadd(stream, {"event": conflicting.to_wire()})
+    bad_ids = [cast(bytes, await redis_client.xadd(stream, fields)) for fields, _ in bad]  # type: ignore[arg-type]
+    repeat_id = cast(bytes, await redis_client.xadd(stream, {"event": good.to_wire()}))
+    conflict_id = cast(bytes, await redis_client.xadd(stream, {"event": conflicting.to_wire()}))
     after = Event(event_type="BookmarkCreated", source="b")
     await redis_client.xadd(stream, {"event": after.to_wire()})
 
@@ -129,7 +136,7 @@ async def test_invalid_entries_go_to_dead_letters_and_the_stream_moves_on(
 
     stored = {r["id"] for r in await _rows(database_url)}
     assert stored == {good.id, after.id}
-    dead = await redis_client.xrange(settings.dead_letter_stream)
+    dead = await entries_of(redis_client, settings.dead_letter_stream)
     assert len(dead) == len(bad) + 1
     by_source = {f[b"dead:entry_id"]: f for _, f in dead}
     for (fields, reason), entry_id in zip(bad, bad_ids, strict=True):
@@ -141,7 +148,7 @@ async def test_invalid_entries_go_to_dead_letters_and_the_stream_moves_on(
     letter = by_source[conflict_id]
     assert b"duplicate event id with different content" in letter[b"dead:reason"]
     assert repeat_id not in by_source  # the same event twice is stored once, silently
-    assert (await redis_client.xpending(stream, settings.listener_group))["pending"] == 0
+    assert await pending(redis_client, stream, settings.listener_group) == 0
 
 
 async def test_same_id_twice_in_one_batch(
@@ -160,7 +167,7 @@ async def test_same_id_twice_in_one_batch(
     ingestor = make_ingestor(settings, redis_client, store)
     await drain(ingestor)
     assert [r["source"] for r in await _rows(database_url)] == ["s"]
-    dead = await redis_client.xrange(settings.dead_letter_stream)
+    dead = await entries_of(redis_client, settings.dead_letter_stream)
     assert len(dead) == 1 and b"came earlier in this batch" in dead[0][1][b"dead:reason"]
     assert ingestor.stats.repeats == 1
 
@@ -176,7 +183,7 @@ async def test_dead_letter_keeps_colliding_field_names(
     stream = f"{stream_prefix}:app"
     await redis_client.xadd(stream, {"dead:reason": b"mine", "event": b"[]"})
     await drain(make_ingestor(settings, redis_client, store))
-    [(_, letter)] = await redis_client.xrange(settings.dead_letter_stream)
+    [(_, letter)] = await entries_of(redis_client, settings.dead_letter_stream)
     assert letter[b"orig:dead:reason"] == b"mine"
     assert b"Input should be an object" in letter[b"dead:reason"]
 
@@ -224,7 +231,7 @@ async def test_claims_entries_of_a_dead_consumer(
     await drain(survivor)
     assert survivor.consumer.stats.claimed == 30
     assert {r["id"] for r in await _rows(database_url)} == {e.id for e in events}
-    assert (await redis_client.xpending(stream, settings.listener_group))["pending"] == 0
+    assert await pending(redis_client, stream, settings.listener_group) == 0
 
 
 async def test_publish_refusals(redis_client: aioredis.Redis, stream_prefix: str) -> None:
@@ -236,7 +243,7 @@ async def test_publish_refusals(redis_client: aioredis.Redis, stream_prefix: str
     with pytest.raises(PublishError, match="domain"):
         await mesh.publish(Event(event_type="A", source="has space"))
     entry = await mesh.publish(Event(event_type="A", source="s"), stream=f"{stream_prefix}:x")
-    assert (await redis_client.xrange(f"{stream_prefix}:x"))[0][0].decode() == entry
+    assert (await entries_of(redis_client, f"{stream_prefix}:x"))[0][0].decode() == entry
 
 
 async def test_subscriptions_see_only_their_events(
@@ -364,7 +371,7 @@ async def test_restart_under_the_same_name_takes_its_own_pending_first(
     stop.set()
     stats = await asyncio.wait_for(task, 10)
     assert stats.stored == 40 and again.consumer.stats.claimed == 0
-    assert (await redis_client.xpending(stream, settings.listener_group))["pending"] == 0
+    assert await pending(redis_client, stream, settings.listener_group) == 0
 
 
 async def test_run_stops_after_finishing_what_it_holds(
@@ -391,6 +398,6 @@ async def test_run_stops_after_finishing_what_it_holds(
     stats = await asyncio.wait_for(task, 10)
     # whatever it read, it stored and acknowledged; the rest waits in the stream
     assert stats.entries == stats.stored == len(await _rows(database_url)) > 0
-    assert (await redis_client.xpending(stream, settings.listener_group))["pending"] == 0
+    assert await pending(redis_client, stream, settings.listener_group) == 0
     await drain(ingestor)
     assert len(await _rows(database_url)) == published

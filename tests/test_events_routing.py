@@ -12,7 +12,7 @@ from datetime import timedelta
 import pytest
 import pytest_asyncio
 import redis.asyncio as aioredis
-from temporalio.client import WorkflowExecutionStatus
+from temporalio.client import WorkflowExecution, WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 from test_events_helpers import (
@@ -50,7 +50,7 @@ def test_default_detection_rules() -> None:
     detector = DefaultDetector()
 
     def classify(**kw: object) -> tuple[str, str, str] | None:
-        d = detector.classify(Event(**{"source": "svc", **kw}))  # type: ignore[arg-type]
+        d = detector.classify(Event(**{"source": "svc", **kw}))
         return None if d is None else (d.category.value, d.severity.value, d.text)
 
     assert classify(event_type="ServiceTimeout", payload={"duration_s": 30}) == (
@@ -99,7 +99,7 @@ def test_filters() -> None:
     assert not EventFilter(include_replays=False).matches(event.model_copy(update={"replay": True}))
 
     def holds(path: str, op: str, value: object = None) -> bool:
-        return PayloadPredicate(path=path, op=op, value=value).holds(event.payload)  # type: ignore[arg-type]
+        return PayloadPredicate(path=path, op=op, value=value).holds(event.payload)
 
     assert holds("http.status", "eq", 503) and holds("http.status", "gte", 500)
     assert not holds("http.status", "lt", 500) and holds("http.status", "in", [502, 503])
@@ -176,7 +176,7 @@ async def test_ten_thousand_identical_errors_are_one_incident(
     assert status.last_sample is not None and status.last_sample.payload["request"] >= 9_000
     assert status.open
 
-    started = []
+    started: list[WorkflowExecution] = []
 
     async def count() -> bool:
         started.clear()

@@ -10,13 +10,19 @@ import pytest_asyncio
 import redis.asyncio as aioredis
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
+from test_events_helpers import (
+    drain,
+    entries_of,
+    incident_router,
+    make_ingestor,
+    mesh_settings,
+)
 
 from aiops.events.envelope import Event
 from aiops.events.mesh import EventMesh
 from aiops.events.replay import replay
 from aiops.events.store import EventQuery, EventStore, Located
 from aiops.models.incident import IncidentStatus
-from test_events_helpers import drain, incident_router, make_ingestor, mesh_settings
 from workflows.incident import IncidentWorkflow
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -30,7 +36,7 @@ async def store(database_url: str) -> AsyncIterator[EventStore]:
 
 
 def at(minutes: float, **kw: object) -> Event:
-    return Event(timestamp=T0 + timedelta(minutes=minutes), **kw)  # type: ignore[arg-type]
+    return Event(timestamp=T0 + timedelta(minutes=minutes), **kw)
 
 
 async def test_queries_by_time_type_source_and_correlation(store: EventStore) -> None:
@@ -46,7 +52,7 @@ async def test_queries_by_time_type_source_and_correlation(store: EventStore) ->
     assert result.stored == 5
 
     async def ids(**kw: object) -> list[uuid.UUID]:
-        return [s.event.id for s in await store.query(EventQuery(**kw))]  # type: ignore[arg-type]
+        return [s.event.id for s in await store.query(EventQuery(**kw))]
 
     assert await ids() == [e.id for e in events]
     assert await ids(since=T0 + timedelta(minutes=1), until=T0 + timedelta(minutes=3)) == [
@@ -139,7 +145,7 @@ async def test_replay_goes_back_through_the_listener_to_replay_incidents(
             to_stream=f"{stream_prefix}:replay",
         )
         assert report.published == 6 and report.first == history[0].timestamp
-        entries = await client.xrange(f"{stream_prefix}:replay")
+        entries = await entries_of(client, f"{stream_prefix}:replay")
         assert all(b'"replay":true' in fields[b"event"] for _, fields in entries)
 
         async with Worker(temporal_env.client, task_queue=queue, workflows=[IncidentWorkflow]):
