@@ -5,7 +5,10 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import os
 import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -281,6 +284,34 @@ def test_cli_reads_standard_input() -> None:
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert len(lines) == 2
     assert lines[0]["template"] == "job a failed: exit <NUM>"
+
+
+def test_cli_output_is_the_same_in_another_process(tmp_path: Path) -> None:
+    # string hashing is salted per process; nothing the fingerprints depend on may be
+    messages = tmp_path / "messages.log"
+    messages.write_text("\n".join(m for m, _ in _sample_stream()) + "\n")
+    outputs = []
+    for seed in ("1", "2"):
+        done = subprocess.run(
+            [sys.executable, "-c", _CLI, str(messages)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            check=True,
+        )
+        outputs.append(done.stdout)
+    assert outputs[0] == outputs[1]
+    assert len(outputs[0].splitlines()) == len(_sample_stream())
+
+
+_CLI = """
+import sys, typer
+from workers.commands.fingerprint import fingerprint
+app = typer.Typer()
+app.command()(fingerprint)
+app(sys.argv[1:])
+"""
 
 
 def test_cli_missing_file_is_a_clear_error(tmp_path: Path) -> None:

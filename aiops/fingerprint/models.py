@@ -27,7 +27,7 @@ class FingerprintConfig(BaseModel):
         description="constant tokens a message must share with a group it joins, unless equal",
     )
     max_remembered_keys: int = Field(
-        default=100_000,
+        default=20_000,
         ge=0,
         description="masked forms remembered for an exact lookup (least recently seen go first)",
     )
