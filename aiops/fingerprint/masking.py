@@ -72,6 +72,10 @@ _BLOB_RE = re.compile(r"\S{512,}")
 _SPLIT_RE = re.compile(r"\s+|\.{2,}|[=:,;()\[\]{}<>\"'|]")
 _NUMBER_RE = re.compile(r"[-+]?\d+(?:[.,]\d+)*%?")
 _HEXWORD_RE = re.compile(r"[0-9a-fA-F]{6,}")
+# a program's literal values, as logged by code (flag=true, obj=null, retry=None)
+_LITERALS = {"true": "BOOL", "false": "BOOL", "True": "BOOL", "False": "BOOL",
+             "null": "NULL", "nil": "NULL", "None": "NULL"}  # fmt: skip
+_ANY_CASE = frozenset({"true", "false", "null", "nil"})
 _USER_KEYS = frozenset({"user", "username", "user_name", "userid", "login"})
 # words that follow "user" without naming one: prepositions, verbs, and the user's things
 _NOT_A_USER = frozenset(
@@ -98,7 +102,7 @@ class Token(NamedTuple):
 def _word_kind(word: str) -> str | None:
     """The kind of a word that carries data, or None when it is part of the event."""
     if not any(ch.isdigit() for ch in word):
-        return None
+        return _LITERALS.get(word.lower() if word.lower() in _ANY_CASE else word)
     if _NUMBER_RE.fullmatch(word):
         return "NUM"
     if _HEXWORD_RE.fullmatch(word):
