@@ -22,9 +22,8 @@ import redis.asyncio as aioredis
 
 from aiops.config import Settings
 from aiops.endpoints import resolve_database_url, resolve_redis_url
-from aiops.events.consumer import StreamConsumer
+from aiops.events.consumer import StreamConsumer, split_patterns
 from aiops.events.detection import DefaultDetector, Detector
-from aiops.events.health import patterns_of
 from aiops.events.ingest import Ingestor, IngestStats
 from aiops.events.retry import retrying
 from aiops.events.routing import (
@@ -90,7 +89,7 @@ async def run_listener(
         )
     stream_consumer = StreamConsumer(
         client,
-        patterns=patterns_of(settings),
+        patterns=split_patterns(settings.listener_streams),
         group=settings.listener_group,
         consumer=name,
         dead_letter_stream=settings.dead_letter_stream,

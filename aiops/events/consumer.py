@@ -9,7 +9,6 @@ claim_idle_ms (XAUTOCLAIM: they died), and new entries (XREADGROUP >).
 from __future__ import annotations
 
 import asyncio
-import fnmatch
 import logging
 import time
 from collections.abc import Sequence
@@ -49,8 +48,31 @@ class ConsumerStats:
     dead_lettered: int = 0
 
 
-def _text(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+def as_text(value: object) -> str:
+    """A Redis reply item as text (the clients here are made without decode_responses)."""
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def split_patterns(value: str) -> list[str]:
+    """AIOPS_LISTENER_STREAMS: comma-separated stream names or glob patterns."""
+    return [p.strip() for p in value.split(",") if p.strip()]
+
+
+async def matching_streams(
+    client: aioredis.Redis, patterns: Sequence[str], *, exclude: str, only_existing: bool
+) -> list[str]:
+    """Streams named by the patterns, never `exclude` (the dead-letter stream). A plain
+    name counts even before its stream exists unless only_existing."""
+    found: set[str] = set()
+    for pattern in patterns:
+        if not any(ch in pattern for ch in "*?["):
+            if not only_existing or await client.exists(pattern):
+                found.add(pattern)
+            continue
+        async for key in client.scan_iter(match=pattern, count=1000, _type="stream"):
+            found.add(as_text(key))
+    found.discard(exclude)
+    return sorted(found)
 
 
 def dead_letter_fields(
@@ -62,7 +84,7 @@ def dead_letter_fields(
     """
     fields: dict[bytes | str, bytes | str] = {}
     for name, value in (entry.fields or {}).items():
-        key = _text(name) if isinstance(name, bytes) else name
+        key = as_text(name) if isinstance(name, bytes) else name
         fields["orig:" + key if key in DEAD_FIELDS else name] = value
     fields["dead:reason"] = reason
     fields["dead:stream"] = entry.stream
@@ -70,10 +92,6 @@ def dead_letter_fields(
     fields["dead:at"] = (now or datetime.now(UTC)).isoformat()
     fields["dead:consumer"] = consumer
     return fields
-
-
-def _is_glob(pattern: str) -> bool:
-    return any(ch in pattern for ch in "*?[")
 
 
 class StreamConsumer:
@@ -109,30 +127,19 @@ class StreamConsumer:
 
     # --- streams and groups ---
 
-    def _wanted(self, name: str) -> bool:
-        if name == self.dead_letter_stream:
-            return False
-        return any(fnmatch.fnmatchcase(name, p) for p in self.patterns)
-
     async def discover(self, *, force: bool = False) -> list[str]:
         """The streams matching the patterns (never the dead-letter stream), each with the
         group created if missing."""
         now = time.monotonic()
         if not force and now - self._discovered_at < DISCOVER_EVERY_S:
             return self.streams
-        found: set[str] = set()
-        for pattern in self.patterns:
-            if not _is_glob(pattern):
-                if pattern != self.dead_letter_stream:
-                    found.add(pattern)
-                continue
-            async for key in self.redis.scan_iter(match=pattern, count=1000, _type="stream"):
-                name = _text(key)
-                if self._wanted(name):
-                    found.add(name)
-        for name in sorted(found - self._with_group):
-            await self.ensure_group(name)
-        self.streams = sorted(found)
+        found = await matching_streams(
+            self.redis, self.patterns, exclude=self.dead_letter_stream, only_existing=False
+        )
+        for name in found:
+            if name not in self._with_group:
+                await self.ensure_group(name)
+        self.streams = found
         self._discovered_at = now
         return self.streams
 
@@ -207,7 +214,7 @@ class StreamConsumer:
         # RESP2 (the client is made without protocol=3): [[stream, [(id, fields), ...]], ...]
         entries: list[Entry] = []
         for stream, rows in reply:
-            name = _text(stream)
+            name = as_text(stream)
             entries += [Entry(name, entry_id.decode(), fields) for entry_id, fields in rows]
         return entries
 
@@ -224,14 +231,14 @@ class StreamConsumer:
                 start_id=cursor,
                 count=self.batch_size,
             )
-            next_cursor, rows = _text(reply[0]), reply[1]
+            next_cursor, rows = as_text(reply[0]), reply[1]
             self._claim_cursor[stream] = next_cursor
             vanished = False
             for entry_id, fields in rows:
                 if entry_id is None:
                     vanished = True
                     continue
-                claimed.append(Entry(stream, _text(entry_id), fields))
+                claimed.append(Entry(stream, as_text(entry_id), fields))
             if vanished:
                 claimed += await self._vanished(stream)
             if len(claimed) >= self.batch_size:
@@ -256,7 +263,7 @@ class StreamConsumer:
         )
         gone: list[Entry] = []
         for item in pending:
-            entry_id = _text(item["message_id"])
+            entry_id = as_text(item["message_id"])
             if not await self.redis.xrange(stream, entry_id, entry_id):
                 gone.append(Entry(stream, entry_id, None))
         return gone
@@ -277,13 +284,13 @@ class StreamConsumer:
                 consumername=self.consumer,
             )
             for row in rows:
-                counts[(stream, _text(row["message_id"]))] = int(row["times_delivered"])
+                counts[(stream, as_text(row["message_id"]))] = int(row["times_delivered"])
         return counts
 
     async def _forget_idle_consumers(self) -> None:
         for stream in self.streams:
             for info in await self.redis.xinfo_consumers(stream, self.group):
-                name = _text(info["name"])
+                name = as_text(info["name"])
                 if (
                     name != self.consumer
                     and int(info["pending"]) == 0

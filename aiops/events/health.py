@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import fnmatch
 import time
 from datetime import UTC, datetime
-from typing import Any, Final, Literal
+from typing import Final, Literal
 
 import asyncpg
 import redis.asyncio as aioredis
@@ -14,6 +13,7 @@ import redis.exceptions
 from pydantic import BaseModel
 
 from aiops.config import Settings
+from aiops.events.consumer import as_text, matching_streams, split_patterns
 from aiops.events.store import EventStore
 
 # Beyond this many undelivered entries on Redis < 7 (no lag in XINFO GROUPS) the count
@@ -47,39 +47,21 @@ class MeshHealth(BaseModel):
     errors: list[str]
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def _id_millis(entry_id: str) -> int:
     return int(entry_id.split("-", 1)[0])
 
 
-async def _streams(client: aioredis.Redis, patterns: list[str], dead: str) -> list[str]:
-    found: set[str] = set()
-    for pattern in patterns:
-        if not any(ch in pattern for ch in "*?["):
-            if await client.exists(pattern):
-                found.add(pattern)
-            continue
-        async for key in client.scan_iter(match=pattern, count=1000, _type="stream"):
-            found.add(_text(key))
-    return sorted(
-        n for n in found if n != dead and any(fnmatch.fnmatchcase(n, p) for p in patterns)
-    )
-
-
 async def stream_health(client: aioredis.Redis, stream: str, group: str) -> StreamHealth:
     length = int(await client.xlen(stream))
-    groups = {_text(g["name"]): g for g in await client.xinfo_groups(stream)}
+    groups = {as_text(g["name"]): g for g in await client.xinfo_groups(stream)}
     info = groups.get(group)
     if info is None:
         return StreamHealth(stream=stream, length=length, lag=length, group_exists=False)
-    last_delivered = _text(info["last-delivered-id"])
+    last_delivered = as_text(info["last-delivered-id"])
     after = await client.xrange(stream, min="(" + last_delivered, count=1)
     lag_seconds = 0.0
     if after:
-        lag_seconds = max(0.0, time.time() - _id_millis(_text(after[0][0])) / 1000)
+        lag_seconds = max(0.0, time.time() - _id_millis(as_text(after[0][0])) / 1000)
     lag: int | None
     lower_bound = False
     if info.get("lag") is not None:  # Redis 7+
@@ -109,7 +91,7 @@ async def _count_after(client: aioredis.Redis, stream: str, after_id: str) -> in
         if not rows:
             break
         count += len(rows)
-        cursor = "(" + _text(rows[-1][0])
+        cursor = "(" + as_text(rows[-1][0])
     return count
 
 
@@ -130,7 +112,9 @@ async def mesh_health(
     streams: list[StreamHealth] = []
     dead_letters = 0
     try:
-        names = await _streams(client, patterns, dead_letter_stream)
+        names = await matching_streams(
+            client, patterns, exclude=dead_letter_stream, only_existing=True
+        )
         streams = list(await asyncio.gather(*(stream_health(client, n, group) for n in names)))
         dead_letters = int(await client.xlen(dead_letter_stream))
     except (redis.exceptions.RedisError, OSError) as error:
@@ -161,17 +145,13 @@ async def mesh_health(
     )
 
 
-def patterns_of(settings: Settings) -> list[str]:
-    return [p.strip() for p in settings.listener_streams.split(",") if p.strip()]
-
-
 async def mesh_health_from_settings(
     settings: Settings, client: aioredis.Redis, store: EventStore | None
 ) -> MeshHealth:
     return await mesh_health(
         client,
         store,
-        patterns=patterns_of(settings),
+        patterns=split_patterns(settings.listener_streams),
         group=settings.listener_group,
         dead_letter_stream=settings.dead_letter_stream,
     )

@@ -15,6 +15,7 @@ import typer
 from aiops.config import get_settings
 from aiops.endpoints import resolve_database_url, resolve_redis_url
 from aiops.errors import AiopsError
+from aiops.events.consumer import as_text
 from aiops.events.envelope import Event
 from aiops.events.health import mesh_health_from_settings
 from aiops.events.mesh import EventMesh, PublishError
@@ -52,10 +53,6 @@ def parse_time(value: str, now: datetime | None = None) -> datetime:
             "back from now (90s, 15m, 2h, 7d, 1w)"
         ) from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def _text(value: object) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
 def _payload(text: str) -> dict[str, Any]:
@@ -271,8 +268,8 @@ def dead(
             await client.aclose()
 
     for entry_id, fields in asyncio.run(go()):
-        shown = {_text(k): _text(v)[:500] for k, v in (fields or {}).items()}
-        typer.echo(json.dumps({"id": _text(entry_id), **shown}))
+        shown = {as_text(k): as_text(v)[:500] for k, v in (fields or {}).items()}
+        typer.echo(json.dumps({"id": as_text(entry_id), **shown}))
 
 
 @app.command()
