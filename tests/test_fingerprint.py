@@ -62,6 +62,7 @@ LOGHUB = Path(__file__).resolve().parents[2] / "shared" / "data" / "loghub-dev"
             "session opened for user cyrus by (uid=0)",
             "session opened for user <USER> by (uid=<NUM>)",
         ),
+        ("setLightsOn(true) force=False obj=null", "setLightsOn(<BOOL>) force=<BOOL> obj=<NULL>"),
     ],
 )
 def test_masks_each_kind_of_variable(message: str, masked: str) -> None:
