@@ -43,14 +43,20 @@ class _Cluster:
     first_key: Key
     tokens: list[Token]
     size: int
+    key: Key = ()
+    template: str = ""
 
-    @property
-    def key(self) -> Key:
-        return _generic(self.tokens)
+    def __post_init__(self) -> None:
+        self.retemplate(self.tokens)
+
+    def retemplate(self, tokens: list[Token]) -> None:
+        self.tokens = tokens
+        self.key = _generic(tokens)
+        self.template = render(tokens)
 
     def result(self) -> FingerprintResult:
         return FingerprintResult(
-            fingerprint=self.fingerprint, template=render(self.tokens), cluster_size=self.size
+            fingerprint=self.fingerprint, template=self.template, cluster_size=self.size
         )
 
 
@@ -280,7 +286,7 @@ class Fingerprinter:
         if merged != cluster.tokens:
             if changed:
                 self._unindex(cluster)
-            cluster.tokens = merged
+            cluster.retemplate(merged)
             if changed:
                 self._index(cluster)
 

@@ -1,10 +1,14 @@
 """Variable masking and tokenization: what in a message is data, and what is the event.
 
-Typed regular expressions run first over the raw text (URLs, UUIDs, timestamps, addresses,
-paths, host names, quantities with units, quoted identifiers); the text between them is
-split into words and punctuation, and any remaining word holding a digit is a variable.
-Runs of adjacent variables collapse into one, so "IRQs 3 4 5 6" and "IRQs 7 10" share a
-template, and the token count depends less on how many values a line happens to carry.
+Typed regular expressions run first over the raw text (URLs, UUIDs, e-mail addresses,
+timestamps, IPv4/IPv6/MAC addresses, host names, paths, hex, quantities with units, quoted
+identifiers); the text between them is split into words and punctuation, and a remaining
+word holding a digit, a literal (true, null) or the name after "user" is a variable too.
+Runs of adjacent variables, and units of a list repeated back to back, collapse into one,
+so "IRQs 3 4 5 6" and "IRQs 7 10" share a template: the token count depends less on how
+many values a line happens to carry. Plain words are left alone: they name the event.
+
+All patterns are anchored and bounded, so masking stays linear in the message length.
 """
 
 from __future__ import annotations
@@ -53,8 +57,8 @@ _KINDS: tuple[tuple[str, str], ...] = (
     ("TS", r"(?<![\w:])\d{1,2}:\d{2}(?::\d{2})?(?:[.,:]\d+)?(?![\w:])"),
     (
         "HOST",
-        rf"(?<![\w.\-])(?:{_LABEL}\.){{1,16}}(?:com|net|org|edu|gov|mil|local|localdomain|internal|lan|arpa)"
-        r"(?::\d{1,5})?(?![.\w\-])",
+        rf"(?<![\w.\-])(?:{_LABEL}\.){{1,16}}"
+        r"(?:com|net|org|edu|gov|mil|local|localdomain|internal|lan|arpa)(?::\d{1,5})?(?![.\w\-])",
     ),
     ("HOST", rf"(?<![\w.\-])(?:{_LABEL}\.){{2,16}}[a-z]{{2}}(?::\d{{1,5}})?(?![.\w\-])"),
     (
