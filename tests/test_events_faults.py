@@ -4,6 +4,7 @@ restarted and PostgreSQL restarted during a run. The store ends with every event
 from __future__ import annotations
 
 import asyncio
+import re
 import shutil
 import signal
 import subprocess
@@ -90,20 +91,21 @@ async def test_sigterm_finishes_the_batch_and_kill_9_loses_nothing(
         after_sigterm = (await _stored(database_url))[0]
         assert 0 < after_sigterm < total
 
+        # two listener processes share the group; one of them is killed mid-batch
         victim = spawn_listener(settings, tmp_path / "b.log", "--consumer", "b")
-        processes.append(victim)
+        rescuer = spawn_listener(settings, tmp_path / "c.log", "--consumer", "c")
+        processes += [victim, rescuer]
 
-        async def more_stored() -> bool:
-            return (await _stored(database_url))[0] >= after_sigterm + 5000
+        async def both_working() -> bool:
+            consumers = {c["name"] for c in await client.xinfo_consumers(stream, group)}
+            stored = (await _stored(database_url))[0]
+            return {b"b", b"c"} <= consumers and stored >= after_sigterm + 5000
 
-        await wait_for(more_stored, 30, "the second listener to store events")
+        await wait_for(both_working, 30, "both listeners to store events")
         victim.kill()  # SIGKILL: no batch finished, no acknowledgement, no goodbye
         victim.wait(timeout=10)
         held = await _pending_of(client, stream, group, "b")
         assert held > 0, "the listener should have died holding a batch"
-
-        rescuer = spawn_listener(settings, tmp_path / "c.log", "--consumer", "c")
-        processes.append(rescuer)
 
         async def all_stored() -> bool:
             return (await _stored(database_url))[0] >= total
@@ -118,8 +120,13 @@ async def test_sigterm_finishes_the_batch_and_kill_9_loses_nothing(
         assert n == distinct == total
         assert await _stored_ids(database_url) == {e.id for e in events}
         assert await client.xlen(settings.dead_letter_stream) == 0
-        assert "claimed" in (tmp_path / "c.log").read_text()
         assert await asyncio.to_thread(_stop, rescuer, signal.SIGTERM) == 0
+        log = (tmp_path / "c.log").read_text()
+        claimed = sum(int(n) for n in re.findall(r"claimed (\d+) entries", log))
+        [by_rescuer] = re.findall(r"listener c stopped: batches=\d+ entries=(\d+)", log)
+        assert claimed >= held
+        # the killed one had done part of the work: the group shared it
+        assert int(by_rescuer) < total - after_sigterm
     finally:
         for process in processes:
             if process.poll() is None:
