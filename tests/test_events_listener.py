@@ -401,3 +401,32 @@ async def test_run_stops_after_finishing_what_it_holds(
     assert await pending(redis_client, stream, settings.listener_group) == 0
     await drain(ingestor)
     assert len(await _rows(database_url)) == published
+
+
+async def test_a_row_postgresql_refuses_is_found_and_dead_lettered_alone(
+    redis_url: str,
+    database_url: str,
+    stream_prefix: str,
+    redis_client: aioredis.Redis,
+    store: EventStore,
+) -> None:
+    # 1e400 parses as a float infinity, which jsonb refuses: validation lets it through,
+    # PostgreSQL's refusal of the batch is narrowed down to this one event
+    settings = mesh_settings(redis_url, database_url, stream_prefix)
+    stream = f"{stream_prefix}:app"
+    good = [Event(event_type="A", source="s", payload={"i": i}) for i in range(40)]
+    await EventMesh(redis_client).publish_many(good[:25], stream=stream)
+    bad_id = cast(
+        bytes,
+        await redis_client.xadd(
+            stream, {"event": b'{"event_type":"A","source":"s","payload":{"x":1e400}}'}
+        ),
+    )
+    await EventMesh(redis_client).publish_many(good[25:], stream=stream)
+    ingestor = make_ingestor(settings, redis_client, store)
+    await drain(ingestor)
+    assert {r["id"] for r in await _rows(database_url)} == {e.id for e in good}
+    [(_, letter)] = await entries_of(redis_client, settings.dead_letter_stream)
+    assert letter[b"dead:entry_id"] == bad_id
+    assert letter[b"dead:reason"].startswith(b"refused by PostgreSQL")
+    assert await pending(redis_client, stream, settings.listener_group) == 0

@@ -1,4 +1,5 @@
-"""The listener's pipeline, one batch at a time:
+"""The listener's pipeline, batch after batch (the next is read and validated while the
+current one is stored):
 
     read -> validate -> dead-letter the invalid (and acknowledge them)
          -> store the valid (one transaction) -> route -> acknowledge the valid
