@@ -13,8 +13,9 @@ import pytest
 import pytest_asyncio
 import redis.asyncio as aioredis
 from temporalio.client import WorkflowExecution, WorkflowExecutionStatus
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
+from temporalio.worker import Replayer, Worker
 from test_events_helpers import (
     drain,
     fingerprinter_for_tests,
@@ -264,6 +265,12 @@ async def test_incident_closes_when_quiet_and_reopens_as_a_new_run(
     second = client.get_workflow_handle_for(IncidentWorkflow.run, workflow_id)
     assert (await second.result()).events == 1
     assert (await second.describe()).run_id != desc.run_id
+
+    # the run replays deterministically from its history (signals, timer, completion)
+    history = await client.get_workflow_handle(workflow_id, run_id=desc.run_id).fetch_history()
+    await Replayer(
+        workflows=[IncidentWorkflow], data_converter=pydantic_data_converter
+    ).replay_workflow(history)
 
 
 async def test_continued_incident_keeps_its_counts(time_skipping_env: WorkflowEnvironment) -> None:
