@@ -22,6 +22,7 @@ import redis.asyncio as aioredis
 
 from aiops.config import Settings
 from aiops.endpoints import resolve_database_url, resolve_redis_url
+from aiops.errors import AiopsError
 from aiops.events.consumer import StreamConsumer, split_patterns
 from aiops.events.detection import DefaultDetector, Detector
 from aiops.events.ingest import Ingestor, IngestStats
@@ -160,6 +161,9 @@ def main() -> None:
         typer.run(listen)
     except SystemExit as done:
         code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+    except AiopsError as error:
+        typer.echo(f"aiops listen: error: {error}", err=True)
+        code = error.exit_code
     # as in workers/cli.py: the Temporal SDK's threads can abort finalization; leave cleanly
     sys.stdout.flush()
     sys.stderr.flush()
