@@ -23,9 +23,12 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from workers.commands import config_cmd, demo, dev, fingerprint, migrate
+    from workers.commands import config_cmd, demo, dev, events, fingerprint, migrate
 
     app.add_typer(dev.app, name="dev")
+    app.command("publish")(events.publish)
+    app.command("listen")(events.listen)
+    app.add_typer(events.app, name="events")
     app.command("fingerprint")(fingerprint.fingerprint)
     app.command("migrate")(migrate.migrate)
     app.command("config")(config_cmd.config)
