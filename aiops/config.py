@@ -245,6 +245,18 @@ class Settings(BaseSettings):
         description="workflow tasks one worker runs at once",
     )
 
+    # --- observability ---
+    tracing: Literal["console", "otlp", "off"] = Field(
+        default="console",
+        validation_alias="AIOPS_TRACING",
+        description="where spans go; OTEL_EXPORTER_OTLP_ENDPOINT set means otlp",
+    )
+    metrics_bind: str = Field(
+        default="off",
+        validation_alias="AIOPS_METRICS_BIND",
+        description="host:port serving Temporal SDK metrics for Prometheus (/metrics), or off",
+    )
+
     @field_validator("log_levels", mode="before")
     @classmethod
     def _parse_log_levels(cls, value: object) -> object:

@@ -77,7 +77,7 @@ async def run_listener(
         from aiops.temporal_client import connect
 
         temporal = await retrying(
-            lambda: connect(settings),
+            lambda: connect(settings, "aiops-listener"),
             "connecting to Temporal",
             is_transient=lambda e: isinstance(e, RuntimeError) or is_transient_temporal_error(e),
         )
