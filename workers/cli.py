@@ -23,12 +23,26 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from workers.commands import config_cmd, demo, dev, events, fingerprint, migrate
+    from workers.commands import (
+        audit,
+        config_cmd,
+        demo,
+        dev,
+        events,
+        fingerprint,
+        incidents,
+        migrate,
+    )
 
     app.add_typer(dev.app, name="dev")
     app.command("publish")(events.publish)
     app.command("listen")(events.listen)
     app.add_typer(events.app, name="events")
+    app.add_typer(audit.app, name="audit")
+    app.command("incidents")(incidents.incidents)
+    app.command("approve")(incidents.approve)
+    app.command("retry")(incidents.retry)
+    app.command("replay")(incidents.replay)
     app.command("fingerprint")(fingerprint.fingerprint)
     app.command("migrate")(migrate.migrate)
     app.command("config")(config_cmd.config)

@@ -1,0 +1,205 @@
+"""Runs an action through its adapter at most once per idempotency key.
+
+The key (workflow id + step) is recorded before the adapter acts. A retried or replayed
+activity gets the recorded outcome back. A key left 'started' by a worker that died
+mid-action is reconciled with the real world (did the restart happen?) before anything is
+done again. A per-key advisory lock keeps two attempts of the same key from overlapping.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg
+from pydantic import BaseModel
+
+from aiops.actions.base import ActionContext, ActionError, ActionOutcome, Adapter
+from aiops.errors import AiopsError
+from aiops.policy import forbidden_reason
+from aiops.policy.models import ActionSpec
+from aiops.registry import ServiceRegistry
+
+# Which adapter acts for an action type when neither the action nor the service names one.
+DEFAULT_ADAPTER = {
+    "restart": "process",
+    "start": "process",
+    "stop": "process",
+    "config_update": "http",
+    "cache_clear": "http",
+    "scale": "http",
+    "log_analysis": "http",
+    "execute": "redis",
+}
+
+
+class ExecuteRequest(BaseModel):
+    idempotency_key: str
+    workflow_id: str
+    step: str
+    action: ActionSpec
+    service: str | None = None
+
+
+class RefusedAction(AiopsError):
+    pass
+
+
+Operation = Callable[[Adapter, ActionContext, dict[str, Any]], Awaitable[ActionOutcome]]
+
+
+class ActionExecutor:
+    def __init__(
+        self, pool: asyncpg.Pool, registry: ServiceRegistry, adapters: dict[str, Adapter]
+    ) -> None:
+        self._pool = pool
+        self._registry = registry
+        self._adapters = adapters
+
+    def adapter_name(self, action: ActionSpec, service_metadata: dict[str, Any]) -> str:
+        named = action.parameters.get("adapter") or service_metadata.get("adapter")
+        if isinstance(named, str):
+            return named
+        if action.action_type not in DEFAULT_ADAPTER:
+            raise RefusedAction(f"no adapter acts for action type {action.action_type!r}")
+        return DEFAULT_ADAPTER[action.action_type]
+
+    async def _context(self, request: ExecuteRequest) -> tuple[ActionContext, Adapter]:
+        # the hard floor again, below the workflow's policy check: a forbidden action never
+        # reaches an adapter, whatever called us
+        reason = forbidden_reason(request.action)
+        if reason is not None:
+            raise RefusedAction(f"refused: {reason}")
+        service = await self._registry.get(request.service) if request.service else None
+        name = self.adapter_name(request.action, service.metadata if service else {})
+        adapter = self._adapters.get(name)
+        if adapter is None:
+            raise RefusedAction(f"adapter {name!r} is not enabled on this worker")
+        ctx = ActionContext(
+            idempotency_key=request.idempotency_key,
+            workflow_id=request.workflow_id,
+            step=request.step,
+            action=request.action,
+            service=service,
+        )
+        return ctx, adapter
+
+    async def execute(self, request: ExecuteRequest) -> ActionOutcome:
+        try:
+            ctx, adapter = await self._context(request)
+        except AiopsError as error:  # refused or unknown service: an outcome, not a retry
+            return ActionOutcome(success=False, detail=str(error))
+
+        async def apply(a: Adapter, c: ActionContext, intent: dict[str, Any]) -> ActionOutcome:
+            return await a.apply(c, intent)
+
+        return await self._once(request.idempotency_key, ctx, adapter, apply, reconcile=True)
+
+    async def compensate(self, request: ExecuteRequest) -> ActionOutcome:
+        """Undo the action recorded under request.idempotency_key, once."""
+        try:
+            ctx, adapter = await self._context(request)
+        except AiopsError as error:
+            return ActionOutcome(success=False, detail=str(error))
+        row = await self._pool.fetchrow(
+            "SELECT intent FROM action_executions WHERE idempotency_key = $1",
+            request.idempotency_key,
+        )
+        if row is None:
+            return ActionOutcome(success=True, detail="nothing to undo: the action never ran")
+        intent = dict(row["intent"])
+
+        async def undo(a: Adapter, c: ActionContext, _: dict[str, Any]) -> ActionOutcome:
+            return await a.compensate(c, intent)
+
+        key = f"{request.idempotency_key}:compensate"
+        return await self._once(key, ctx, adapter, undo, reconcile=False, prepare=False)
+
+    async def _once(
+        self,
+        key: str,
+        ctx: ActionContext,
+        adapter: Adapter,
+        operation: Operation,
+        *,
+        reconcile: bool,
+        prepare: bool = True,
+    ) -> ActionOutcome:
+        async with self._pool.acquire() as conn:
+            # session lock: released by PostgreSQL if this worker dies mid-action
+            await conn.execute("SELECT pg_advisory_lock(hashtext($1))", key)
+            try:
+                return await self._locked(conn, key, ctx, adapter, operation, reconcile, prepare)
+            finally:
+                await conn.execute("SELECT pg_advisory_unlock(hashtext($1))", key)
+
+    async def _locked(
+        self,
+        conn: asyncpg.pool.PoolConnectionProxy[asyncpg.Record],
+        key: str,
+        ctx: ActionContext,
+        adapter: Adapter,
+        operation: Operation,
+        reconcile: bool,
+        prepare: bool,
+    ) -> ActionOutcome:
+        inserted = await conn.fetchval(
+            """
+            INSERT INTO action_executions (idempotency_key, workflow_id, step, adapter,
+                action_type, target, service, action, status)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'started')
+            ON CONFLICT (idempotency_key) DO NOTHING
+            RETURNING true
+            """,
+            key,
+            ctx.workflow_id,
+            ctx.step,
+            adapter.name,
+            ctx.action.action_type,
+            ctx.action.target,
+            ctx.service.name if ctx.service else None,
+            ctx.action.model_dump(mode="json"),
+        )
+        if not inserted:
+            row = await conn.fetchrow(
+                "UPDATE action_executions SET attempts = attempts + 1"
+                " WHERE idempotency_key = $1 RETURNING status, intent, result",
+                key,
+            )
+            assert row is not None
+            if row["status"] != "started":
+                recorded = ActionOutcome.model_validate(row["result"])
+                return recorded.model_copy(update={"replayed": True})
+            intent = dict(row["intent"])
+            if reconcile and intent:
+                found = await adapter.reconcile(ctx, intent)
+                if found is not None:
+                    await self._finish(conn, key, found)
+                    return found
+        else:
+            intent = {}
+        try:
+            if prepare and not intent:
+                intent = await adapter.prepare(ctx)
+                await conn.execute(
+                    "UPDATE action_executions SET intent = $2 WHERE idempotency_key = $1",
+                    key,
+                    intent,
+                )
+            outcome = await operation(adapter, ctx, intent)
+        except ActionError as error:
+            outcome = ActionOutcome(success=False, detail=str(error))
+        await self._finish(conn, key, outcome)
+        return outcome
+
+    @staticmethod
+    async def _finish(
+        conn: asyncpg.pool.PoolConnectionProxy[asyncpg.Record], key: str, outcome: ActionOutcome
+    ) -> None:
+        await conn.execute(
+            "UPDATE action_executions SET status = $2, result = $3, finished_at = now()"
+            " WHERE idempotency_key = $1",
+            key,
+            "succeeded" if outcome.success else "failed",
+            outcome.model_dump(mode="json"),
+        )

@@ -1,0 +1,58 @@
+"""Thompson sampling among close candidates, so the system keeps learning.
+
+Always taking the top-ranked fix would never try an alternative that might work better.
+Among candidates whose relevance is within `closeness` of the best, each draws a success
+rate from its posterior Beta(1 + successes, 1 + failures); the highest relevance x draw
+wins. A fix with a long record of success is drawn high almost always; an untried one
+sometimes wins and so gets the outcomes that teach us about it.
+"""
+
+from __future__ import annotations
+
+import random
+
+from aiops.models.diagnosis import Candidate, Choice
+from aiops.models.healing import HealingPlan, PlannedAction
+
+
+def choose_solution(
+    candidates: list[Candidate], rng: random.Random, closeness: float
+) -> tuple[Choice, list[Choice]] | None:
+    """The chosen candidate and every draw (for the explanation); None when no candidates."""
+    if not candidates:
+        return None
+    best = max(c.similarity for c in candidates)
+    draws: list[Choice] = []
+    for candidate in candidates:
+        if candidate.similarity < best - closeness:
+            continue
+        sampled = rng.betavariate(1 + candidate.successes, 1 + candidate.failures)
+        draws.append(
+            Choice(
+                candidate=candidate,
+                sampled_success=sampled,
+                score=candidate.similarity * sampled,
+                why=(
+                    f"similarity {candidate.similarity:.2f} x sampled success {sampled:.2f} "
+                    f"from Beta({1 + candidate.successes}, {1 + candidate.failures})"
+                ),
+            )
+        )
+    chosen = max(draws, key=lambda d: d.score)
+    return chosen, draws
+
+
+def plan_for(choice: Choice, service: str | None) -> HealingPlan:
+    candidate = choice.candidate
+    ordered = sorted(candidate.actions, key=lambda a: a.order)
+    return HealingPlan(
+        service=service,
+        problem_id=candidate.problem_id,
+        solution_id=candidate.solution_id,
+        description=candidate.solution_description,
+        actions=[PlannedAction(step=str(i + 1), action=a) for i, a in enumerate(ordered)],
+        why=(
+            f"matches known problem {candidate.problem_description!r} ({candidate.why}); "
+            f"chosen by {choice.why}"
+        ),
+    )

@@ -1,0 +1,59 @@
+"""Inputs and outputs of DiagnosisWorkflow."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from aiops.models.healing import HealingPlan
+from aiops.policy.models import ActionSpec
+
+
+class DiagnosisInput(BaseModel):
+    incident_id: str
+    text: str = Field(description="what went wrong, raw; masked before it leaves the worker")
+    service: str | None = None
+    category: str | None = None
+    severity: str | None = None
+    limit: int = 5
+    min_similarity: float = Field(
+        default=0.45, description="below this, the best match does not count as known"
+    )
+    closeness: float = Field(
+        default=0.08, description="candidates this close to the best take part in sampling"
+    )
+
+
+class Candidate(BaseModel):
+    problem_id: str
+    problem_description: str
+    similarity: float
+    solution_id: str
+    solution_description: str
+    actions: list[ActionSpec]
+    successes: int = 0
+    failures: int = 0
+    why: str = ""
+
+
+class CandidateSearch(BaseModel):
+    masked_text: str
+    candidates: list[Candidate]
+
+
+class Choice(BaseModel):
+    candidate: Candidate
+    sampled_success: float
+    score: float
+    why: str
+
+
+class Diagnosis(BaseModel):
+    outcome: Literal["matched", "unknown"]
+    masked_text: str
+    candidates: list[Candidate] = Field(default_factory=list)
+    chosen: Choice | None = None
+    plan: HealingPlan | None = None
+    why: str
+    root_cause_note: str | None = None

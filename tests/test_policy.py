@@ -1,0 +1,159 @@
+"""The policy: allowed, approval, refused; the hard floor no policy file can lift."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from aiops.policy import PolicyError, evaluate, forbidden_reason, load_policy
+from aiops.policy.models import ActionSpec, PolicyContext
+
+DEFAULT = load_policy(None)
+CALM = PolicyContext()
+
+
+def _decide(action_type: str, target: str = "import-service", **params: object) -> str:
+    action = ActionSpec(action_type=action_type, target=target, parameters=dict(params))
+    return evaluate(DEFAULT, action, CALM).verdict
+
+
+def test_the_seeds_flushdb_solution_is_refused_as_data_deletion() -> None:
+    action = ActionSpec(action_type="execute", target="redis", parameters={"command": "FLUSHDB"})
+    decision = evaluate(DEFAULT, action, CALM)
+    assert decision.verdict == "deny"
+    assert "data deletion" in decision.reason and decision.rule == "forbidden"
+
+
+@pytest.mark.parametrize(
+    ("action_type", "params", "verdict"),
+    [
+        ("restart", {"graceful": True}, "allow"),
+        ("config_update", {"key": "import_batch_size", "value": 100}, "allow"),
+        ("cache_clear", {}, "allow"),
+        ("log_analysis", {}, "allow"),
+        ("scale", {"replicas": 3}, "needs_approval"),  # critical by default
+        ("execute", {"command": "memory   purge"}, "allow"),  # allow-listed for redis
+        ("execute", {"command": "KEYS *"}, "deny"),  # not allow-listed
+        ("config_update", {"key": "db_password", "value": "x"}, "deny"),
+        ("rotate_credentials", {}, "deny"),
+        ("DeleteData", {}, "deny"),
+        ("open_firewall_port", {}, "deny"),
+        ("reboot_host", {}, "deny"),
+        ("teleport", {}, "deny"),  # unknown types are refused
+    ],
+)
+def test_classes(action_type: str, params: dict[str, object], verdict: str) -> None:
+    target = "redis" if action_type == "execute" else "import-service"
+    assert _decide(action_type, target, **params) == verdict
+
+
+def test_critical_service_rate_limit_and_blast_radius() -> None:
+    restart = ActionSpec(action_type="restart", target="api")
+    assert evaluate(DEFAULT, restart, PolicyContext(service_critical=True)).verdict == (
+        "needs_approval"
+    )
+    limited = evaluate(DEFAULT, restart, PolicyContext(recent_actions_on_target=5))
+    assert limited.verdict == "deny" and limited.rule == "rate_limit"
+    crowded = evaluate(DEFAULT, restart, PolicyContext(concurrent_remediations=1))
+    assert crowded.verdict == "deny" and crowded.rule == "blast_radius"
+
+
+def test_a_policy_file_cannot_allow_the_forbidden(tmp_path: Path) -> None:
+    path = tmp_path / "policy.yaml"
+    path.write_text(
+        "execute_allow:\n  redis: [FLUSHALL, MEMORY PURGE]\ncritical:\n  action_types: []\n"
+    )
+    policy = load_policy(path)
+    flush = ActionSpec(action_type="execute", target="redis", parameters={"command": "flushall"})
+    assert evaluate(policy, flush, CALM).verdict == "deny"
+    scale = ActionSpec(action_type="scale", target="api", parameters={"replicas": 2})
+    assert evaluate(policy, scale, CALM).verdict == "allow"  # the file made scale routine
+
+
+def test_malformed_policy_files_name_the_file_and_field(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("rate_limit:\n  max_actions: -1\n")
+    with pytest.raises(PolicyError, match=r"bad\.yaml: rate_limit\.max_actions"):
+        load_policy(bad)
+    bad.write_text("allowed: [restart, nuke]\n")
+    with pytest.raises(PolicyError, match="allowed"):
+        load_policy(bad)
+    bad.write_text("{unclosed")
+    with pytest.raises(PolicyError, match="not valid YAML"):
+        load_policy(bad)
+    with pytest.raises(PolicyError, match="cannot read"):
+        load_policy(tmp_path / "missing.yaml")
+
+
+_REDIS_DELETE = [
+    "FLUSHDB",
+    "FLUSHALL",
+    "DEL key",
+    "UNLINK a b",
+    "CONFIG SET requirepass x",
+    "ACL SETUSER bob on",
+    "SHUTDOWN NOSAVE",
+    "SLAVEOF 10.0.0.1 6379",
+]
+_SQL = [
+    "DROP TABLE users",
+    "TRUNCATE events",
+    "DELETE FROM bookmarks",
+    "ALTER USER app PASSWORD 'x'",
+    "GRANT ALL ON db TO bob",
+]
+_ARGV = [
+    ["rm", "-rf", "/var/lib/data"],
+    ["/sbin/iptables", "-F"],
+    ["ip", "route", "del", "default"],
+    ["passwd", "root"],
+    ["shutdown", "-h", "now"],
+    ["sysctl", "-w", "vm.swappiness=1"],
+    ["bash", "-c", "echo hi"],
+    ["chmod", "777", "/"],
+]
+
+
+def _casing(text: str, flips: list[bool]) -> str:
+    return "".join(c.swapcase() if flips[i % len(flips)] else c for i, c in enumerate(text))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    kind=st.sampled_from(["redis", "sql", "argv", "config", "type"]),
+    pick=st.integers(min_value=0, max_value=100),
+    flips=st.lists(st.booleans(), min_size=1, max_size=8),
+    pad=st.sampled_from(["", " ", "  ", "\t"]),
+    action_type=st.sampled_from(["execute", "restart", "config_update", "scale", "cache_clear"]),
+    critical=st.booleans(),
+)
+def test_no_forbidden_action_is_ever_allowed_or_sent_for_approval(
+    kind: str, pick: int, flips: list[bool], pad: str, action_type: str, critical: bool
+) -> None:
+    params: dict[str, object]
+    chosen_type = action_type
+    if kind == "redis":
+        params = {"command": pad + _casing(_REDIS_DELETE[pick % len(_REDIS_DELETE)], flips) + pad}
+    elif kind == "sql":
+        params = {"sql": pad + _casing(_SQL[pick % len(_SQL)], flips)}
+    elif kind == "argv":
+        params = {"argv": _ARGV[pick % len(_ARGV)]}
+    elif kind == "config":
+        chosen_type = "config_update"
+        key = ["password", "API_KEY", "client_secret", "tls_private_key", "authToken"][pick % 5]
+        params = {"key": _casing(key, flips), "value": "x"}
+    else:
+        chosen_type = _casing(
+            ["delete_bucket", "dropTable", "rotate-credentials", "modify_network", "system_reboot"][
+                pick % 5
+            ],
+            flips,
+        )
+        params = {}
+    action = ActionSpec(action_type=chosen_type, target="redis", parameters=params)
+    assert forbidden_reason(action) is not None
+    decision = evaluate(DEFAULT, action, PolicyContext(service_critical=critical))
+    assert decision.verdict == "deny"

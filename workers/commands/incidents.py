@@ -1,0 +1,188 @@
+"""Operator commands on running and past incidents: list, approve, retry, replay."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHistory
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
+
+from aiops import search_attributes as sa
+from aiops.config import get_settings
+from aiops.errors import AiopsError
+from aiops.models.healing import ApprovalDecision, HealingInput
+from aiops.temporal_client import connect
+from workflows import ALL_WORKFLOWS
+
+
+class IncidentCommandError(AiopsError):
+    pass
+
+
+async def _list(client: Client, include_closed: bool, limit: int) -> list[dict[str, Any]]:
+    query = "WorkflowType = 'IncidentWorkflow'"
+    if not include_closed:
+        query += " AND ExecutionStatus = 'Running'"
+    rows: list[dict[str, Any]] = []
+    async for execution in client.list_workflows(query, limit=limit):
+        attrs = execution.typed_search_attributes
+        rows.append(
+            {
+                "workflow_id": execution.id,
+                "run_id": execution.run_id,
+                "status": execution.status.name if execution.status else "UNKNOWN",
+                "started": execution.start_time.isoformat(),
+                "closed": execution.close_time.isoformat() if execution.close_time else None,
+                "service": attrs.get(sa.SERVICE),
+                "severity": attrs.get(sa.SEVERITY),
+                "phase": attrs.get(sa.PHASE),
+                "outcome": attrs.get(sa.OUTCOME),
+                "summary": await execution.memo_value("summary", ""),
+            }
+        )
+    return rows
+
+
+def incidents(
+    include_closed: Annotated[
+        bool, typer.Option("--all", help="include closed incidents, not only running ones")
+    ] = False,
+    limit: Annotated[int, typer.Option(help="at most this many, newest first")] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """List incidents (IncidentWorkflow runs) with their service, phase and outcome."""
+
+    async def run() -> list[dict[str, Any]]:
+        return await _list(await connect(get_settings()), include_closed, limit)
+
+    rows = asyncio.run(run())
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        typer.echo("no incidents" + ("" if include_closed else " running (--all shows closed)"))
+        return
+    for row in rows:
+        typer.echo(
+            f"{row['workflow_id']:<34} {row['status']:<11} {row['phase'] or '-':<12} "
+            f"{row['outcome'] or '-':<12} {row['service'] or '-':<16} {row['summary']}"
+        )
+
+
+def approve(
+    workflow_id: Annotated[str, typer.Argument(help="incident-<fingerprint> or a healing id")],
+    approver: Annotated[str, typer.Option("--approver", help="who decides (audited)")],
+    reject: Annotated[bool, typer.Option("--reject", help="reject instead of approve")] = False,
+    reason: Annotated[str, typer.Option(help="why (audited)")] = "",
+    action_id: Annotated[
+        str | None, typer.Option("--action-id", help="the step to decide; default: the pending one")
+    ] = None,
+) -> None:
+    """Approve (or --reject) the critical action an incident is waiting on.
+
+    Uses the workflow's `decide` update, so a missing approver or an unknown action id is
+    refused before it reaches the history. The same decision can be sent with the plain CLI:
+    temporal workflow signal --workflow-id ID --name approve
+    --input '{"approver": "me", "approved": true, "reason": "", "action_id": null}'
+    """
+    decision = ApprovalDecision(
+        approver=approver, approved=not reject, reason=reason, action_id=action_id
+    )
+
+    async def run() -> str:
+        client = await connect(get_settings())
+        handle = client.get_workflow_handle(workflow_id)
+        try:
+            result: str = await handle.execute_update("decide", decision, result_type=str)
+        except Exception as error:  # the validator's message is the useful part
+            cause = getattr(error, "cause", None) or error
+            raise IncidentCommandError(f"{workflow_id}: {cause}") from None
+        return result
+
+    typer.echo(asyncio.run(run()))
+
+
+async def _healing_input(client: Client, workflow_id: str) -> tuple[HealingInput, str]:
+    handle = client.get_workflow_handle(workflow_id)
+    description = await handle.describe()
+    if description.workflow_type != "HealingWorkflow":
+        raise IncidentCommandError(
+            f"{workflow_id} is a {description.workflow_type}; retry takes a HealingWorkflow id "
+            "(see the incident's status query or `aiops incidents --all`)"
+        )
+    if description.status == WorkflowExecutionStatus.RUNNING:
+        raise IncidentCommandError(f"{workflow_id} is still running; retry a finished run")
+    history = await handle.fetch_history()
+    started = history.events[0].workflow_execution_started_event_attributes
+    (decoded,) = await client.data_converter.decode(started.input.payloads, [HealingInput])
+    assert isinstance(decoded, HealingInput)
+    return decoded, started.task_queue.name
+
+
+def retry(
+    workflow_id: Annotated[str, typer.Argument(help="the HealingWorkflow run to retry")],
+) -> None:
+    """Start a new HealingWorkflow with the failed run's plan (read from its history)."""
+
+    async def run() -> str:
+        client = await connect(get_settings())
+        plan_input, queue = await _healing_input(client, workflow_id)
+        new_id = f"{workflow_id.split('-retry-')[0]}-retry-{uuid.uuid4().hex[:6]}"
+        retried = plan_input.model_copy(update={"retry_of": workflow_id})
+        attrs = [SearchAttributePair(sa.PHASE, "healing")]
+        if plan_input.plan.service:
+            attrs.append(SearchAttributePair(sa.SERVICE, plan_input.plan.service))
+        await client.start_workflow(
+            "HealingWorkflow",
+            retried,
+            id=new_id,
+            task_queue=queue,
+            memo={"retry_of": workflow_id, "summary": f"retry of {workflow_id}"},
+            search_attributes=TypedSearchAttributes(attrs),
+        )
+        return new_id
+
+    typer.echo(f"started {asyncio.run(run())} (retry of {workflow_id})")
+
+
+def replay(
+    workflow_id: Annotated[
+        str | None, typer.Argument(help="replay this workflow's history from the server")
+    ] = None,
+    directory: Annotated[
+        Path | None, typer.Option("--dir", help="replay every *.json history in this directory")
+    ] = None,
+) -> None:
+    """Replay histories against the current workflow code; non-zero exit on a divergence."""
+    if (workflow_id is None) == (directory is None):
+        raise IncidentCommandError("give a WORKFLOW_ID or --dir, not both and not neither")
+    replayer = Replayer(workflows=ALL_WORKFLOWS, data_converter=pydantic_data_converter)
+
+    async def run() -> list[str]:
+        if directory is not None:
+            files = sorted(directory.glob("*.json"))
+            if not files:
+                raise IncidentCommandError(f"no *.json histories in {directory}")
+            histories = [WorkflowHistory.from_json(f.stem, f.read_text()) for f in files]
+        else:
+            client = await connect(get_settings())
+            histories = [await client.get_workflow_handle(workflow_id).fetch_history()]  # type: ignore[arg-type]
+        failed: list[str] = []
+        for history in histories:
+            result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+            verdict = "ok" if result.replay_failure is None else f"FAILED: {result.replay_failure}"
+            if result.replay_failure is not None:
+                failed.append(history.workflow_id)
+            typer.echo(f"{history.workflow_id}: {verdict}")
+        return failed
+
+    failed = asyncio.run(run())
+    if failed:
+        raise IncidentCommandError(f"{len(failed)} history(ies) no longer replay: {failed}")

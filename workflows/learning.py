@@ -1,0 +1,74 @@
+"""LearningWorkflow: every outcome updates what aiops believes about its fixes."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+with workflow.unsafe.imports_passed_through():
+    from aiops.models.learning import (
+        InsightRequest,
+        LearningInput,
+        LearningResult,
+        OutcomeEventRequest,
+        SolutionStats,
+    )
+
+_TIMEOUT = timedelta(seconds=60)
+_RETRY = RetryPolicy(maximum_attempts=10)
+
+
+@workflow.defn(name="LearningWorkflow")
+class LearningWorkflow:
+    @workflow.run
+    async def run(self, input: LearningInput) -> LearningResult:
+        result = LearningResult()
+        # Only a plan that ran to a verdict teaches us about its solution: an escalation or a
+        # refusal says nothing about whether the fix works.
+        if input.solution_id and input.outcome in ("healed", "compensated", "failed"):
+            result.before = await workflow.execute_activity(
+                "read_solution_stats",
+                input.solution_id,
+                result_type=SolutionStats,
+                start_to_close_timeout=_TIMEOUT,
+                retry_policy=_RETRY,
+            )
+            result.after = await workflow.execute_activity(
+                "record_solution_outcome",
+                input,
+                result_type=SolutionStats,
+                start_to_close_timeout=_TIMEOUT,
+                retry_policy=_RETRY,
+            )
+        result.insight_id = await workflow.execute_activity(
+            "record_insight",
+            InsightRequest(
+                incident_id=input.incident_id,
+                problem_id=input.problem_id,
+                solution_id=input.solution_id,
+                outcome=input.outcome,
+                summary=input.summary,
+            ),
+            result_type=str,
+            start_to_close_timeout=_TIMEOUT,
+            retry_policy=_RETRY,
+        )
+        result.outcome_event_id = await workflow.execute_activity(
+            "publish_outcome_event",
+            OutcomeEventRequest(
+                incident_id=input.incident_id,
+                outcome=input.outcome,
+                service=input.service,
+                solution_id=input.solution_id,
+                causation_event_id=input.causation_event_id,
+                correlation_id=input.correlation_id,
+                success_rate_before=result.before.success_rate if result.before else None,
+                success_rate_after=result.after.success_rate if result.after else None,
+            ),
+            result_type=str,
+            start_to_close_timeout=_TIMEOUT,
+            retry_policy=_RETRY,
+        )
+        return result
