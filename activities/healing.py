@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import asyncpg
 import httpx
@@ -22,6 +24,23 @@ from aiops.models.healing import (
 from aiops.policy.models import PolicyContext
 from aiops.registry import ServiceRegistry
 from aiops.registry.store import UnknownService
+
+
+@asynccontextmanager
+async def _heartbeating(detail: str, every_s: float = 2.0) -> AsyncIterator[None]:
+    """Heartbeat while an action runs, so a worker that dies mid-action is noticed within
+    the heartbeat timeout and the attempt moves to another worker, which reconciles."""
+
+    async def beat() -> None:
+        while True:
+            activity.heartbeat(detail)
+            await asyncio.sleep(every_s)
+
+    task = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        task.cancel()
 
 
 class HealingActivities:
@@ -85,11 +104,13 @@ class HealingActivities:
 
     @activity.defn(name="execute_action")
     async def execute_action(self, request: ExecuteRequest) -> ActionOutcome:
-        return await self._executor.execute(request)
+        async with _heartbeating(f"{request.action.action_type} on {request.action.target}"):
+            return await self._executor.execute(request)
 
     @activity.defn(name="compensate_action")
     async def compensate_action(self, request: ExecuteRequest) -> ActionOutcome:
-        return await self._executor.compensate(request)
+        async with _heartbeating(f"undo {request.action.action_type} on {request.action.target}"):
+            return await self._executor.compensate(request)
 
     @activity.defn(name="verify_service_health")
     async def verify_health(self, request: VerifyRequest) -> VerifyResult:

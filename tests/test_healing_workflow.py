@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -82,6 +84,16 @@ def _input(*steps: PlannedAction, **extra: Any) -> HealingInput:
     )
 
 
+HISTORIES = Path(__file__).parent / "histories"
+
+
+async def _export(env: WorkflowEnvironment, wid: str, name: str) -> None:
+    """EXPORT_HISTORIES=1 pytest ... rewrites tests/histories/, which CI replays."""
+    if os.environ.get("EXPORT_HISTORIES"):
+        history = await env.client.get_workflow_handle(wid).fetch_history()
+        (HISTORIES / f"{name}.json").write_text(history.to_json())
+
+
 async def _executed(pool: asyncpg.Pool, wid: str) -> list[str]:
     rows = await pool.fetch(
         "SELECT step FROM action_executions WHERE workflow_id = $1 ORDER BY started_at", wid
@@ -100,6 +112,7 @@ async def test_plan_heals_and_every_step_is_audited(
             id=wid,
             task_queue=queue,
         )
+    await _export(time_skipping_env, wid, "healing_healed")
     assert result.outcome == "healed"
     assert [s.status for s in result.steps] == ["done", "done"]
     assert await _executed(pool, wid) == ["1", "2"]
@@ -134,6 +147,7 @@ async def test_failure_at_each_step_compensates_in_reverse(
         )
     done_before = [str(i) for i in range(1, fail_at)]
     assert [c.step for c in result.compensations] == list(reversed(done_before))
+    await _export(time_skipping_env, wid, f"healing_fail_at_step_{fail_at}")
     assert result.outcome == ("compensated" if done_before else "failed")
     assert result.steps[fail_at - 1].status == "failed"
     assert all(s.status == "pending" for s in result.steps[fail_at:])  # never attempted
@@ -159,6 +173,7 @@ async def test_forbidden_action_is_refused_and_never_reaches_an_adapter(
             id=wid,
             task_queue=queue,
         )
+    await _export(time_skipping_env, wid, "healing_refused_forbidden")
     assert result.outcome == "refused"
     assert "data deletion" in result.detail
     assert result.steps[1].status == "refused"
@@ -176,6 +191,7 @@ async def test_approval_timeout_escalates_without_acting(
             id=wid,
             task_queue=queue,
         )
+    await _export(time_skipping_env, wid, "healing_approval_timeout")
     assert result.outcome == "escalated"
     assert result.steps[0].status == "escalated"
     assert await _executed(pool, wid) == []
@@ -218,6 +234,7 @@ async def test_decide_update_validates_then_approves(
             ApprovalDecision(approver="bob", approved=False, action_id="2", reason="not now"),
         )
         result = await handle.result()
+        await _export(time_skipping_env, wid, "healing_approved_and_rejected")
     assert [s.status for s in result.steps] == ["done", "rejected"]
     assert result.steps[1].approval is not None and result.steps[1].approval.approver == "bob"
     assert await _executed(pool, wid) == ["1"]

@@ -32,6 +32,7 @@ def _register() -> None:
         fingerprint,
         incidents,
         migrate,
+        worker_cmd,
     )
 
     app.add_typer(dev.app, name="dev")
@@ -43,6 +44,7 @@ def _register() -> None:
     app.command("approve")(incidents.approve)
     app.command("retry")(incidents.retry)
     app.command("replay")(incidents.replay)
+    app.command("worker")(worker_cmd.worker)
     app.command("fingerprint")(fingerprint.fingerprint)
     app.command("migrate")(migrate.migrate)
     app.command("config")(config_cmd.config)

@@ -29,6 +29,7 @@ with workflow.unsafe.imports_passed_through():
 
 _QUICK = timedelta(seconds=30)
 _ACT = timedelta(minutes=5)
+_HEARTBEAT = timedelta(seconds=10)
 _RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=5)
 
 
@@ -206,6 +207,7 @@ class HealingWorkflow:
             request,
             result_type=ActionOutcome,
             start_to_close_timeout=_ACT,
+            heartbeat_timeout=_HEARTBEAT,
             retry_policy=_RETRY,
         )
         record.outcome = outcome
@@ -278,6 +280,7 @@ class HealingWorkflow:
                 request,
                 result_type=ActionOutcome,
                 start_to_close_timeout=_ACT,
+                heartbeat_timeout=_HEARTBEAT,
                 retry_policy=_RETRY,
             )
             self._compensations.append(CompensationRecord(step=request.step, outcome=outcome))

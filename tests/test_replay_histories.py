@@ -1,0 +1,69 @@
+"""Saved histories of representative incidents replay against the current workflow code,
+so a change that would break running incidents fails the build."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from temporalio import workflow
+from temporalio.client import WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer, UnsandboxedWorkflowRunner
+
+from aiops.models.healing import HealingInput, HealingResult
+from workflows import ALL_WORKFLOWS
+
+HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
+AIOPS = str(Path(sys.executable).parent / "aiops")
+
+
+def _history(path: Path) -> WorkflowHistory:
+    return WorkflowHistory.from_json(path.stem, path.read_text())
+
+
+def test_there_are_histories_of_each_kind() -> None:
+    names = {p.stem for p in HISTORIES}
+    assert {"healing_healed", "healing_approval_timeout", "healing_refused_forbidden"} <= names
+    assert any(n.startswith("healing_fail_at_step_") for n in names)
+
+
+@pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
+async def test_history_replays(path: Path) -> None:
+    replayer = Replayer(workflows=ALL_WORKFLOWS, data_converter=pydantic_data_converter)
+    await replayer.replay_workflow(_history(path))
+
+
+@workflow.defn(name="HealingWorkflow", sandboxed=False)
+class ChangedHealingWorkflow:
+    """A HealingWorkflow that waits on a timer before acting: not replay-compatible."""
+
+    @workflow.run
+    async def run(self, input: HealingInput) -> HealingResult:
+        await workflow.sleep(timedelta(seconds=1))
+        return HealingResult(outcome="healed", detail="", steps=[])
+
+
+async def test_an_incompatible_change_fails_replay() -> None:
+    replayer = Replayer(
+        workflows=[ChangedHealingWorkflow],
+        data_converter=pydantic_data_converter,
+        workflow_runner=UnsandboxedWorkflowRunner(),
+    )
+    result = await replayer.replay_workflow(
+        _history(Path(__file__).parent / "histories" / "healing_healed.json"),
+        raise_on_replay_failure=False,
+    )
+    assert result.replay_failure is not None
+
+
+def test_cli_replays_the_directory() -> None:
+    directory = str(Path(__file__).parent / "histories")
+    done = subprocess.run(
+        [AIOPS, "replay", "--dir", directory], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count(": ok") == len(HISTORIES)
