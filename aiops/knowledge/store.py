@@ -1,0 +1,386 @@
+"""The knowledge graph on PostgreSQL + pgvector: problems, solutions, insights and their edges.
+
+Text is masked before it is embedded. Search is hybrid: full-text (identifiers survive)
+fused with the HNSW kNN (paraphrases match), then solutions follow `solves` edges and are
+ranked by relevance times the learned success posterior.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+
+from aiops.embeddings.base import Embedder
+from aiops.fingerprint import mask_variables
+from aiops.knowledge.models import (
+    ProblemIn,
+    ProblemRecord,
+    ProblemView,
+    SearchHit,
+    SolutionHit,
+    SolutionIn,
+    SolutionStats,
+)
+from aiops.policy.models import ActionSpec
+from aiops.privacy import mask
+
+# weights of the fused relevance; the semantic half carries paraphrases, the lexical half
+# carries exact identifiers
+SEMANTIC_WEIGHT = 0.75
+LEXICAL_WEIGHT = 0.25
+_CANDIDATES = 50
+_EWMA = 0.3  # weight of the newest resolution time
+
+
+def _hash(*parts: str) -> str:
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+
+
+def problem_fingerprint(problem: ProblemIn) -> str:
+    """Stable id of a problem: service, category and the text with its variables masked."""
+    return _hash(problem.service or "", problem.category, mask_variables(problem.description))
+
+
+def problem_text(problem: ProblemIn) -> str:
+    parts = [problem.description, problem.template or "", " ".join(problem.error_patterns)]
+    return mask(" \n".join(p for p in parts if p))
+
+
+class KnowledgeGraph:
+    def __init__(
+        self, pool: asyncpg.Pool, embedder: Embedder, similarity_threshold: float = 0.92
+    ) -> None:
+        self._pool = pool
+        self._embedder = embedder
+        self.similarity_threshold = similarity_threshold
+
+    async def _embed(self, text: str) -> Any:
+        return (await self._embedder.embed([text]))[0]
+
+    # --- problems ----------------------------------------------------------------------
+
+    async def add_problem(self, problem: ProblemIn) -> ProblemRecord:
+        """Insert, or count one more occurrence of the same fingerprint; link near-duplicates."""
+        fingerprint = problem.fingerprint or problem_fingerprint(problem)
+        vector = await self._embed(problem_text(problem))
+        now = datetime.now(UTC).isoformat()
+        data = {
+            "description": problem.description,
+            "category": problem.category,
+            "severity": problem.severity,
+            "error_patterns": problem.error_patterns,
+            "context": problem.context,
+            "key": problem.key,
+            "template": problem.template,
+            "fingerprint": fingerprint,
+            "occurrence_count": problem.occurrences,
+            "first_seen": now,
+            "last_seen": now,
+        }
+        row = await self._pool.fetchrow(
+            """
+            INSERT INTO knowledge_nodes (node_type, fingerprint, data, embedding)
+            VALUES ('problem', $1, $2, $3)
+            ON CONFLICT (node_type, fingerprint) DO UPDATE SET
+                data = knowledge_nodes.data || jsonb_build_object(
+                    'occurrence_count',
+                    coalesce((knowledge_nodes.data->>'occurrence_count')::int, 0) + $4,
+                    'last_seen', $5::text),
+                updated_at = now()
+            RETURNING id, (xmax = 0) AS created, (data->>'occurrence_count')::int AS count
+            """,
+            fingerprint,
+            data,
+            vector,
+            problem.occurrences,
+            now,
+        )
+        assert row is not None
+        record = ProblemRecord(
+            id=str(row["id"]),
+            fingerprint=fingerprint,
+            created=row["created"],
+            occurrence_count=row["count"],
+        )
+        if record.created:
+            record.similar_to = await self._link_similar(row["id"], vector, problem)
+        return record
+
+    async def _link_similar(self, node_id: Any, vector: Any, problem: ProblemIn) -> list[str]:
+        async with self._pool.acquire() as conn, conn.transaction():
+            # filtered kNN: keep scanning the HNSW index until enough rows pass the filter
+            await conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+            rows = await conn.fetch(
+                """
+                SELECT id, 1 - (embedding <=> $1) AS sim FROM knowledge_nodes
+                WHERE node_type = 'problem' AND id <> $2 AND data->>'category' = $3
+                  AND coalesce(data->'context'->>'service', '') = coalesce($4, '')
+                ORDER BY embedding <=> $1 LIMIT 5
+                """,
+                vector,
+                node_id,
+                problem.category,
+                problem.service,
+            )
+            linked = []
+            for row in rows:
+                if row["sim"] >= self.similarity_threshold:
+                    await self.add_edge(row["id"], node_id, "similar_to", float(row["sim"]), conn)
+                    linked.append(str(row["id"]))
+            return linked
+
+    # --- solutions and edges ------------------------------------------------------------
+
+    async def add_solution(self, problem_id: str, solution: SolutionIn) -> str:
+        actions = [a.model_dump(mode="json") for a in solution.actions]
+        fingerprint = _hash(solution.description, json.dumps(actions, sort_keys=True))
+        vector = await self._embed(mask(solution.description))
+        data = {
+            **solution.model_dump(mode="json"),
+            "success_rate": 0.0,
+            "attempt_count": 0,
+            "success_count": 0,
+            "avg_resolution_time": None,
+        }
+        node_id = await self._pool.fetchval(
+            """
+            INSERT INTO knowledge_nodes (node_type, fingerprint, data, embedding)
+            VALUES ('solution', $1, $2, $3)
+            ON CONFLICT (node_type, fingerprint) DO UPDATE SET updated_at = now()
+            RETURNING id
+            """,
+            fingerprint,
+            data,
+            vector,
+        )
+        await self.add_edge(node_id, problem_id, "solves")
+        return str(node_id)
+
+    async def add_edge(
+        self,
+        from_node: Any,
+        to_node: Any,
+        relationship: str,
+        weight: float = 1.0,
+        conn: Any = None,
+    ) -> None:
+        await (conn or self._pool).execute(
+            """
+            INSERT INTO knowledge_edges (from_node, to_node, relationship, weight)
+            VALUES ($1::uuid, $2::uuid, $3, $4)
+            ON CONFLICT (from_node, to_node, relationship)
+            DO UPDATE SET weight = EXCLUDED.weight, updated_at = now()
+            """,
+            str(from_node),
+            str(to_node),
+            relationship,
+            weight,
+        )
+
+    async def solution_stats(self, solution_id: str) -> SolutionStats:
+        data = await self._pool.fetchval(
+            "SELECT data FROM knowledge_nodes WHERE id = $1::uuid AND node_type = 'solution'",
+            solution_id,
+        )
+        if data is None:
+            raise KeyError(f"no solution {solution_id}")
+        return _stats(solution_id, data)
+
+    async def update_solution_outcome(
+        self, solution_id: str, success: bool, resolution_time_s: float | None
+    ) -> SolutionStats:
+        """One atomic UPDATE computed from the row itself: concurrent outcomes all count."""
+        data = await self._pool.fetchval(
+            """
+            UPDATE knowledge_nodes SET data = data || jsonb_build_object(
+                'attempt_count', coalesce((data->>'attempt_count')::int, 0) + 1,
+                'success_count', coalesce((data->>'success_count')::int, 0) + $2::int,
+                'success_rate', (coalesce((data->>'success_count')::int, 0) + $2::int)::float8
+                                / (coalesce((data->>'attempt_count')::int, 0) + 1),
+                'avg_resolution_time', CASE
+                    WHEN $3::float8 IS NULL THEN data->'avg_resolution_time'
+                    WHEN jsonb_typeof(data->'avg_resolution_time') IS DISTINCT FROM 'number'
+                        THEN to_jsonb($3::float8)
+                    ELSE to_jsonb((1 - $4::float8) * (data->>'avg_resolution_time')::float8
+                                  + $4::float8 * $3::float8)
+                END),
+                updated_at = now()
+            WHERE id = $1::uuid AND node_type = 'solution'
+            RETURNING data
+            """,
+            solution_id,
+            1 if success else 0,
+            resolution_time_s,
+            _EWMA,
+        )
+        if data is None:
+            raise KeyError(f"no solution {solution_id}")
+        return _stats(solution_id, data)
+
+    async def add_insight(
+        self, key: str, problem_id: str | None, solution_id: str | None, outcome: str, summary: str
+    ) -> str:
+        """An insight node per learning run (idempotent on key) linked to what it is about."""
+        data = {"outcome": outcome, "summary": summary, "description": summary}
+        node_id = await self._pool.fetchval(
+            """
+            INSERT INTO knowledge_nodes (node_type, fingerprint, data) VALUES ('insight', $1, $2)
+            ON CONFLICT (node_type, fingerprint) DO UPDATE SET updated_at = now() RETURNING id
+            """,
+            key,
+            data,
+        )
+        if problem_id:
+            await self.add_edge(problem_id, node_id, "leads_to")
+        if solution_id:
+            relation = "validates" if outcome == "healed" else "conflicts_with"
+            await self.add_edge(node_id, solution_id, relation)
+        return str(node_id)
+
+    async def get_problem_count(self) -> int:
+        count: int = await self._pool.fetchval(
+            "SELECT count(*) FROM knowledge_nodes WHERE node_type = 'problem'"
+        )
+        return count
+
+    # --- search ------------------------------------------------------------------------
+
+    async def find_solutions(
+        self, text: str, limit: int = 5, service: str | None = None
+    ) -> list[SearchHit]:
+        masked = mask(text)
+        vector = await self._embed(masked)
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+            semantic = await conn.fetch(
+                """
+                SELECT id FROM knowledge_nodes
+                WHERE node_type = 'problem'
+                  AND ($2::text IS NULL OR data->'context'->>'service' = $2)
+                ORDER BY embedding <=> $1 LIMIT $3
+                """,
+                vector,
+                service,
+                _CANDIDATES,
+            )
+            lexical = await conn.fetch(
+                """
+                WITH words AS (
+                    SELECT (SELECT string_agg(quote_literal(lexeme), ' | ')
+                            FROM unnest(to_tsvector('english', $1))) AS english,
+                           (SELECT string_agg(quote_literal(lexeme), ' | ')
+                            FROM unnest(to_tsvector('simple', $1))) AS simple
+                ), q AS (
+                    SELECT coalesce(to_tsquery('english', english), ''::tsquery)
+                        || coalesce(to_tsquery('simple', simple), ''::tsquery) AS query
+                    FROM words
+                )
+                SELECT id, ts_rank_cd(search_text, q.query, 32) AS rank
+                FROM knowledge_nodes, q
+                WHERE node_type = 'problem' AND search_text @@ q.query
+                  AND ($2::text IS NULL OR data->'context'->>'service' = $2)
+                ORDER BY rank DESC LIMIT $3
+                """,
+                masked,
+                service,
+                _CANDIDATES,
+            )
+            lexical_rank = {row["id"]: float(row["rank"]) for row in lexical}
+            ids = list({row["id"] for row in semantic} | set(lexical_rank))
+            rows = await conn.fetch(
+                "SELECT id, data, 1 - (embedding <=> $1) AS sim FROM knowledge_nodes"
+                " WHERE id = ANY($2::uuid[])",
+                vector,
+                ids,
+            )
+        top_lexical = max(lexical_rank.values(), default=0.0) or 1.0
+        scored = []
+        for row in rows:
+            sem = max(0.0, float(row["sim"]))
+            lex = lexical_rank.get(row["id"], 0.0) / top_lexical
+            relevance = SEMANTIC_WEIGHT * sem + LEXICAL_WEIGHT * lex
+            scored.append((relevance, sem, lex, row))
+        scored.sort(key=lambda item: item[0], reverse=True)
+        best = scored[:limit]
+        solutions = await self._solutions_for([row["id"] for *_, row in best])
+        hits = []
+        for relevance, sem, lex, row in best:
+            data = row["data"]
+            ranked = sorted(
+                (
+                    _solution_hit(sid, sdata, relevance)
+                    for sid, sdata in solutions.get(row["id"], [])
+                ),
+                key=lambda s: s.score,
+                reverse=True,
+            )
+            hits.append(
+                SearchHit(
+                    problem=ProblemView(
+                        id=str(row["id"]),
+                        key=data.get("key"),
+                        description=data.get("description", ""),
+                        category=data.get("category"),
+                        severity=data.get("severity"),
+                        service=(data.get("context") or {}).get("service"),
+                        occurrence_count=int(data.get("occurrence_count") or 1),
+                        last_seen=data.get("last_seen"),
+                    ),
+                    similarity=round(relevance, 4),
+                    semantic=round(sem, 4),
+                    lexical=round(lex, 4),
+                    why=(
+                        f"{SEMANTIC_WEIGHT} x embedding cosine {sem:.2f} + {LEXICAL_WEIGHT} x "
+                        f"full-text rank {lex:.2f} (relative to the best)"
+                    ),
+                    solutions=ranked,
+                )
+            )
+        return hits
+
+    async def _solutions_for(self, problem_ids: list[Any]) -> dict[Any, list[tuple[Any, Any]]]:
+        rows = await self._pool.fetch(
+            """
+            SELECT e.to_node AS problem_id, s.id, s.data FROM knowledge_edges e
+            JOIN knowledge_nodes s ON s.id = e.from_node AND s.node_type = 'solution'
+            WHERE e.relationship = 'solves' AND e.to_node = ANY($1::uuid[])
+            """,
+            problem_ids,
+        )
+        found: dict[Any, list[tuple[Any, Any]]] = {}
+        for row in rows:
+            found.setdefault(row["problem_id"], []).append((row["id"], row["data"]))
+        return found
+
+
+def _stats(solution_id: str, data: dict[str, Any]) -> SolutionStats:
+    avg = data.get("avg_resolution_time")
+    return SolutionStats(
+        solution_id=solution_id,
+        attempt_count=int(data.get("attempt_count") or 0),
+        success_count=int(data.get("success_count") or 0),
+        success_rate=float(data.get("success_rate") or 0.0),
+        avg_resolution_time_s=float(avg) if isinstance(avg, int | float) else None,
+    )
+
+
+def _solution_hit(solution_id: Any, data: dict[str, Any], relevance: float) -> SolutionHit:
+    attempts = int(data.get("attempt_count") or 0)
+    successes = int(data.get("success_count") or 0)
+    failures = attempts - successes
+    posterior = (1 + successes) / (2 + attempts)  # mean of Beta(1 + s, 1 + f)
+    return SolutionHit(
+        id=str(solution_id),
+        description=data.get("description", ""),
+        actions=[ActionSpec.model_validate(a) for a in data.get("actions", [])],
+        success_rate=float(data.get("success_rate") or 0.0),
+        successes=successes,
+        failures=failures,
+        score=round(relevance * posterior, 4),
+        why=f"relevance {relevance:.2f} x posterior mean {posterior:.2f} "
+        f"(Beta({1 + successes}, {1 + failures}))",
+    )
