@@ -12,6 +12,7 @@ from datetime import timedelta
 import pytest
 import pytest_asyncio
 import redis.asyncio as aioredis
+from aiops_worker import aiops_worker
 from temporalio.client import WorkflowExecution, WorkflowExecutionStatus
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
@@ -41,9 +42,11 @@ from workflows.incident import IncidentWorkflow
 
 
 @pytest_asyncio.fixture
-async def worker(temporal_env: WorkflowEnvironment) -> AsyncIterator[str]:
+async def worker(
+    temporal_env: WorkflowEnvironment, database_url: str, redis_url: str
+) -> AsyncIterator[str]:
     queue = f"incidents-{uuid.uuid4().hex[:8]}"
-    async with Worker(temporal_env.client, task_queue=queue, workflows=[IncidentWorkflow]):
+    async with aiops_worker(temporal_env.client, queue, database_url, redis_url):
         yield queue
 
 
@@ -181,7 +184,7 @@ async def test_ten_thousand_identical_errors_are_one_incident(
 
     async def count() -> bool:
         started.clear()
-        query = f"TaskQueue='{worker}'"
+        query = f"TaskQueue='{worker}' AND WorkflowType='IncidentWorkflow'"
         started.extend([w async for w in client.list_workflows(query)])
         return len(started) == 2
 
@@ -276,7 +279,8 @@ async def test_incident_closes_when_quiet_and_reopens_as_a_new_run(
 async def test_continued_incident_keeps_its_counts(time_skipping_env: WorkflowEnvironment) -> None:
     client = time_skipping_env.client
     queue = f"q-{uuid.uuid4().hex[:8]}"
-    carried = IncidentStatus(fingerprint="fp-carried", events=41, observations=7)
+    # continue-as-new happens in the cool-down, after the incident was handled
+    carried = IncidentStatus(fingerprint="fp-carried", events=41, observations=7, resolved=True)
     async with Worker(client, task_queue=queue, workflows=[IncidentWorkflow]):
         result = await client.execute_workflow(
             IncidentWorkflow.run,

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest_asyncio
 import redis.asyncio as aioredis
+from aiops_worker import aiops_worker
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 from test_events_helpers import (
     drain,
     entries_of,
@@ -148,7 +148,7 @@ async def test_replay_goes_back_through_the_listener_to_replay_incidents(
         entries = await entries_of(client, f"{stream_prefix}:replay")
         assert all(b'"replay":true' in fields[b"event"] for _, fields in entries)
 
-        async with Worker(temporal_env.client, task_queue=queue, workflows=[IncidentWorkflow]):
+        async with aiops_worker(temporal_env.client, queue, database_url, redis_url):
             router = incident_router(temporal_env.client, queue, cool_down_s=600)
             ingestor = make_ingestor(settings, client, store, incidents=router)
             await drain(ingestor)

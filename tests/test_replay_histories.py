@@ -27,7 +27,13 @@ def _history(path: Path) -> WorkflowHistory:
 
 def test_there_are_histories_of_each_kind() -> None:
     names = {p.stem for p in HISTORIES}
-    assert {"healing_healed", "healing_approval_timeout", "healing_refused_forbidden"} <= names
+    assert {
+        "healing_healed",
+        "healing_approval_timeout",
+        "healing_refused_forbidden",
+        "incident-history-healed",
+        "incident-history-unknown",
+    } <= names
     assert any(n.startswith("healing_fail_at_step_") for n in names)
 
 

@@ -8,13 +8,16 @@ import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import asyncpg
+from cryptography.fernet import Fernet
 from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.healing import HealingActivities
+from activities.knowledge import KnowledgeActivities
 from aiops.actions.base import Adapter
 from aiops.actions.executor import ActionExecutor
 from aiops.actions.http import HttpAdapter
@@ -24,25 +27,39 @@ from aiops.actions.simulated import SimulatedAdapter
 from aiops.audit import AuditLog
 from aiops.config import Settings
 from aiops.db.pool import create_pool
+from aiops.embeddings import get_embedder
 from aiops.endpoints import resolve_database_url
+from aiops.events.mesh import EventMesh
+from aiops.knowledge import KnowledgeGraph
 from aiops.registry import ServiceRegistry
 from aiops.registry.secrets import load_fernet
 from aiops.temporal_client import connect
-from workflows import HealingWorkflow, IncidentWorkflow
+from workflows import ALL_WORKFLOWS
 
 log = logging.getLogger(__name__)
 
 
-def healing_activities(settings: Settings, pool: asyncpg.Pool) -> HealingActivities:
-    registry = ServiceRegistry(pool, load_fernet(settings))
+def activity_holders(
+    pool: asyncpg.Pool,
+    fernet: Fernet,
+    service_logs: Path,
+    kg: KnowledgeGraph,
+    mesh: EventMesh,
+    policy_file: Path | None = None,
+) -> list[object]:
+    """Every activity class, wired to its clients; the worker and the tests share this."""
+    registry = ServiceRegistry(pool, fernet)
     adapters: dict[str, Adapter] = {
-        "process": ProcessAdapter(registry, settings.home_dir / "logs" / "services"),
+        "process": ProcessAdapter(registry, service_logs),
         "http": HttpAdapter(),
         "redis": RedisAdapter(),
         "simulated": SimulatedAdapter(),
     }
     executor = ActionExecutor(pool, registry, adapters)
-    return HealingActivities(pool, executor, registry, AuditLog(pool))
+    return [
+        HealingActivities(pool, executor, registry, AuditLog(pool)),
+        KnowledgeActivities(kg, mesh, str(policy_file) if policy_file else None),
+    ]
 
 
 def activities_of(*holders: object) -> list[Any]:
@@ -59,14 +76,22 @@ def activities_of(*holders: object) -> list[Any]:
 @asynccontextmanager
 async def running_worker(settings: Settings, client: Client) -> AsyncIterator[Worker]:
     pool = await create_pool(resolve_database_url(settings), max_size=20)
+    mesh = EventMesh.from_settings(settings)
+    kg = KnowledgeGraph(pool, get_embedder(settings), settings.similarity_threshold)
+    holders = activity_holders(
+        pool,
+        load_fernet(settings),
+        settings.home_dir / "logs" / "services",
+        kg,
+        mesh,
+        settings.policy_file,
+    )
     try:
         worker = Worker(
             client,
             task_queue=settings.temporal_task_queue,
-            # Diagnosis and learning join when the knowledge-graph activities land; until then
-            # an incident records observations and healing runs plans given to it.
-            workflows=[IncidentWorkflow, HealingWorkflow],
-            activities=activities_of(healing_activities(settings, pool)),
+            workflows=ALL_WORKFLOWS,
+            activities=activities_of(*holders),
             max_concurrent_activities=settings.worker_max_activities,
             max_concurrent_workflow_tasks=settings.worker_max_workflow_tasks,
             graceful_shutdown_timeout=timedelta(seconds=30),
@@ -74,6 +99,7 @@ async def running_worker(settings: Settings, client: Client) -> AsyncIterator[Wo
         async with worker:
             yield worker
     finally:
+        await mesh.aclose()
         await pool.close()
 
 

@@ -1,8 +1,10 @@
-"""IncidentWorkflow, minimal: one run per problem fingerprint, fed by the event mesh.
+"""IncidentWorkflow: one run per problem fingerprint, from detection to learning.
 
 The listener signal-with-starts it (`observe`) with one coalesced Observation per batch, so
-an event storm is one incident with a counter. It closes after a quiet period with no new
-observation. Diagnosis, healing and learning grow from here in the workflows issue.
+an event storm is one incident with a counter. The run records the problem in the
+knowledge graph, then runs DiagnosisWorkflow, HealingWorkflow and LearningWorkflow as
+children, and stays open for a cool-down window so late duplicates do not open a new
+incident; a recurrence after that starts a new run.
 """
 
 from __future__ import annotations
@@ -10,16 +12,34 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from temporalio import workflow
+from temporalio.common import RetryPolicy, SearchAttributeUpdate
+from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
+    from aiops import search_attributes as sa
     from aiops.events.envelope import Event
+    from aiops.models.diagnosis import Diagnosis, DiagnosisInput
+    from aiops.models.healing import (
+        ApprovalDecision,
+        HealingInput,
+        HealingResult,
+        HealingStatus,
+    )
     from aiops.models.incident import (
+        EscalationRequest,
         IncidentInput,
         IncidentStatus,
         Observation,
         ProblemCategory,
+        ProblemRecordRequest,
+        ProblemRef,
         ProblemSeverity,
     )
+    from aiops.models.learning import LearningInput, LearningResult
+    from aiops.policy.models import Policy
+
+_QUICK = timedelta(seconds=60)
+_RETRY = RetryPolicy(maximum_attempts=10)
 
 
 @workflow.defn(name="IncidentWorkflow")
@@ -40,6 +60,8 @@ class IncidentWorkflow:
         )
         self._fresh = False
 
+    # --- signals, updates, queries --------------------------------------------------------
+
     @workflow.signal
     def observe(self, observation: Observation) -> None:
         status = self._status
@@ -57,15 +79,166 @@ class IncidentWorkflow:
             status.last_sample = observation.sample
         self._fresh = True
 
+    @workflow.signal
+    def healing_progress(self, progress: HealingStatus) -> None:
+        self._status.healing = progress
+        self._status.pending_approval = progress.pending_approval
+
+    @workflow.signal
+    async def approve(self, decision: ApprovalDecision) -> None:
+        """Forwarded to the running HealingWorkflow, which records and audits it."""
+        if self._status.healing_workflow_id is None:
+            workflow.logger.warning("approval %s ignored: nothing is being healed", decision)
+            return
+        await workflow.get_external_workflow_handle(self._status.healing_workflow_id).signal(
+            "approve", decision
+        )
+
+    @workflow.update
+    async def decide(self, decision: ApprovalDecision) -> str:
+        assert self._status.healing_workflow_id is not None
+        step = decision.action_id or self._status.pending_approval
+        await workflow.get_external_workflow_handle(self._status.healing_workflow_id).signal(
+            "approve", decision.model_copy(update={"action_id": step})
+        )
+        verdict = "approved" if decision.approved else "rejected"
+        return f"step {step} {verdict} by {decision.approver}"
+
+    @decide.validator
+    def _validate_decide(self, decision: ApprovalDecision) -> None:
+        if not decision.approver.strip():
+            raise ValueError("approver is required")
+        if self._status.healing_workflow_id is None or self._status.plan is None:
+            raise ValueError(f"nothing awaits approval (phase {self._status.phase})")
+        steps = [p.step for p in self._status.plan.actions]
+        step = decision.action_id or self._status.pending_approval
+        if step is None:
+            raise ValueError("no action is waiting for approval; name one with action_id")
+        if step not in steps:
+            raise ValueError(f"unknown action_id {step!r}; the plan has {steps}")
+
     @workflow.query
     def status(self) -> IncidentStatus:
         return self._status
 
+    # --- the incident ---------------------------------------------------------------------
+
     @workflow.run
     async def run(self, incident: IncidentInput) -> IncidentStatus:
         if self._status.events == 0:
-            # Started by hand (no signal came with the start): the input is the first event.
+            # started by hand (no signal came with the start): the input is the first event
             self.observe(_observation_from(incident, workflow.now()))
+        if not self._status.resolved:
+            await self._handle(incident)
+        await self._cool_down(incident)
+        self._status.open = False
+        return self._status
+
+    async def _handle(self, incident: IncidentInput) -> None:
+        wid = workflow.info().workflow_id
+        status = self._status
+        self._set_phase("detected")
+        sample = status.last_sample
+        text = _problem_text(status, sample)
+        problem = await workflow.execute_activity(
+            "record_problem",
+            ProblemRecordRequest(
+                fingerprint=status.fingerprint,
+                template=status.template,
+                description=text,
+                service=status.service,
+                category=status.category.value if status.category else None,
+                severity=status.severity.value if status.severity else None,
+                event_type=sample.event_type if sample else incident.event_type,
+                occurrences=status.events,
+            ),
+            result_type=ProblemRef,
+            start_to_close_timeout=_QUICK,
+            retry_policy=_RETRY,
+        )
+        status.problem_id = problem.problem_id
+
+        self._set_phase("diagnosing")
+        diagnosis = await workflow.execute_child_workflow(
+            "DiagnosisWorkflow",
+            DiagnosisInput(
+                incident_id=wid,
+                text=text,
+                service=status.service,
+                category=status.category.value if status.category else None,
+                severity=status.severity.value if status.severity else None,
+            ),
+            id=f"{wid}-diagnosis-{workflow.info().run_id[:8]}",
+            result_type=Diagnosis,
+        )
+        status.diagnosis = diagnosis
+        status.plan = diagnosis.plan
+        started = workflow.now()
+        if diagnosis.plan is None:
+            status.outcome = "unknown"
+            self._set_phase("escalated", outcome="unknown")
+            await workflow.execute_activity(
+                "escalate",
+                EscalationRequest(
+                    incident_id=wid,
+                    reason=diagnosis.why,
+                    service=status.service,
+                    causation_event_id=str(sample.id) if sample else None,
+                ),
+                start_to_close_timeout=_QUICK,
+                retry_policy=_RETRY,
+            )
+        elif incident.replay:
+            # a replayed event tries detection and diagnosis on history; it never acts
+            status.outcome = "replay"
+            self._set_phase("diagnosed", outcome="replay")
+        else:
+            self._set_phase("healing")
+            policy = await workflow.execute_activity(
+                "load_policy",
+                result_type=Policy,
+                start_to_close_timeout=_QUICK,
+                retry_policy=_RETRY,
+            )
+            healing_id = f"{wid}-healing-{workflow.info().run_id[:8]}"
+            status.healing_workflow_id = healing_id
+            result = await workflow.execute_child_workflow(
+                "HealingWorkflow",
+                HealingInput(incident_id=wid, plan=diagnosis.plan, policy=policy),
+                id=healing_id,
+                result_type=HealingResult,
+                parent_close_policy=ParentClosePolicy.TERMINATE,
+            )
+            status.healing_result = result
+            status.pending_approval = None
+            status.outcome = result.outcome
+            self._set_phase("learning", outcome=result.outcome)
+        resolution = (workflow.now() - started).total_seconds()
+        learned = await workflow.execute_child_workflow(
+            "LearningWorkflow",
+            LearningInput(
+                incident_id=wid,
+                outcome=status.outcome or "unknown",
+                problem_id=status.problem_id,
+                solution_id=diagnosis.plan.solution_id if diagnosis.plan else None,
+                service=status.service,
+                resolution_time_s=resolution,
+                causation_event_id=str(sample.id) if sample else None,
+                correlation_id=str(sample.correlation_id)
+                if sample and sample.correlation_id
+                else None,
+                summary=diagnosis.why,
+            ),
+            id=f"{wid}-learning-{workflow.info().run_id[:8]}",
+            result_type=LearningResult,
+        )
+        status.learning = learned
+        status.resolved = True
+        status.resolved_at = workflow.now()
+        self._set_phase("cooling_down", outcome=status.outcome)
+
+    async def _cool_down(self, incident: IncidentInput) -> None:
+        """Late duplicates are counted here instead of opening a new incident."""
         cool_down = timedelta(seconds=incident.cool_down_s)
         while True:
             self._fresh = False
@@ -73,12 +246,39 @@ class IncidentWorkflow:
                 await workflow.wait_condition(lambda: self._fresh, timeout=cool_down)
             except TimeoutError:
                 if not self._fresh:
-                    break
+                    return
             if workflow.info().is_continue_as_new_suggested():
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 workflow.continue_as_new(incident.model_copy(update={"carried": self._status}))
-        self._status.open = False
-        return self._status
+
+    def _set_phase(self, phase: str, outcome: str | None = None) -> None:
+        self._status.phase = phase
+        updates: list[SearchAttributeUpdate[str]] = [sa.PHASE.value_set(phase)]
+        if outcome is not None:
+            updates.append(sa.OUTCOME.value_set(outcome))
+        if self._status.service:
+            updates.append(sa.SERVICE.value_set(self._status.service))
+        if self._status.severity:
+            updates.append(sa.SEVERITY.value_set(self._status.severity.value))
+        if self._status.category:
+            updates.append(sa.CATEGORY.value_set(self._status.category.value))
+        updates.append(sa.FINGERPRINT.value_set(self._status.fingerprint))
+        # The router starts incidents with the attributes when the cluster has them; a
+        # cluster without them would fail every upsert, so follow the router's lead.
+        if workflow.info().typed_search_attributes.get(sa.FINGERPRINT) is not None:
+            workflow.upsert_search_attributes(updates)
+        workflow.upsert_memo({"summary": self._status.summary()})
+
+
+def _problem_text(status: IncidentStatus, sample: Event | None) -> str:
+    pieces = [status.template]
+    if sample is not None:
+        for field in ("message", "error", "description", "reason"):
+            value = sample.payload.get(field)
+            if isinstance(value, str) and value not in pieces:
+                pieces.append(value)
+        pieces.append(f"{sample.event_type} from {sample.source}")
+    return " | ".join(p for p in pieces if p)
 
 
 def _observation_from(incident: IncidentInput, now: datetime) -> Observation:

@@ -191,10 +191,10 @@ class KnowledgeGraph:
         return _stats(solution_id, data)
 
     async def update_solution_outcome(
-        self, solution_id: str, success: bool, resolution_time_s: float | None
+        self, solution_id: str, success: bool, resolution_time_s: float | None, conn: Any = None
     ) -> SolutionStats:
         """One atomic UPDATE computed from the row itself: concurrent outcomes all count."""
-        data = await self._pool.fetchval(
+        data = await (conn or self._pool).fetchval(
             """
             UPDATE knowledge_nodes SET data = data || jsonb_build_object(
                 'attempt_count', coalesce((data->>'attempt_count')::int, 0) + 1,
@@ -220,6 +220,20 @@ class KnowledgeGraph:
         if data is None:
             raise KeyError(f"no solution {solution_id}")
         return _stats(solution_id, data)
+
+    async def record_outcome_once(
+        self, key: str, solution_id: str, success: bool, resolution_time_s: float | None
+    ) -> SolutionStats:
+        """update_solution_outcome, applied once per key (a retried activity counts once)."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            fresh = await conn.fetchval(
+                "INSERT INTO learning_applied (key) VALUES ($1) ON CONFLICT DO NOTHING"
+                " RETURNING true",
+                key,
+            )
+            if not fresh:
+                return await self.solution_stats(solution_id)
+            return await self.update_solution_outcome(solution_id, success, resolution_time_s, conn)
 
     async def add_insight(
         self, key: str, problem_id: str | None, solution_id: str | None, outcome: str, summary: str

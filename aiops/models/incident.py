@@ -18,6 +18,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from aiops.events.envelope import Event, EventTypeName
+from aiops.models.diagnosis import Diagnosis
+from aiops.models.healing import HealingPlan, HealingResult, HealingStatus
+from aiops.models.learning import LearningResult
 
 
 class ProblemCategory(StrEnum):
@@ -80,6 +83,51 @@ class IncidentStatus(BaseModel):
     last_sample: Event | None = None
     open: bool = True
     replay: bool = False
+    # --- what the incident did about it (filled as the phases run) ---
+    phase: str = "detected"
+    problem_id: str | None = None
+    diagnosis: Diagnosis | None = None
+    plan: HealingPlan | None = None
+    healing_workflow_id: str | None = None
+    healing: HealingStatus | None = None
+    healing_result: HealingResult | None = None
+    pending_approval: str | None = None
+    outcome: str | None = None
+    learning: LearningResult | None = None
+    resolved: bool = False
+    resolved_at: datetime | None = None
+
+    def summary(self) -> str:
+        """One line for the Web UI memo and `aiops incidents`."""
+        what = self.template or self.fingerprint
+        where = f" on {self.service}" if self.service else ""
+        done = f": {self.outcome}" if self.outcome else f" ({self.phase})"
+        fix = f" by {self.plan.description!r}" if self.plan and self.outcome else ""
+        return f"{what}{where}, {self.events} event(s){done}{fix}"[:300]
+
+
+class ProblemRecordRequest(BaseModel):
+    fingerprint: str
+    template: str
+    description: str
+    service: str | None = None
+    category: str | None = None
+    severity: str | None = None
+    event_type: str
+    occurrences: int = 1
+
+
+class ProblemRef(BaseModel):
+    problem_id: str
+    occurrence_count: int
+    created: bool
+
+
+class EscalationRequest(BaseModel):
+    incident_id: str
+    reason: str
+    service: str | None = None
+    causation_event_id: str | None = None
 
 
 class IncidentInput(BaseModel):

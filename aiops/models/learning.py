@@ -4,6 +4,16 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from aiops.knowledge.models import SolutionStats
+
+__all__ = [
+    "InsightRequest",
+    "LearningInput",
+    "LearningResult",
+    "OutcomeEventRequest",
+    "SolutionStats",
+]
+
 
 class LearningInput(BaseModel):
     incident_id: str
@@ -17,14 +27,6 @@ class LearningInput(BaseModel):
     )
     correlation_id: str | None = None
     summary: str = ""
-
-
-class SolutionStats(BaseModel):
-    solution_id: str
-    attempt_count: int
-    success_count: int
-    success_rate: float
-    avg_resolution_time_s: float | None = None
 
 
 class InsightRequest(BaseModel):

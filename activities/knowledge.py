@@ -1,0 +1,136 @@
+"""Knowledge activities: record problems, search for known ones, learn from outcomes."""
+
+from __future__ import annotations
+
+import uuid
+
+from temporalio import activity
+
+from aiops.events.envelope import Event, EventType, Severity
+from aiops.events.mesh import EventMesh
+from aiops.knowledge import KnowledgeGraph, ProblemIn
+from aiops.models.diagnosis import Candidate, CandidateSearch, DiagnosisInput
+from aiops.models.incident import EscalationRequest, ProblemRecordRequest, ProblemRef
+from aiops.models.learning import (
+    InsightRequest,
+    LearningInput,
+    OutcomeEventRequest,
+    SolutionStats,
+)
+from aiops.policy import load_policy
+from aiops.policy.models import Policy
+from aiops.privacy import mask
+
+_SEVERITIES = {"low", "medium", "high", "critical"}
+
+
+class KnowledgeActivities:
+    def __init__(self, kg: KnowledgeGraph, mesh: EventMesh, policy_file: str | None = None) -> None:
+        self._kg = kg
+        self._mesh = mesh
+        self._policy_file = policy_file
+
+    @activity.defn(name="record_problem")
+    async def record_problem(self, request: ProblemRecordRequest) -> ProblemRef:
+        severity = request.severity if request.severity in _SEVERITIES else "medium"
+        record = await self._kg.add_problem(
+            ProblemIn(
+                description=request.description,
+                category=request.category or "error",
+                severity=severity,
+                error_patterns=[request.template] if request.template else [],
+                context={"service": request.service, "event_type": request.event_type},
+                fingerprint=request.fingerprint,
+                template=request.template,
+                occurrences=request.occurrences,
+            )
+        )
+        return ProblemRef(
+            problem_id=record.id, occurrence_count=record.occurrence_count, created=record.created
+        )
+
+    @activity.defn(name="search_known_problems")
+    async def search(self, request: DiagnosisInput) -> CandidateSearch:
+        hits = await self._kg.find_solutions(request.text, limit=request.limit)
+        candidates = [
+            Candidate(
+                problem_id=hit.problem.id,
+                problem_description=hit.problem.description,
+                similarity=hit.similarity,
+                solution_id=solution.id,
+                solution_description=solution.description,
+                actions=solution.actions,
+                successes=solution.successes,
+                failures=solution.failures,
+                why=hit.why,
+            )
+            for hit in hits
+            for solution in hit.solutions
+            if solution.actions
+        ]
+        return CandidateSearch(masked_text=mask(request.text), candidates=candidates)
+
+    @activity.defn(name="load_policy")
+    async def load_policy(self) -> Policy:
+        from pathlib import Path
+
+        return load_policy(Path(self._policy_file) if self._policy_file else None)
+
+    @activity.defn(name="escalate")
+    async def escalate(self, request: EscalationRequest) -> str:
+        event = Event(
+            id=uuid.uuid5(uuid.NAMESPACE_URL, f"escalation:{activity.info().workflow_id}"),
+            event_type=EventType.AGENT_ACTION,
+            source="aiops",
+            service=request.service,
+            severity=Severity.WARNING,
+            causation_id=uuid.UUID(request.causation_event_id)
+            if request.causation_event_id
+            else None,
+            payload={
+                "kind": "escalation",
+                "incident": request.incident_id,
+                "reason": request.reason,
+            },
+        )
+        await self._mesh.publish(event, domain="aiops")
+        return str(event.id)
+
+    @activity.defn(name="read_solution_stats")
+    async def read_solution_stats(self, solution_id: str) -> SolutionStats:
+        return await self._kg.solution_stats(solution_id)
+
+    @activity.defn(name="record_solution_outcome")
+    async def record_solution_outcome(self, request: LearningInput) -> SolutionStats:
+        assert request.solution_id is not None
+        # keyed by the learning run, so a retried activity does not count twice
+        key = f"outcome:{activity.info().workflow_id}"
+        return await self._kg.record_outcome_once(
+            key, request.solution_id, request.outcome == "healed", request.resolution_time_s
+        )
+
+    @activity.defn(name="record_insight")
+    async def record_insight(self, request: InsightRequest) -> str:
+        return await self._kg.add_insight(
+            f"insight:{activity.info().workflow_id}",
+            request.problem_id,
+            request.solution_id,
+            request.outcome,
+            request.summary,
+        )
+
+    @activity.defn(name="publish_outcome_event")
+    async def publish_outcome_event(self, request: OutcomeEventRequest) -> str:
+        event = Event(
+            id=uuid.uuid5(uuid.NAMESPACE_URL, f"outcome:{activity.info().workflow_id}"),
+            event_type=EventType.OUTCOME_RECORDED,
+            source="aiops",
+            service=request.service,
+            causation_id=uuid.UUID(request.causation_event_id)
+            if request.causation_event_id
+            else None,
+            correlation_id=uuid.UUID(request.correlation_id) if request.correlation_id else None,
+            payload=request.model_dump(mode="json"),
+        )
+        await self._mesh.publish(event, domain="aiops")
+        return str(event.id)

@@ -1,0 +1,138 @@
+"""An incident end to end on real Temporal, PostgreSQL and Redis: detected, diagnosed against
+the knowledge graph, healed within the policy, learned from; and the unknown path."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from pathlib import Path
+
+import redis.asyncio as aioredis
+from aiops_worker import aiops_worker
+from temporalio.testing import WorkflowEnvironment
+
+from aiops.knowledge import KnowledgeGraph, ProblemIn, SolutionIn
+from aiops.models.incident import IncidentInput
+from aiops.policy.models import ActionSpec
+from workflows.incident import IncidentWorkflow
+
+HISTORIES = Path(__file__).parent / "histories"
+
+
+async def _export(env: WorkflowEnvironment, wid: str, name: str) -> None:
+    """EXPORT_HISTORIES=1 pytest ... rewrites tests/histories/, which CI replays."""
+    if os.environ.get("EXPORT_HISTORIES"):
+        history = await env.client.get_workflow_handle(wid).fetch_history()
+        (HISTORIES / f"{name}.json").write_text(history.to_json())
+
+
+async def _seed(kg: KnowledgeGraph) -> tuple[str, str]:
+    problem = await kg.add_problem(
+        ProblemIn(
+            description="Import requests time out with large bookmark files",
+            category="timeout",
+            severity="high",
+            error_patterns=["import timed out", "ServiceTimeout"],
+            context={"service": "import-service"},
+        )
+    )
+    sim = {"adapter": "simulated", "success_probability": 1.0}
+    solution = await kg.add_solution(
+        problem.id,
+        SolutionIn(
+            description="Lower the import batch size and clear the import cache",
+            actions=[
+                ActionSpec(
+                    action_type="config_update",
+                    target="import-service",
+                    parameters={**sim, "key": "batch_size", "value": 100},
+                    order=1,
+                ),
+                ActionSpec(
+                    action_type="cache_clear", target="import-service", parameters=sim, order=2
+                ),
+            ],
+        ),
+    )
+    return problem.id, solution
+
+
+async def test_known_problem_is_healed_and_learned(
+    temporal_env: WorkflowEnvironment, database_url: str, redis_url: str
+) -> None:
+    queue = f"q-{uuid.uuid4().hex[:8]}"
+    client = temporal_env.client
+    async with aiops_worker(client, queue, database_url, redis_url) as kg:
+        problem_id, solution_id = await _seed(kg)
+        event_id = uuid.uuid4()
+        # a fixed id: the saved history's file name must be the workflow id it replays as
+        wid = "incident-history-healed"
+        result = await client.execute_workflow(
+            IncidentWorkflow.run,
+            IncidentInput(
+                event_type="ServiceTimeout",
+                source="import-service",
+                service="import-service",
+                payload={"message": "bookmark import timed out after 30s on a large file"},
+                event_id=event_id,
+                cool_down_s=1,
+            ),
+            id=wid,
+            task_queue=queue,
+        )
+        stats = await kg.solution_stats(solution_id)
+        await _export(temporal_env, wid, wid)
+    assert result.outcome == "healed", result.diagnosis
+    assert result.diagnosis is not None and result.diagnosis.outcome == "matched"
+    assert result.diagnosis.chosen is not None
+    assert result.diagnosis.chosen.candidate.problem_id == problem_id
+    assert result.healing_result is not None
+    assert [s.status for s in result.healing_result.steps] == ["done", "done"]
+    assert result.learning is not None and result.learning.after is not None
+    assert (stats.attempt_count, stats.success_count) == (1, 1)
+    assert result.learning.before is not None and result.learning.before.attempt_count == 0
+    # the outcome event points back at the event that opened the incident
+    redis = aioredis.Redis.from_url(redis_url)
+    try:
+        entries = await redis.xrange("events:aiops") or []
+    finally:
+        await redis.aclose()
+    outcomes = [json.loads(fields[b"event"]) for _, fields in entries if fields]
+    mine = [
+        e
+        for e in outcomes
+        if e["payload"].get("incident") == result.fingerprint
+        or e.get("causation_id") == str(event_id)
+    ]
+    assert any(
+        e["event_type"] == "OutcomeRecorded" and e["causation_id"] == str(event_id) for e in mine
+    )
+    assert result.resolved and not result.open
+
+
+async def test_unknown_problem_escalates_without_acting(
+    temporal_env: WorkflowEnvironment, database_url: str, redis_url: str
+) -> None:
+    queue = f"q-{uuid.uuid4().hex[:8]}"
+    client = temporal_env.client
+    async with aiops_worker(client, queue, database_url, redis_url) as kg:
+        await _seed(kg)
+        wid = "incident-history-unknown"
+        result = await client.execute_workflow(
+            IncidentWorkflow.run,
+            IncidentInput(
+                event_type="ServiceError",
+                source="vault",
+                payload={"message": "TLS handshake failed: certificate for vault.internal expired"},
+                cool_down_s=1,
+            ),
+            id=wid,
+            task_queue=queue,
+        )
+        problems = await kg.get_problem_count()
+        await _export(temporal_env, wid, wid)
+    assert result.outcome == "unknown"
+    assert result.diagnosis is not None and result.diagnosis.outcome == "unknown"
+    assert result.healing_workflow_id is None and result.healing_result is None
+    assert problems == 2  # the unknown problem is recorded for learning
