@@ -14,6 +14,7 @@ import sys
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import asyncpg
@@ -73,38 +74,37 @@ def template_database(postgres_admin_url: str) -> str:
     return _TEMPLATE_DB
 
 
+@asynccontextmanager
+async def _fresh_database(admin_url: str, prefix: str, template: str | None) -> AsyncIterator[str]:
+    name = f"{prefix}_{uuid.uuid4().hex[:16]}"
+    clause = f' TEMPLATE "{template}"' if template else ""
+    conn = await asyncpg.connect(admin_url)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"{clause}')
+    finally:
+        await conn.close()
+    try:
+        yield _with_database(admin_url, name)
+    finally:
+        conn = await asyncpg.connect(admin_url)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+
 @pytest_asyncio.fixture
 async def database_url(postgres_admin_url: str, template_database: str) -> AsyncIterator[str]:
     """A fresh, migrated database for one test, dropped afterwards."""
-    name = f"t_{uuid.uuid4().hex[:16]}"
-    conn = await asyncpg.connect(postgres_admin_url)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"')
-    finally:
-        await conn.close()
-    yield _with_database(postgres_admin_url, name)
-    conn = await asyncpg.connect(postgres_admin_url)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
+    async with _fresh_database(postgres_admin_url, "t", template_database) as url:
+        yield url
 
 
 @pytest_asyncio.fixture
 async def empty_database_url(postgres_admin_url: str) -> AsyncIterator[str]:
     """A fresh database with nothing in it, for migration tests."""
-    name = f"e_{uuid.uuid4().hex[:16]}"
-    conn = await asyncpg.connect(postgres_admin_url)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    yield _with_database(postgres_admin_url, name)
-    conn = await asyncpg.connect(postgres_admin_url)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
+    async with _fresh_database(postgres_admin_url, "e", None) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -15,11 +15,11 @@ from typing import Any, cast
 import redis.asyncio as aioredis
 
 from aiops.config import Settings
-from aiops.events.consumer import StreamConsumer
 from aiops.events.ingest import Ingestor
 from aiops.events.routing import IncidentRouter, Subscription
 from aiops.events.store import EventStore
 from aiops.fingerprint import Fingerprinter
+from workers import listener
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -80,21 +80,11 @@ def make_ingestor(
     incidents: IncidentRouter | None = None,
     subscriptions: Sequence[Subscription] = (),
 ) -> Ingestor:
-    stream_consumer = StreamConsumer(
+    return listener.make_ingestor(
+        settings,
         client,
-        patterns=[settings.listener_streams],
-        group=settings.listener_group,
-        consumer=consumer,
-        dead_letter_stream=settings.dead_letter_stream,
-        batch_size=settings.listener_batch_size,
-        block_ms=settings.listener_block_ms,
-        claim_idle_ms=settings.listener_claim_idle_ms,
-        dead_letter_maxlen=settings.events_maxlen,
-    )
-    return Ingestor(
-        stream_consumer,
         store,
-        max_event_bytes=settings.events_max_payload_bytes,
+        consumer=consumer,
         incidents=incidents,
         subscriptions=subscriptions,
     )

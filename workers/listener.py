@@ -47,6 +47,36 @@ def default_fingerprinter() -> Fingerprinter:
     return ProblemFingerprinter()
 
 
+def make_ingestor(
+    settings: Settings,
+    client: aioredis.Redis,
+    store: EventStore,
+    *,
+    consumer: str,
+    incidents: IncidentRouter | None = None,
+    subscriptions: Sequence[Subscription] = (),
+) -> Ingestor:
+    """The listener's pipeline from settings: consume, validate, store, route."""
+    stream_consumer = StreamConsumer(
+        client,
+        patterns=split_patterns(settings.listener_streams),
+        group=settings.listener_group,
+        consumer=consumer,
+        dead_letter_stream=settings.dead_letter_stream,
+        batch_size=settings.listener_batch_size,
+        block_ms=settings.listener_block_ms,
+        claim_idle_ms=settings.listener_claim_idle_ms,
+        dead_letter_maxlen=settings.events_maxlen,
+    )
+    return Ingestor(
+        stream_consumer,
+        store,
+        max_event_bytes=settings.events_max_payload_bytes,
+        incidents=incidents,
+        subscriptions=subscriptions,
+    )
+
+
 async def run_listener(
     settings: Settings,
     *,
@@ -88,23 +118,8 @@ async def run_listener(
             fingerprinter=fingerprinter or default_fingerprinter(),
             cool_down_s=cool_down_s,
         )
-    stream_consumer = StreamConsumer(
-        client,
-        patterns=split_patterns(settings.listener_streams),
-        group=settings.listener_group,
-        consumer=name,
-        dead_letter_stream=settings.dead_letter_stream,
-        batch_size=settings.listener_batch_size,
-        block_ms=settings.listener_block_ms,
-        claim_idle_ms=settings.listener_claim_idle_ms,
-        dead_letter_maxlen=settings.events_maxlen,
-    )
-    ingestor = Ingestor(
-        stream_consumer,
-        store,
-        max_event_bytes=settings.events_max_payload_bytes,
-        incidents=router,
-        subscriptions=subscriptions,
+    ingestor = make_ingestor(
+        settings, client, store, consumer=name, incidents=router, subscriptions=subscriptions
     )
     log.info(
         "listener %s: streams %s, group %s, incidents %s",
@@ -114,6 +129,7 @@ async def run_listener(
         "on" if router else "off",
     )
     try:
+        stream_consumer = ingestor.consumer
         await retrying(lambda: stream_consumer.discover(force=True), "discovering streams")
         if on_ready is not None:
             on_ready(stream_consumer)
