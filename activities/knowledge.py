@@ -51,7 +51,9 @@ class KnowledgeActivities:
 
     @activity.defn(name="search_known_problems")
     async def search(self, request: DiagnosisInput) -> CandidateSearch:
-        hits = await self._kg.find_solutions(request.text, limit=request.limit)
+        hits = await self._kg.find_solutions(
+            request.text, limit=request.limit, require_solutions=True
+        )
         candidates = [
             Candidate(
                 problem_id=hit.problem.id,

@@ -131,3 +131,18 @@ async def test_text_is_masked_before_embedding(database_url: str) -> None:
     assert len(recorder.seen) == 3
     assert "alice@example.com" not in text and "hunter2" not in text and "abc123" not in text
     assert "<EMAIL>" in text
+
+
+async def test_recorded_problems_without_solutions_do_not_crowd_out_known_ones(
+    kg: KnowledgeGraph,
+) -> None:
+    known = await kg.add_problem(_problem("Import requests time out with large bookmark files"))
+    await kg.add_solution(known.id, SolutionIn(description="Batch the import"))
+    for i in range(6):  # what incidents record: the same text, other services, no solution yet
+        await kg.add_problem(
+            _problem("Import requests time out with large bookmark files", service=f"svc-{i}")
+        )
+    crowded = await kg.find_solutions("bookmark import timed out", limit=3)
+    assert sum(not h.solutions for h in crowded) >= 2  # they would fill the top places
+    solvable = await kg.find_solutions("bookmark import timed out", limit=3, require_solutions=True)
+    assert [h.problem.id for h in solvable] == [known.id]

@@ -264,8 +264,14 @@ class KnowledgeGraph:
     # --- search ------------------------------------------------------------------------
 
     async def find_solutions(
-        self, text: str, limit: int = 5, service: str | None = None
+        self,
+        text: str,
+        limit: int = 5,
+        service: str | None = None,
+        require_solutions: bool = False,
     ) -> list[SearchHit]:
+        """Problems most like `text`, best first; with require_solutions only those that have
+        a solution (diagnosis: recorded problems without one must not crowd out known ones)."""
         masked = mask(text)
         vector = await self._embed(masked)
         async with self._pool.acquire() as conn, conn.transaction():
@@ -275,11 +281,14 @@ class KnowledgeGraph:
                 SELECT id FROM knowledge_nodes
                 WHERE node_type = 'problem'
                   AND ($2::text IS NULL OR data->'context'->>'service' = $2)
+                  AND (NOT $4 OR EXISTS (SELECT 1 FROM knowledge_edges e
+                       WHERE e.to_node = knowledge_nodes.id AND e.relationship = 'solves'))
                 ORDER BY embedding <=> $1 LIMIT $3
                 """,
                 vector,
                 service,
                 _CANDIDATES,
+                require_solutions,
             )
             lexical = await conn.fetch(
                 """
@@ -297,11 +306,14 @@ class KnowledgeGraph:
                 FROM knowledge_nodes, q
                 WHERE node_type = 'problem' AND search_text @@ q.query
                   AND ($2::text IS NULL OR data->'context'->>'service' = $2)
+                  AND (NOT $4 OR EXISTS (SELECT 1 FROM knowledge_edges e
+                       WHERE e.to_node = knowledge_nodes.id AND e.relationship = 'solves'))
                 ORDER BY rank DESC LIMIT $3
                 """,
                 masked,
                 service,
                 _CANDIDATES,
+                require_solutions,
             )
             lexical_rank = {row["id"]: float(row["rank"]) for row in lexical}
             ids = list({row["id"] for row in semantic} | set(lexical_rank))
