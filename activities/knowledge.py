@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 from temporalio import activity
 
@@ -74,8 +75,6 @@ class KnowledgeActivities:
 
     @activity.defn(name="load_policy")
     async def load_policy(self) -> Policy:
-        from pathlib import Path
-
         return load_policy(Path(self._policy_file) if self._policy_file else None)
 
     @activity.defn(name="escalate")
