@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import statistics
+import sys
 import tempfile
 import time
 import uuid
@@ -226,6 +228,8 @@ async def main(sequential: int, burst: int) -> None:
 
 
 if __name__ == "__main__":
+    # SIGTERM (a CI timeout, `timeout`) must still run the finally that stops the servers
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sequential", type=int, default=30)
     parser.add_argument("--burst", type=int, default=60)
