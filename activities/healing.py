@@ -104,8 +104,22 @@ class HealingActivities:
 
     @activity.defn(name="execute_action")
     async def execute_action(self, request: ExecuteRequest) -> ActionOutcome:
+        """Act once for the key, then audit the result in the same attempt: a retry after a
+        crash between the two finds the action done (reconcile) and writes the row once."""
         async with _heartbeating(f"{request.action.action_type} on {request.action.target}"):
-            return await self._executor.execute(request)
+            outcome = await self._executor.execute(request)
+        await self.audit(
+            AuditRequest(
+                key=f"action:{request.step}",
+                actor="aiops-healer",
+                action="action",
+                target=request.action.target,
+                decision="succeeded" if outcome.success else "failed",
+                details={"detail": outcome.detail},
+                workflow_id=request.workflow_id,
+            )
+        )
+        return outcome
 
     @activity.defn(name="compensate_action")
     async def compensate_action(self, request: ExecuteRequest) -> ActionOutcome:

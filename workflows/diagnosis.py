@@ -16,7 +16,8 @@ with workflow.unsafe.imports_passed_through():
 class DiagnosisWorkflow:
     @workflow.run
     async def run(self, input: DiagnosisInput) -> Diagnosis:
-        search = await workflow.execute_activity(
+        # a local activity: one embedding and one query, no server round trip for the schedule
+        search = await workflow.execute_local_activity(
             "search_known_problems",
             input,
             result_type=CandidateSearch,

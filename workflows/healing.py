@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
@@ -43,6 +44,7 @@ class HealingWorkflow:
         self._pending: str | None = None
         self._phase = "starting"
         self._outcome: HealingOutcome | None = None
+        self._reporting: list[asyncio.Task[None]] = []
 
     # --- operator interface -------------------------------------------------------------
 
@@ -99,6 +101,11 @@ class HealingWorkflow:
             "healing_progress", self.status()
         )
 
+    def _report_soon(self) -> None:
+        """Progress that nothing waits on: sent with the next commands, not awaited, so a
+        step costs no extra round trip to the server."""
+        self._reporting.append(asyncio.create_task(self._report()))
+
     def _step_ids(self) -> list[str]:
         return [p.step for p in self._input.plan.actions] if self._input else []
 
@@ -153,6 +160,8 @@ class HealingWorkflow:
                 verified=verified,
             )
         finally:
+            # progress reports resolve long before this; a lost one must not fail the plan
+            await asyncio.gather(*self._reporting, return_exceptions=True)
             await self._call(
                 "close_remediation",
                 RemediationRequest(workflow_id=wid, service=plan.service, outcome=self._outcome),
@@ -165,7 +174,7 @@ class HealingWorkflow:
         assert self._input is not None
         plan, action = self._input.plan, record.action
         self._phase = f"step {record.step}: policy"
-        context = await workflow.execute_activity(
+        context = await workflow.execute_local_activity(
             "load_policy_context",
             PolicyContextRequest(
                 workflow_id=wid,
@@ -210,21 +219,15 @@ class HealingWorkflow:
             heartbeat_timeout=_HEARTBEAT,
             retry_policy=_RETRY,
         )
+        # execute_action audits its own result (key action:<step>), in the same attempt
         record.outcome = outcome
-        await self._audit(
-            wid,
-            f"action:{record.step}",
-            action.target,
-            "succeeded" if outcome.success else "failed",
-            outcome.detail,
-        )
         if not outcome.success:
             record.status = "failed"
             return "failed", f"step {record.step} failed: {outcome.detail}"
         record.status = "done"
         if outcome.compensable:
             saga.append(request)
-        await self._report()
+        self._report_soon()
         return None
 
     async def _await_approval(
@@ -309,6 +312,7 @@ class HealingWorkflow:
         )
 
     async def _call(self, activity_name: str, arg: object) -> None:
-        await workflow.execute_activity(
+        # Short database bookkeeping runs as a local activity: no server round trip per call.
+        await workflow.execute_local_activity(
             activity_name, arg, start_to_close_timeout=_QUICK, retry_policy=_RETRY
         )

@@ -9,6 +9,7 @@ incident; a recurrence after that starts a new run.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
 
 from temporalio import workflow
@@ -140,7 +141,9 @@ class IncidentWorkflow:
         self._set_phase("detected")
         sample = status.last_sample
         text = _problem_text(status, sample)
-        problem = await workflow.execute_activity(
+        # Recording the problem and diagnosing it do not depend on each other (the search
+        # only looks at problems that have solutions), so they run side by side.
+        recorded = workflow.execute_local_activity(
             "record_problem",
             ProblemRecordRequest(
                 fingerprint=status.fingerprint,
@@ -156,10 +159,8 @@ class IncidentWorkflow:
             start_to_close_timeout=_QUICK,
             retry_policy=_RETRY,
         )
-        status.problem_id = problem.problem_id
-
         self._set_phase("diagnosing")
-        diagnosis = await workflow.execute_child_workflow(
+        diagnosed = workflow.execute_child_workflow(
             "DiagnosisWorkflow",
             DiagnosisInput(
                 incident_id=wid,
@@ -171,6 +172,8 @@ class IncidentWorkflow:
             id=f"{wid}-diagnosis-{workflow.info().run_id[:8]}",
             result_type=Diagnosis,
         )
+        problem, diagnosis = await asyncio.gather(recorded, diagnosed)
+        status.problem_id = problem.problem_id
         status.diagnosis = diagnosis
         status.plan = diagnosis.plan
         started = workflow.now()
@@ -194,7 +197,7 @@ class IncidentWorkflow:
             self._set_phase("diagnosed", outcome="replay")
         else:
             self._set_phase("healing")
-            policy = await workflow.execute_activity(
+            policy = await workflow.execute_local_activity(
                 "load_policy",
                 result_type=Policy,
                 start_to_close_timeout=_QUICK,

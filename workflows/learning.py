@@ -22,27 +22,29 @@ _RETRY = RetryPolicy(maximum_attempts=10)
 
 @workflow.defn(name="LearningWorkflow")
 class LearningWorkflow:
+    # Every step is a short, idempotent database or stream write: local activities keep the
+    # whole run to one workflow task.
     @workflow.run
     async def run(self, input: LearningInput) -> LearningResult:
         result = LearningResult()
         # Only a plan that ran to a verdict teaches us about its solution: an escalation or a
         # refusal says nothing about whether the fix works.
         if input.solution_id and input.outcome in ("healed", "compensated", "failed"):
-            result.before = await workflow.execute_activity(
+            result.before = await workflow.execute_local_activity(
                 "read_solution_stats",
                 input.solution_id,
                 result_type=SolutionStats,
                 start_to_close_timeout=_TIMEOUT,
                 retry_policy=_RETRY,
             )
-            result.after = await workflow.execute_activity(
+            result.after = await workflow.execute_local_activity(
                 "record_solution_outcome",
                 input,
                 result_type=SolutionStats,
                 start_to_close_timeout=_TIMEOUT,
                 retry_policy=_RETRY,
             )
-        result.insight_id = await workflow.execute_activity(
+        result.insight_id = await workflow.execute_local_activity(
             "record_insight",
             InsightRequest(
                 incident_id=input.incident_id,
@@ -55,7 +57,7 @@ class LearningWorkflow:
             start_to_close_timeout=_TIMEOUT,
             retry_policy=_RETRY,
         )
-        result.outcome_event_id = await workflow.execute_activity(
+        result.outcome_event_id = await workflow.execute_local_activity(
             "publish_outcome_event",
             OutcomeEventRequest(
                 incident_id=input.incident_id,
