@@ -66,3 +66,8 @@ class Pattern(BaseModel):
     status: PatternStatus = PatternStatus.ACTIVE
     attempt_count: int = Field(default=0, ge=0)
     success_count: int = Field(default=0, ge=0)
+    # Additive: lineage and retirement, written by the pattern library's evolver.
+    evolved_from: str | None = Field(
+        default=None, description="id of the pattern this one evolved from"
+    )
+    retired_reason: str | None = None
