@@ -245,6 +245,74 @@ class Settings(BaseSettings):
         description="workflow tasks one worker runs at once",
     )
 
+    # --- monitor agent (health probes, anomaly detector, run-time limits) ---
+    monitor_probe_interval_s: float = Field(
+        default=30.0,
+        validation_alias="AIOPS_MONITOR_PROBE_INTERVAL_S",
+        ge=1,
+        description="seconds between health probes of a service (metadata probe_interval_s wins)",
+    )
+    monitor_probe_timeout_s: float = Field(
+        default=5.0,
+        validation_alias="AIOPS_MONITOR_PROBE_TIMEOUT_S",
+        gt=0,
+        description="a health endpoint slower than this is unhealthy",
+    )
+    monitor_realert_s: float = Field(
+        default=300.0,
+        validation_alias="AIOPS_MONITOR_REALERT_S",
+        ge=0,
+        description="while a service stays unhealthy, ServiceUnhealthy again at most this often",
+    )
+    monitor_stream: str = Field(
+        default="events:monitor",
+        validation_alias="AIOPS_MONITOR_STREAM",
+        min_length=1,
+        description="stream the monitor publishes health, metric and anomaly events to",
+    )
+    monitor_sync_interval_s: float = Field(
+        default=30.0,
+        validation_alias="AIOPS_MONITOR_SYNC_INTERVAL_S",
+        ge=1,
+        description="how often `aiops monitor` matches probe schedules to the registry",
+    )
+    anomaly_streams: str = Field(
+        default="events:*",
+        validation_alias="AIOPS_ANOMALY_STREAMS",
+        min_length=1,
+        description="comma-separated streams or glob patterns the anomaly detector reads",
+    )
+    anomaly_group: str = Field(
+        default="aiops-anomaly",
+        validation_alias="AIOPS_ANOMALY_GROUP",
+        min_length=1,
+        description="the anomaly detector's own consumer group (independent of the listener)",
+    )
+    anomaly_warmup: int = Field(
+        default=30,
+        validation_alias="AIOPS_ANOMALY_WARMUP",
+        ge=2,
+        description="samples of a (service, metric) before it can raise an anomaly",
+    )
+    anomaly_z: float = Field(
+        default=4.0,
+        validation_alias="AIOPS_ANOMALY_Z",
+        gt=0,
+        description="robust z-score at which a metric is anomalous",
+    )
+    anomaly_cache_size: int = Field(
+        default=10_000,
+        validation_alias="AIOPS_ANOMALY_CACHE_SIZE",
+        ge=1,
+        description="(service, metric) baselines kept in memory; `aiops limits` changes it live",
+    )
+    max_agents: int = Field(
+        default=16,
+        validation_alias="AIOPS_MAX_AGENTS",
+        ge=1,
+        description="health probes one worker runs at once; `aiops limits` changes it live",
+    )
+
     # --- observability ---
     tracing: Literal["console", "otlp", "off"] = Field(
         default="console",
