@@ -18,6 +18,7 @@ from temporalio.worker import Worker
 
 from activities.healing import HealingActivities
 from activities.knowledge import KnowledgeActivities
+from activities.monitor import MonitorActivities
 from aiops.actions.base import Adapter
 from aiops.actions.executor import ActionExecutor
 from aiops.actions.http import HttpAdapter
@@ -31,6 +32,7 @@ from aiops.embeddings import get_embedder
 from aiops.endpoints import resolve_database_url
 from aiops.events.mesh import EventMesh
 from aiops.knowledge import KnowledgeGraph
+from aiops.monitor.limits import RuntimeLimits, default_limits
 from aiops.registry import ServiceRegistry
 from aiops.registry.secrets import load_fernet
 from aiops.temporal_client import connect
@@ -46,6 +48,7 @@ def activity_holders(
     kg: KnowledgeGraph,
     mesh: EventMesh,
     policy_file: Path | None = None,
+    limits: RuntimeLimits | None = None,
 ) -> list[object]:
     """Every activity class, wired to its clients; the worker and the tests share this."""
     registry = ServiceRegistry(pool, fernet)
@@ -59,6 +62,7 @@ def activity_holders(
     return [
         HealingActivities(pool, executor, registry, AuditLog(pool)),
         KnowledgeActivities(kg, mesh, str(policy_file) if policy_file else None),
+        MonitorActivities(pool, mesh, limits),
     ]
 
 
@@ -85,6 +89,7 @@ async def running_worker(settings: Settings, client: Client) -> AsyncIterator[Wo
         kg,
         mesh,
         settings.policy_file,
+        default_limits(settings),
     )
     try:
         worker = Worker(

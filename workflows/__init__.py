@@ -4,8 +4,15 @@ from workflows.diagnosis import DiagnosisWorkflow
 from workflows.healing import HealingWorkflow
 from workflows.incident import IncidentWorkflow
 from workflows.learning import LearningWorkflow
+from workflows.monitor import ProbeServiceWorkflow
 
-ALL_WORKFLOWS = [IncidentWorkflow, DiagnosisWorkflow, HealingWorkflow, LearningWorkflow]
+ALL_WORKFLOWS = [
+    IncidentWorkflow,
+    DiagnosisWorkflow,
+    HealingWorkflow,
+    LearningWorkflow,
+    ProbeServiceWorkflow,
+]
 
 __all__ = [
     "ALL_WORKFLOWS",
@@ -13,4 +20,5 @@ __all__ = [
     "HealingWorkflow",
     "IncidentWorkflow",
     "LearningWorkflow",
+    "ProbeServiceWorkflow",
 ]
