@@ -41,7 +41,7 @@ from aiops.events.mesh import EventMesh
 from aiops.events.routing import IncidentRouter
 from aiops.events.store import EventStore
 from aiops.knowledge import KnowledgeGraph, ProblemIn, SolutionIn
-from aiops.models.incident import IncidentStatus
+from aiops.models.healing import HealingResult
 from aiops.policy.models import ActionSpec
 from workers.listener import default_fingerprinter, make_ingestor
 from workers.worker import activities_of, activity_holders
@@ -92,27 +92,61 @@ async def seed(kg: KnowledgeGraph) -> None:
 
 
 async def healed_after(client: Client, incident_id: str, since: float) -> float:
-    """Seconds from `since` (epoch) to the close of the incident's HealingWorkflow."""
+    """Seconds from `since` (epoch) to the close of the incident's HealingWorkflow.
+
+    Only server-side calls (describe, a long-polled result): a status query every few ms
+    would be answered by the same worker and slow down the incident it measures."""
+    handle = client.get_workflow_handle(incident_id)
     while True:
         try:
-            status = await client.get_workflow_handle(incident_id).query(
-                "status", result_type=IncidentStatus
-            )
-            if status.outcome is not None and status.healing_workflow_id is None:
-                raise RuntimeError(f"{incident_id} ended {status.outcome}, not healed")
-            if status.healing_workflow_id:
-                desc = await client.get_workflow_handle(status.healing_workflow_id).describe()
-                if desc.close_time is not None:
-                    if status.healing_result and status.healing_result.outcome != "healed":
-                        raise RuntimeError(f"{incident_id}: {status.healing_result.detail}")
-                    return desc.close_time.timestamp() - since
+            run_id = (await handle.describe()).run_id
+            break
         except RPCError as error:
             if error.status != RPCStatusCode.NOT_FOUND:
-                raise  # not found: the listener or the incident has not started it yet
-        await asyncio.sleep(0.02)
+                raise  # not found: the listener has not started it yet
+        await asyncio.sleep(0.01)
+    healing = client.get_workflow_handle(
+        f"{incident_id}-healing-{run_id[:8]}", result_type=HealingResult
+    )
+    while True:
+        try:
+            result = await healing.result()
+            break
+        except RPCError as error:
+            if error.status != RPCStatusCode.NOT_FOUND:
+                raise  # not started yet: diagnosis is still running
+        await asyncio.sleep(0.01)
+    if result.outcome != "healed":
+        raise RuntimeError(f"{incident_id} ended {result.outcome}: {result.detail}")
+    closed = (await healing.describe()).close_time
+    assert closed is not None
+    return closed.timestamp() - since
 
 
-async def main(sequential: int, burst: int) -> None:
+async def timeline(client: Client, incident_id: str, since: float) -> None:
+    """Where the time of one incident went: every history event of the incident and its
+    children, in ms after the XADD."""
+    rows: list[tuple[float, str, str]] = []
+    ids = [incident_id]
+    while ids:
+        wid = ids.pop()
+        try:
+            history = await client.get_workflow_handle(wid).fetch_history()
+        except RPCError:
+            continue  # learning may not have started yet: the clock stops at healed
+        for event in history.events:
+            at = event.event_time.ToDatetime(tzinfo=UTC).timestamp() - since
+            kind: str = event.WhichOneof("attributes") or ""
+            rows.append((at, wid.rsplit("-", 2)[-2] if wid != incident_id else "incident", kind))
+            if kind == "start_child_workflow_execution_initiated_event_attributes":
+                ids.append(
+                    event.start_child_workflow_execution_initiated_event_attributes.workflow_id
+                )
+    for at, who, name in sorted(rows):
+        print(f"{at * 1000:8.1f} ms  {who:10} {name.removesuffix('_event_attributes')}")
+
+
+async def main(sequential: int, burst: int, explain: bool) -> None:
     home = Path(tempfile.mkdtemp(prefix="aiops-bench-"))
     stack = DevStack(
         home,
@@ -190,6 +224,18 @@ async def main(sequential: int, burst: int) -> None:
             await bare(-1)
             print(f"sequential: {sequential} incidents one at a time ...", flush=True)
             inc_lat = [await incident(i) for i in range(sequential)]
+            if explain:
+                explained = Event(
+                    event_type="ServiceTimeout",
+                    source="import-service-explained",
+                    payload={"message": "bookmark import timed out after 30s on a large file"},
+                )
+                started = time.time()
+                await mesh.publish(explained, stream="events:bench")
+                [observation] = router.observe([explained])
+                explained_id = f"incident-{observation.fingerprint}"
+                await healed_after(client, explained_id, started)
+                await timeline(client, explained_id, started)
             bare_lat = [await bare(i) for i in range(sequential)]
             print(f"burst: {burst} incidents at once ...", flush=True)
             t0 = time.time()
@@ -233,5 +279,8 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sequential", type=int, default=30)
     parser.add_argument("--burst", type=int, default=60)
+    parser.add_argument(
+        "--explain", action="store_true", help="print the timeline of one incident's history"
+    )
     args = parser.parse_args()
-    asyncio.run(main(args.sequential, args.burst))
+    asyncio.run(main(args.sequential, args.burst, args.explain))

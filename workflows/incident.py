@@ -142,8 +142,10 @@ class IncidentWorkflow:
         sample = status.last_sample
         text = _problem_text(status, sample)
         # Recording the problem and diagnosing it do not depend on each other (the search
-        # only looks at problems that have solutions), so they run side by side.
-        recorded = workflow.execute_local_activity(
+        # only looks at problems that have solutions), so they run side by side. A regular
+        # activity, not a local one: the SDK holds back the child's start command until a
+        # running local activity finishes, which would serialise the two.
+        recorded = workflow.execute_activity(
             "record_problem",
             ProblemRecordRequest(
                 fingerprint=status.fingerprint,
