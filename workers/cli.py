@@ -31,6 +31,7 @@ def _register() -> None:
         events,
         fingerprint,
         incidents,
+        kg,
         migrate,
         worker_cmd,
     )
@@ -47,6 +48,7 @@ def _register() -> None:
     app.command("worker")(worker_cmd.worker)
     app.command("fingerprint")(fingerprint.fingerprint)
     app.command("migrate")(migrate.migrate)
+    app.add_typer(kg.app, name="kg")
     app.command("config")(config_cmd.config)
     app.command("demo")(demo.demo)
 

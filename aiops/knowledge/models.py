@@ -38,6 +38,11 @@ class ProblemRecord(BaseModel):
     created: bool
     occurrence_count: int
     similar_to: list[str] = Field(default_factory=list)
+    status: Literal["created", "counted", "updated", "unchanged"] = Field(
+        default="created",
+        description="counted: one more occurrence of a known problem (add_problem); updated or"
+        " unchanged: a keyed problem written again (upsert_problem)",
+    )
 
 
 class SolutionIn(BaseModel):

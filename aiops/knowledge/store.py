@@ -10,12 +10,15 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg
 
 from aiops.embeddings.base import Embedder
 from aiops.fingerprint import mask_variables
+from aiops.knowledge import texts
+from aiops.knowledge.errors import KnowledgeError
+from aiops.knowledge.mining import MiningReport, extract_patterns
 from aiops.knowledge.models import (
     ProblemIn,
     ProblemRecord,
@@ -25,6 +28,8 @@ from aiops.knowledge.models import (
     SolutionIn,
     SolutionStats,
 )
+from aiops.knowledge.stats import EmbeddingReport, GraphStats, graph_stats, verify_embeddings
+from aiops.knowledge.traversal import Direction, TraversalNode, traverse
 from aiops.policy.models import ActionSpec
 from aiops.privacy import mask
 
@@ -33,6 +38,7 @@ from aiops.privacy import mask
 SEMANTIC_WEIGHT = 0.75
 LEXICAL_WEIGHT = 0.25
 _CANDIDATES = 50
+SearchMode = Literal["hybrid", "semantic", "lexical"]
 _EWMA = 0.3  # weight of the newest resolution time
 
 
@@ -45,9 +51,13 @@ def problem_fingerprint(problem: ProblemIn) -> str:
     return _hash(problem.service or "", problem.category, mask_variables(problem.description))
 
 
+def key_fingerprint(key: str) -> str:
+    """The fingerprint of a problem written with an external key: the key is its identity."""
+    return "key:" + _hash(key)
+
+
 def problem_text(problem: ProblemIn) -> str:
-    parts = [problem.description, problem.template or "", " ".join(problem.error_patterns)]
-    return mask(" \n".join(p for p in parts if p))
+    return texts.problem_text(problem.description, problem.template, problem.error_patterns)
 
 
 class KnowledgeGraph:
@@ -105,6 +115,71 @@ class KnowledgeGraph:
             fingerprint=fingerprint,
             created=row["created"],
             occurrence_count=row["count"],
+            status="created" if row["created"] else "counted",
+        )
+        if record.created:
+            record.similar_to = await self._link_similar(row["id"], vector, problem)
+        return record
+
+    async def upsert_problem(self, problem: ProblemIn) -> ProblemRecord:
+        """Write a problem identified by its external `key` (what `aiops kg import` does):
+        created the first time, its text updated when it changed, untouched otherwise. Unlike
+        add_problem, writing it again is not another occurrence."""
+        if not problem.key:
+            raise KnowledgeError("upsert_problem needs a problem with a key")
+        fingerprint = key_fingerprint(problem.key)
+        content = {
+            "description": problem.description,
+            "category": problem.category,
+            "severity": problem.severity,
+            "error_patterns": problem.error_patterns,
+            "context": problem.context,
+            "template": problem.template,
+            "key": problem.key,
+        }
+        existing = await self._pool.fetchrow(
+            "SELECT id, data FROM knowledge_nodes WHERE node_type = 'problem' AND fingerprint = $1",
+            fingerprint,
+        )
+        if existing is not None and all(existing["data"].get(k) == v for k, v in content.items()):
+            return ProblemRecord(
+                id=str(existing["id"]),
+                fingerprint=fingerprint,
+                created=False,
+                occurrence_count=int(existing["data"].get("occurrence_count") or 1),
+                status="unchanged",
+            )
+        vector = await self._embed(problem_text(problem))
+        now = datetime.now(UTC).isoformat()
+        data = {
+            **content,
+            "fingerprint": fingerprint,
+            "occurrence_count": problem.occurrences,
+            "first_seen": now,
+            "last_seen": now,
+        }
+        row = await self._pool.fetchrow(
+            """
+            INSERT INTO knowledge_nodes (node_type, fingerprint, data, embedding)
+            VALUES ('problem', $1, $2, $3)
+            ON CONFLICT (node_type, fingerprint) DO UPDATE SET
+                data = knowledge_nodes.data || $4::jsonb,
+                embedding = EXCLUDED.embedding,
+                updated_at = now()
+            RETURNING id, (xmax = 0) AS created, (data->>'occurrence_count')::int AS count
+            """,
+            fingerprint,
+            data,
+            vector,
+            content,
+        )
+        assert row is not None
+        record = ProblemRecord(
+            id=str(row["id"]),
+            fingerprint=fingerprint,
+            created=row["created"],
+            occurrence_count=row["count"],
+            status="created" if row["created"] else "updated",
         )
         if record.created:
             record.similar_to = await self._link_similar(row["id"], vector, problem)
@@ -261,6 +336,27 @@ class KnowledgeGraph:
         )
         return count
 
+    # --- graph: traversal, statistics, embeddings, patterns -----------------------------
+
+    async def traverse(
+        self,
+        node_id: str,
+        max_hops: int = 3,
+        relationships: list[str] | None = None,
+        direction: Direction = "both",
+        limit: int = 1000,
+    ) -> list[TraversalNode]:
+        return await traverse(self._pool, node_id, max_hops, relationships, direction, limit)
+
+    async def stats(self) -> GraphStats:
+        return await graph_stats(self._pool)
+
+    async def verify_embeddings(self, sample: int = 0) -> EmbeddingReport:
+        return await verify_embeddings(self._pool, self._embedder, sample)
+
+    async def extract_patterns(self, min_occurrences: int = 3) -> MiningReport:
+        return await extract_patterns(self._pool, self._embedder, min_occurrences)
+
     # --- search ------------------------------------------------------------------------
 
     async def find_solutions(
@@ -269,15 +365,21 @@ class KnowledgeGraph:
         limit: int = 5,
         service: str | None = None,
         require_solutions: bool = False,
+        mode: SearchMode = "hybrid",
     ) -> list[SearchHit]:
         """Problems most like `text`, best first; with require_solutions only those that have
-        a solution (diagnosis: recorded problems without one must not crowd out known ones)."""
+        a solution (diagnosis: recorded problems without one must not crowd out known ones).
+
+        `mode` semantic or lexical runs one half of the hybrid alone (for measuring it)."""
         masked = mask(text)
         vector = await self._embed(masked)
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-            semantic = await conn.fetch(
-                """
+            semantic = (
+                []
+                if mode == "lexical"
+                else await conn.fetch(
+                    """
                 SELECT id FROM knowledge_nodes
                 WHERE node_type = 'problem'
                   AND ($2::text IS NULL OR data->'context'->>'service' = $2)
@@ -285,13 +387,17 @@ class KnowledgeGraph:
                        WHERE e.to_node = knowledge_nodes.id AND e.relationship = 'solves'))
                 ORDER BY embedding <=> $1 LIMIT $3
                 """,
-                vector,
-                service,
-                _CANDIDATES,
-                require_solutions,
+                    vector,
+                    service,
+                    _CANDIDATES,
+                    require_solutions,
+                )
             )
-            lexical = await conn.fetch(
-                """
+            lexical = (
+                []
+                if mode == "semantic"
+                else await conn.fetch(
+                    """
                 WITH words AS (
                     SELECT (SELECT string_agg(quote_literal(lexeme), ' | ')
                             FROM unnest(to_tsvector('english', $1))) AS english,
@@ -310,10 +416,11 @@ class KnowledgeGraph:
                        WHERE e.to_node = knowledge_nodes.id AND e.relationship = 'solves'))
                 ORDER BY rank DESC LIMIT $3
                 """,
-                masked,
-                service,
-                _CANDIDATES,
-                require_solutions,
+                    masked,
+                    service,
+                    _CANDIDATES,
+                    require_solutions,
+                )
             )
             lexical_rank = {row["id"]: float(row["rank"]) for row in lexical}
             ids = list({row["id"] for row in semantic} | set(lexical_rank))
@@ -328,7 +435,11 @@ class KnowledgeGraph:
         for row in rows:
             sem = max(0.0, float(row["sim"]))
             lex = lexical_rank.get(row["id"], 0.0) / top_lexical
-            relevance = SEMANTIC_WEIGHT * sem + LEXICAL_WEIGHT * lex
+            relevance = {
+                "hybrid": SEMANTIC_WEIGHT * sem + LEXICAL_WEIGHT * lex,
+                "semantic": sem,
+                "lexical": lex,
+            }[mode]
             scored.append((relevance, sem, lex, row))
         scored.sort(key=lambda item: item[0], reverse=True)
         best = scored[:limit]
