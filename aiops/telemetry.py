@@ -58,7 +58,9 @@ def setup_tracing(settings: Settings, service_name: str) -> bool:
 def plugins(settings: Settings, service_name: str) -> list[SimplePlugin]:
     if not setup_tracing(settings, service_name):
         return []
-    return [OpenTelemetryPlugin()]
+    # Temporal's own spans (StartWorkflow, RunWorkflow, RunActivity...) are what an operator
+    # follows from the listener to the activities; without them only context is propagated.
+    return [OpenTelemetryPlugin(add_temporal_spans=True)]
 
 
 def runtime(settings: Settings) -> Runtime | None:

@@ -52,6 +52,7 @@ class EventType(StrEnum):
     ACTION_COMPLETED = "ActionCompleted"
     ACTION_FAILED = "ActionFailed"
     OUTCOME_RECORDED = "OutcomeRecorded"
+    PATTERN_EVOLVED = "PatternEvolved"
 
 
 KNOWN_EVENT_TYPES: Final = frozenset(t.value for t in EventType)
@@ -106,6 +107,9 @@ class Event(BaseModel):
     severity: Annotated[Severity | None, BeforeValidator(_severity)] = None
     # Set by `aiops events replay`: the event was stored before and is published again.
     replay: bool = False
+    # W3C trace context of the publisher (set by EventMesh.publish inside a span), so the
+    # incident an event opens continues the publisher's trace.
+    traceparent: str | None = Field(default=None, max_length=128)
 
     @field_validator("payload")
     @classmethod

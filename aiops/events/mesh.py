@@ -13,6 +13,7 @@ from aiops.config import Settings
 from aiops.endpoints import resolve_redis_url
 from aiops.events.envelope import WIRE_FIELD, Event
 from aiops.events.retry import Backoff, retrying
+from aiops.trace_context import current_traceparent
 
 STREAM_PREFIX: Final = "events:"
 # events pipelined per round trip in publish_many
@@ -82,6 +83,10 @@ class EventMesh:
     ) -> str:
         """XADD one event; returns the stream entry id. Retries while Redis is away (a
         retry can add the entry twice; the listener stores it once)."""
+        if event.traceparent is None:
+            traceparent = current_traceparent()
+            if traceparent is not None:
+                event = event.model_copy(update={"traceparent": traceparent})
         name = self.target(event, stream, domain)
         data = self._wire(event)
 

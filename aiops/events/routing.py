@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Final, Literal, Protocol
 
+from opentelemetry import trace
 from pydantic import BaseModel, Field, model_validator
 from temporalio.client import Client
 from temporalio.common import (
@@ -30,8 +31,10 @@ from aiops.events.detection import Detection, Detector
 from aiops.events.envelope import Event, Severity
 from aiops.events.retry import TRANSIENT, Backoff
 from aiops.models.incident import IncidentInput, Observation
+from aiops.trace_context import context_from
 
 log = logging.getLogger(__name__)
+_TRACER = trace.get_tracer(__name__)
 
 # The workflow and signal are named, not imported: aiops never imports workflows/.
 INCIDENT_WORKFLOW: Final = "IncidentWorkflow"
@@ -283,6 +286,18 @@ class IncidentRouter:
             replay=observation.replay,
             cool_down_s=self.cool_down_s,
         )
+        # the incident continues the publisher's trace when the event carries one
+        with _TRACER.start_as_current_span(
+            "route incident",
+            context=context_from(sample.traceparent),
+            attributes={
+                "aiops.fingerprint": observation.fingerprint,
+                "aiops.events": observation.count,
+            },
+        ):
+            await self._signal(observation, incident)
+
+    async def _signal(self, observation: Observation, incident: IncidentInput) -> None:
         try:
             await self._start(observation, incident)
         except RPCError as error:
