@@ -32,7 +32,10 @@ def _register() -> None:
         fingerprint,
         incidents,
         kg,
+        limits,
         migrate,
+        monitor,
+        services,
         worker_cmd,
     )
 
@@ -49,6 +52,10 @@ def _register() -> None:
     app.command("fingerprint")(fingerprint.fingerprint)
     app.command("migrate")(migrate.migrate)
     app.add_typer(kg.app, name="kg")
+    app.add_typer(services.app, name="services")
+    app.add_typer(services.agents_app, name="agents")
+    app.command("monitor")(monitor.monitor)
+    app.add_typer(limits.app, name="limits")
     app.command("config")(config_cmd.config)
     app.command("demo")(demo.demo)
 

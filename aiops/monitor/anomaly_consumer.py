@@ -181,6 +181,10 @@ class AnomalyMonitor:
             self.stats.samples += 1
             if signal is not None:
                 published.append(self._event(signal, entry, event))
+                if signal.kind == "anomaly":
+                    self.stats.anomalies += 1
+                else:
+                    self.stats.recoveries += 1
         if published:
             await self.mesh.publish_many(published, stream=self.stream)
             for item in published:

@@ -1,0 +1,91 @@
+"""`aiops limits show | set | reset`: limits running processes pick up within seconds."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from typing import Annotated, TypeVar
+
+import typer
+
+from aiops.config import get_settings
+from aiops.db.pool import create_pool
+from aiops.endpoints import resolve_database_url
+from aiops.monitor.limits import LIMITS, REFRESH_S, LimitsStore, RuntimeLimits, default_limits
+
+app = typer.Typer(
+    help=(
+        "Limits changed while processes run (the seed's set_max_agents, set_cache_size); "
+        f"running processes re-read them every {REFRESH_S:g} s."
+    ),
+    no_args_is_help=True,
+)
+
+T = TypeVar("T")
+
+
+def _with_store(work: Callable[[LimitsStore], Awaitable[T]]) -> T:
+    settings = get_settings()
+
+    async def run() -> T:
+        pool = await create_pool(resolve_database_url(settings), max_size=2)
+        try:
+            return await work(LimitsStore(pool, default_limits(settings)))
+        finally:
+            await pool.close()
+
+    return asyncio.run(run())
+
+
+def _print(limits: RuntimeLimits, overrides: dict[str, int], as_json: bool) -> None:
+    if as_json:
+        rows = {
+            name: {"value": value, "set": name in overrides, "honoured_by": LIMITS[name]}
+            for name, value in limits.model_dump().items()
+        }
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    for name, value in limits.model_dump().items():
+        origin = "set" if name in overrides else "default"
+        typer.echo(f"{name:<20} {value:>10}  {origin:<7}  {LIMITS[name]}")
+
+
+@app.command()
+def show(as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False) -> None:
+    """Every limit, whether it was set or is the default, and what honours it."""
+
+    async def work(store: LimitsStore) -> tuple[RuntimeLimits, dict[str, int]]:
+        return await store.read(), await store.overrides()
+
+    limits, overrides = _with_store(work)
+    _print(limits, overrides, as_json)
+
+
+@app.command("set")
+def set_limit(
+    name: Annotated[str, typer.Argument(help=", ".join(LIMITS))],
+    value: Annotated[int, typer.Argument(help="the new value")],
+) -> None:
+    """Change a limit now; processes pick it up within seconds."""
+
+    async def work(store: LimitsStore) -> RuntimeLimits:
+        return await store.set(name, value)
+
+    limits = _with_store(work)
+    typer.echo(f"{name} = {getattr(limits, name)}")
+
+
+@app.command()
+def reset(
+    name: Annotated[str | None, typer.Argument(help="one limit; all when left out")] = None,
+) -> None:
+    """Back to the default from settings."""
+
+    async def work(store: LimitsStore) -> RuntimeLimits:
+        return await store.reset(name)
+
+    limits = _with_store(work)
+    for key, value in limits.model_dump().items():
+        if name is None or key == name:
+            typer.echo(f"{key} = {value} (default)")
