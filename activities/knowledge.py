@@ -7,6 +7,7 @@ from pathlib import Path
 
 from temporalio import activity
 
+from aiops.diagnosis.llm import RootCauseNote, RootCauseRequest, RootCauseWriter
 from aiops.events.envelope import Event, EventType, Severity
 from aiops.events.mesh import EventMesh
 from aiops.knowledge import KnowledgeGraph, ProblemIn
@@ -26,10 +27,17 @@ _SEVERITIES = {"low", "medium", "high", "critical"}
 
 
 class KnowledgeActivities:
-    def __init__(self, kg: KnowledgeGraph, mesh: EventMesh, policy_file: str | None = None) -> None:
+    def __init__(
+        self,
+        kg: KnowledgeGraph,
+        mesh: EventMesh,
+        policy_file: str | None = None,
+        root_cause: RootCauseWriter | None = None,
+    ) -> None:
         self._kg = kg
         self._mesh = mesh
         self._policy_file = policy_file
+        self._root_cause = root_cause
 
     @activity.defn(name="record_problem")
     async def record_problem(self, request: ProblemRecordRequest) -> ProblemRef:
@@ -71,7 +79,17 @@ class KnowledgeActivities:
             for solution in hit.solutions
             if solution.actions
         ]
-        return CandidateSearch(masked_text=mask(request.text), candidates=candidates)
+        return CandidateSearch(
+            masked_text=mask(request.text),
+            candidates=candidates,
+            llm_configured=self._root_cause is not None,
+        )
+
+    @activity.defn(name="write_root_cause_note")
+    async def write_root_cause_note(self, request: RootCauseRequest) -> RootCauseNote:
+        if self._root_cause is None:
+            return RootCauseNote(error="no LLM configured on this worker (AIOPS_LLM_MODEL)")
+        return await self._root_cause.write(request)
 
     @activity.defn(name="load_policy")
     async def load_policy(self) -> Policy:

@@ -105,6 +105,18 @@ class Settings(BaseSettings):
         validation_alias="OPENAI_BASE_URL",
         description="base URL of an OpenAI-compatible API (Ollama, TEI, vLLM)",
     )
+    llm_model: str | None = Field(
+        default=None,
+        validation_alias="AIOPS_LLM_MODEL",
+        description="chat model for an optional root-cause note in each diagnosis (e.g. "
+        "gpt-4o-mini, or an Ollama model through OPENAI_BASE_URL); unset: no LLM is called",
+    )
+    llm_timeout_s: float = Field(
+        default=20.0,
+        validation_alias="AIOPS_LLM_TIMEOUT_S",
+        gt=0,
+        description="how long a root-cause note may take before the diagnosis goes on without",
+    )
     log_level: LogLevel = Field(
         default="INFO",
         validation_alias="AIOPS_LOG_LEVEL",

@@ -12,6 +12,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from aiops.db.pool import create_pool
+from aiops.diagnosis.llm import RootCauseWriter
 from aiops.embeddings import CachedEmbedder, MiniLMEmbedder
 from aiops.events.mesh import EventMesh
 from aiops.knowledge import KnowledgeGraph
@@ -23,13 +24,23 @@ EMBEDDER = CachedEmbedder(MiniLMEmbedder())
 
 @asynccontextmanager
 async def aiops_worker(
-    client: Client, queue: str, database_url: str, redis_url: str, logs: Path | None = None
+    client: Client,
+    queue: str,
+    database_url: str,
+    redis_url: str,
+    logs: Path | None = None,
+    root_cause: RootCauseWriter | None = None,
 ) -> AsyncIterator[KnowledgeGraph]:
     pool = await create_pool(database_url, max_size=10)
     mesh = EventMesh(aioredis.Redis.from_url(redis_url))
     kg = KnowledgeGraph(pool, EMBEDDER)
     holders = activity_holders(
-        pool, Fernet(Fernet.generate_key()), logs or Path("/tmp/aiops-test-logs"), kg, mesh
+        pool,
+        Fernet(Fernet.generate_key()),
+        logs or Path("/tmp/aiops-test-logs"),
+        kg,
+        mesh,
+        root_cause=root_cause,
     )
     try:
         async with Worker(

@@ -28,6 +28,7 @@ from aiops.actions.simulated import SimulatedAdapter
 from aiops.audit import AuditLog
 from aiops.config import Settings
 from aiops.db.pool import create_pool
+from aiops.diagnosis.llm import RootCauseWriter, root_cause_writer
 from aiops.embeddings import get_embedder
 from aiops.endpoints import resolve_database_url
 from aiops.events.mesh import EventMesh
@@ -49,6 +50,7 @@ def activity_holders(
     mesh: EventMesh,
     policy_file: Path | None = None,
     limits: RuntimeLimits | None = None,
+    root_cause: RootCauseWriter | None = None,
 ) -> list[object]:
     """Every activity class, wired to its clients; the worker and the tests share this."""
     registry = ServiceRegistry(pool, fernet)
@@ -61,7 +63,7 @@ def activity_holders(
     executor = ActionExecutor(pool, registry, adapters)
     return [
         HealingActivities(pool, executor, registry, AuditLog(pool)),
-        KnowledgeActivities(kg, mesh, str(policy_file) if policy_file else None),
+        KnowledgeActivities(kg, mesh, str(policy_file) if policy_file else None, root_cause),
         MonitorActivities(pool, mesh, limits),
     ]
 
@@ -90,6 +92,7 @@ async def running_worker(settings: Settings, client: Client) -> AsyncIterator[Wo
         mesh,
         settings.policy_file,
         default_limits(settings),
+        root_cause_writer(settings),
     )
     try:
         worker = Worker(

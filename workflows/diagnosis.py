@@ -9,6 +9,7 @@ from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from aiops.diagnosis import choose_solution, plan_for
+    from aiops.diagnosis.llm import RootCauseNote, RootCauseRequest
     from aiops.models.diagnosis import CandidateSearch, Diagnosis, DiagnosisInput
 
 
@@ -26,9 +27,11 @@ class DiagnosisWorkflow:
         )
         known = [c for c in search.candidates if c.similarity >= input.min_similarity]
         picked = choose_solution(known, workflow.random(), input.closeness)
+        note = await self._root_cause_note(input, search) if search.llm_configured else None
         if picked is None:
             best = max((c.similarity for c in search.candidates), default=0.0)
             return Diagnosis(
+                root_cause_note=note,
                 outcome="unknown",
                 masked_text=search.masked_text,
                 candidates=search.candidates,
@@ -47,6 +50,7 @@ class DiagnosisWorkflow:
             f"; against {others}" if others else ""
         )
         return Diagnosis(
+            root_cause_note=note,
             outcome="matched",
             masked_text=search.masked_text,
             candidates=search.candidates,
@@ -54,3 +58,19 @@ class DiagnosisWorkflow:
             plan=plan_for(chosen, input.service),
             why=why,
         )
+
+    async def _root_cause_note(self, input: DiagnosisInput, search: CandidateSearch) -> str | None:
+        """Optional and advisory: the writer bounds its own wait and answers with no note
+        rather than failing, so a slow model delays the plan by its timeout at most."""
+        written: RootCauseNote = await workflow.execute_activity(
+            "write_root_cause_note",
+            RootCauseRequest(
+                incident_id=input.incident_id,
+                masked_text=search.masked_text,
+                candidates=search.candidates,
+            ),
+            result_type=RootCauseNote,
+            start_to_close_timeout=timedelta(minutes=2),
+            retry_policy=RetryPolicy(maximum_attempts=2),
+        )
+        return written.note

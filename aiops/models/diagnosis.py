@@ -40,6 +40,9 @@ class Candidate(BaseModel):
 class CandidateSearch(BaseModel):
     masked_text: str
     candidates: list[Candidate]
+    llm_configured: bool = Field(
+        default=False, description="the worker can write a root-cause note (AIOPS_LLM_MODEL)"
+    )
 
 
 class Choice(BaseModel):

@@ -1,0 +1,141 @@
+"""An operator's day with the real binaries: `temporal workflow start` opens an incident with
+the README's JSON, `aiops incidents` shows it waiting for approval, `aiops approve` refuses a
+bad decision before it reaches the history and then approves, and the incident heals."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from aiops_worker import aiops_worker
+from temporalio.testing import WorkflowEnvironment
+
+from aiops.devstack import binaries
+from aiops.knowledge import ProblemIn, SolutionIn
+from aiops.models.incident import IncidentStatus
+from aiops.policy.models import ActionSpec
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+async def _run(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return await asyncio.to_thread(
+        subprocess.run, argv, capture_output=True, text=True, timeout=120, env=env, cwd=ROOT
+    )
+
+
+def _aiops(*args: str) -> list[str]:
+    return [sys.executable, "-c", "from workers.cli import main; main()", *args]
+
+
+async def _waiting_row(wid: str, env: dict[str, str]) -> dict[str, Any]:
+    for _ in range(60):
+        listed = await _run(_aiops("incidents", "--json"), env)
+        assert listed.returncode == 0, listed.stderr
+        rows = [r for r in json.loads(listed.stdout) if r["workflow_id"] == wid]
+        if rows and rows[0]["pending_approval"]:
+            row: dict[str, Any] = rows[0]
+            return row
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"{wid} never showed a pending approval in `aiops incidents`")
+
+
+async def test_cli_start_list_and_approve(
+    temporal_env: WorkflowEnvironment, database_url: str, redis_url: str
+) -> None:
+    queue, wid = f"q-{uuid.uuid4().hex[:8]}", f"incident-cli-{uuid.uuid4().hex[:8]}"
+    address = temporal_env.client.service_client.config.target_host
+    env = {
+        **os.environ,
+        "TEMPORAL_ADDRESS": address,
+        "AIOPS_TASK_QUEUE": queue,
+        "AIOPS_TRACING": "off",
+        "AIOPS_METRICS_BIND": "off",
+    }
+    async with aiops_worker(temporal_env.client, queue, database_url, redis_url) as kg:
+        problem = await kg.add_problem(
+            ProblemIn(
+                description="Import requests time out with large bookmark files",
+                category="timeout",
+                context={"service": "import-service"},
+            )
+        )
+        solution_id = await kg.add_solution(
+            problem.id,
+            SolutionIn(
+                description="Add an import worker",
+                actions=[
+                    ActionSpec(
+                        action_type="scale",  # critical in the shipped policy
+                        target="import-service",
+                        parameters={"adapter": "simulated", "success_probability": 1.0},
+                    )
+                ],
+            ),
+        )
+        started = await _run(
+            [
+                str(binaries.temporal_cli()),
+                "workflow",
+                "start",
+                "--address",
+                address,
+                "--type",
+                "IncidentWorkflow",
+                "--task-queue",
+                queue,
+                "--workflow-id",
+                wid,
+                "--input",
+                json.dumps(
+                    {
+                        "event_type": "ServiceTimeout",
+                        "source": "import-service",
+                        "payload": {"message": "bookmark import timed out after 30s"},
+                        "cool_down_s": 1,
+                    }
+                ),
+            ],
+            env,
+        )
+        assert started.returncode == 0, started.stderr
+
+        row = await _waiting_row(wid, env)
+        assert row["status"] == "RUNNING" and row["pending_approval"] == "1"
+        assert "awaiting approval" in row["phase"] or row["phase"] == "healing"
+
+        refused = await _run(_aiops("approve", wid, "--approver", "alice", "--action-id", "9"), env)
+        assert refused.returncode != 0
+        assert "unknown action_id '9'" in refused.stderr
+
+        approved = await _run(_aiops("approve", wid, "--approver", "alice", "--reason", "ok"), env)
+        assert approved.returncode == 0, approved.stderr
+        assert "step 1 approved by alice" in approved.stdout
+
+        handle = temporal_env.client.get_workflow_handle(wid, result_type=IncidentStatus)
+        result = await handle.result()
+        stats = await kg.solution_stats(solution_id)
+
+    assert result.outcome == "healed"
+    assert result.healing_result is not None
+    step = result.healing_result.steps[0]
+    assert step.approval is not None and step.approval.approver == "alice"
+    assert (stats.attempt_count, stats.success_count) == (1, 1)
+    # the refused decision never reached the history: one approval, audited once
+    conn = await asyncpg.connect(database_url)
+    try:
+        approvals = await conn.fetch(
+            "SELECT decision, details->>'detail' AS detail FROM audit_log"
+            " WHERE action = 'approval' AND workflow_id LIKE $1",
+            f"{wid}-healing-%",
+        )
+    finally:
+        await conn.close()
+    assert [(r["decision"], r["detail"]) for r in approvals] == [("approved", "alice: ok")]
