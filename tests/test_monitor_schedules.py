@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import timedelta
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -17,9 +19,10 @@ import redis.asyncio as aioredis
 from cryptography.fernet import Fernet
 from degrading_service import DegradingService
 from temporalio.client import Client, ScheduleOverlapPolicy
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
+from temporalio.worker import Replayer, Worker
 from test_monitor_probe import read_events
 
 from activities.monitor import MonitorActivities
@@ -27,10 +30,13 @@ from aiops.db.pool import create_pool
 from aiops.devstack.ports import free_port
 from aiops.events.envelope import Event
 from aiops.events.mesh import EventMesh
+from aiops.monitor.models import ProbeResult
 from aiops.monitor.schedules import ProbeDefaults, desired_probe, sync_schedules
 from aiops.registry import ServiceDefinition, ServiceRegistry
 from workers.worker import activities_of
 from workflows.monitor import ProbeServiceWorkflow
+
+HISTORIES = Path(__file__).parent / "histories"
 
 
 @pytest_asyncio.fixture
@@ -154,6 +160,8 @@ async def test_a_schedule_per_service_catches_a_real_degradation(
             assert recovered.payload["down_for_s"] > 0
             assert (await registry.get(name)).healthy is True
 
+            await replay_an_unhealthy_probe(client, name)
+
             # nothing changed: left alone; a new interval: updated in place
             await sync_until(client, pool, defaults, lambda r: r.unchanged == 1)
             await registry.register(
@@ -172,6 +180,29 @@ async def test_a_schedule_per_service_catches_a_real_degradation(
     finally:
         with contextlib.suppress(RPCError):
             await client.get_schedule_handle(schedule_id).delete()
+
+
+async def replay_an_unhealthy_probe(client: Client, service: str) -> None:
+    """A scheduled run that found the service unhealthy replays against the current code;
+    EXPORT_HISTORIES=1 saves it to tests/histories/, which CI replays."""
+    async for execution in client.list_workflows("WorkflowType = 'ProbeServiceWorkflow'"):
+        if not execution.id.startswith(f"probe-{service}-") or execution.close_time is None:
+            continue
+        handle = client.get_workflow_handle(
+            execution.id, run_id=execution.run_id, result_type=ProbeResult
+        )
+        result = await handle.result()
+        if "ServiceUnhealthy" not in result.published:
+            continue
+        history = await handle.fetch_history()
+        replayer = Replayer(
+            workflows=[ProbeServiceWorkflow], data_converter=pydantic_data_converter
+        )
+        await replayer.replay_workflow(history)
+        if os.environ.get("EXPORT_HISTORIES"):
+            (HISTORIES / "probe-service-unhealthy.json").write_text(history.to_json())
+        return
+    raise AssertionError("no finished probe run published ServiceUnhealthy")
 
 
 def test_desired_probe_from_metadata_and_defaults() -> None:
