@@ -227,6 +227,19 @@ class Settings(BaseSettings):
         ge=0,
         description="embeddings kept in memory (LRU); 0 disables the cache",
     )
+    # --- pattern library ---
+    pattern_reload_s: float = Field(
+        default=5.0,
+        validation_alias="AIOPS_PATTERN_RELOAD_S",
+        gt=0,
+        description="how often the listener checks the pattern library for changes and reloads",
+    )
+    pattern_evolve_min_outcomes: int = Field(
+        default=10,
+        validation_alias="AIOPS_PATTERN_EVOLVE_MIN_OUTCOMES",
+        ge=1,
+        description="outcomes a pattern needs before a success rate under 0.7 evolves it",
+    )
     # --- healing ---
     policy_file: Path | None = Field(
         default=None,

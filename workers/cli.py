@@ -35,6 +35,7 @@ def _register() -> None:
         limits,
         migrate,
         monitor,
+        patterns,
         services,
         worker_cmd,
     )
@@ -58,6 +59,7 @@ def _register() -> None:
     app.add_typer(limits.app, name="limits")
     app.command("config")(config_cmd.config)
     app.command("demo")(demo.demo)
+    app.add_typer(patterns.app, name="patterns")
 
 
 def _run() -> int:

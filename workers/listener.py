@@ -35,6 +35,7 @@ from aiops.events.routing import (
 )
 from aiops.events.store import EventStore
 from aiops.fingerprint import Fingerprinter as ProblemFingerprinter
+from aiops.patterns.detector import PatternDetector
 
 log = logging.getLogger("aiops.listener")
 
@@ -103,6 +104,7 @@ async def run_listener(
         lambda: EventStore.connect(resolve_database_url(settings)), "connecting to PostgreSQL"
     )
     router: IncidentRouter | None = None
+    patterns: PatternDetector | None = None
     if incidents:
         from aiops.temporal_client import connect
 
@@ -111,10 +113,13 @@ async def run_listener(
             "connecting to Temporal",
             is_transient=lambda e: isinstance(e, RuntimeError) or is_transient_temporal_error(e),
         )
+        if detector is None:
+            # active patterns decide what is a problem; the default rules when none matches
+            patterns = await PatternDetector.start(store.pool, reload_s=settings.pattern_reload_s)
         router = IncidentRouter(
             temporal,
             task_queue=settings.temporal_task_queue,
-            detector=detector or DefaultDetector(),
+            detector=detector or patterns or DefaultDetector(),
             fingerprinter=fingerprinter or default_fingerprinter(),
             cool_down_s=cool_down_s,
         )
@@ -138,6 +143,8 @@ async def run_listener(
         log.info("listener %s stopped: %s", name, stats.line())
         return stats
     finally:
+        if patterns is not None:
+            await patterns.aclose()
         await client.aclose()
         await store.close()
 

@@ -3,8 +3,8 @@
 The default rules, in order (the first that applies wins):
 
 1. The engine's own bookkeeping (AgentAction, ActionCompleted, ActionFailed,
-   OutcomeRecorded) is never a problem: a failed healing action belongs to the incident
-   that ran it, and routing it back would open incidents about incidents.
+   OutcomeRecorded, PatternEvolved) is never a problem: a failed healing action belongs to
+   the incident that ran it, and routing it back would open incidents about incidents.
 2. The seed's problem types: ServiceError and ImportFailed are errors, ServiceTimeout a
    timeout, ServiceUnhealthy unhealthy, Anomaly an anomaly.
 3. A custom type whose name ends in Error, Failed, Failure or Exception is an error; in
@@ -20,7 +20,8 @@ The text fingerprinted is the payload's first non-empty string among message, er
 reason, detail and description; else the event type. The service is the event's service,
 else its source, so the same message from two services is two problems.
 
-A richer pattern library plugs in by implementing `Detector`.
+The pattern library (aiops.patterns.detector.PatternDetector) implements `Detector`:
+a matching active pattern decides, these rules are its fallback.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ INTERNAL_TYPES: Final = frozenset(
         EventType.ACTION_COMPLETED,
         EventType.ACTION_FAILED,
         EventType.OUTCOME_RECORDED,
+        EventType.PATTERN_EVOLVED,
     }
 )
 
@@ -94,19 +96,34 @@ class Detector(Protocol):
         ...
 
 
-def category_of(event: Event) -> ProblemCategory | None:
-    if event.event_type in INTERNAL_TYPES:
-        return None
-    known = PROBLEM_TYPES.get(event.event_type)
+def type_category(event_type: str) -> ProblemCategory | None:
+    """The category an event type names by itself (rules 2 and 3), if any."""
+    known = PROBLEM_TYPES.get(event_type)
     if known is not None:
         return known
-    name = event.event_type.lower()
+    name = event_type.lower()
     for suffix, category in _SUFFIXES:
         if name.endswith(suffix):
             return category
+    return None
+
+
+def category_of(event: Event) -> ProblemCategory | None:
+    if event.event_type in INTERNAL_TYPES:
+        return None
+    category = type_category(event.event_type)
+    if category is not None:
+        return category
     if event.severity in (Severity.ERROR, Severity.CRITICAL):
         return ProblemCategory.ERROR
     return None
+
+
+def default_severity(event: Event, category: ProblemCategory) -> ProblemSeverity:
+    """The event's own severity, else the category's (this module's docstring)."""
+    if event.severity is not None:
+        return _FROM_EVENT_SEVERITY[event.severity]
+    return _BY_CATEGORY[category]
 
 
 def text_of(event: Event) -> str:
@@ -124,14 +141,9 @@ class DefaultDetector:
         category = category_of(event)
         if category is None:
             return None
-        severity = (
-            _FROM_EVENT_SEVERITY[event.severity]
-            if event.severity is not None
-            else _BY_CATEGORY[category]
-        )
         return Detection(
             category=category,
-            severity=severity,
+            severity=default_severity(event, category),
             text=text_of(event),
             service=event.service or event.source,
         )
