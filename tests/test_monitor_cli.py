@@ -25,9 +25,12 @@ from typer.testing import CliRunner
 from aiops.config import get_settings
 from aiops.db.pool import create_pool
 from aiops.errors import AiopsError
+from aiops.events.envelope import Event
+from aiops.events.mesh import EventMesh
 from aiops.monitor.limits import LIMITS
 from aiops.registry.agents import AgentDefinition, AgentRegistry
 from workers.commands import limits, monitor, services
+from workers.commands.monitor import run_monitor
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "tok-super-secret-42"
@@ -63,6 +66,7 @@ def cli_env(
             "AIOPS_DEAD_LETTER_STREAM": f"{stream_prefix}:dead",
             "AIOPS_MONITOR_SYNC_INTERVAL_S": "1",
             "AIOPS_LISTENER_BLOCK_MS": "100",
+            "AIOPS_ANOMALY_WARMUP": "10",
         }
     )
     for name, value in env.items():
@@ -264,3 +268,44 @@ async def test_monitor_process_heartbeats_and_stops_on_sigterm(
         for name in ("sig-svc", "sig-svc-search"):
             with contextlib.suppress(RPCError):
                 await temporal_env.client.get_schedule_handle(f"probe-{name}").delete()
+
+
+async def test_run_monitor_raises_anomalies_and_heartbeats(
+    cli_env: dict[str, str], pool: asyncpg.Pool, stream_prefix: str, redis_url: str
+) -> None:
+    lines: list[str] = []
+    stop = asyncio.Event()
+    task = asyncio.create_task(
+        run_monitor(
+            get_settings(), stop=stop, probes=False, agent_id="monitor-t", echo=lines.append
+        )
+    )
+    mesh = EventMesh.from_settings(get_settings(), redis_url)
+    try:
+        values = [50.0 + (i % 5) for i in range(30)] + [95.0] * 5
+        await mesh.publish_many(
+            [
+                Event(event_type="MetricReport", source="importer", payload={"queue_depth": v})
+                for v in values
+            ],
+            stream=f"{stream_prefix}:app",
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            out = await mesh.redis.xrange(f"{stream_prefix}:monitor")
+            if out:
+                break
+            assert not task.done(), task.exception()
+            assert time.monotonic() < deadline, lines
+            await asyncio.sleep(0.1)
+        agent = await AgentRegistry(pool).get("monitor-t")
+        assert agent.status == "healthy" and agent.capabilities == ["anomaly_detection"]
+    finally:
+        stop.set()
+        summary = await asyncio.wait_for(task, 30)
+        await mesh.aclose()
+    assert summary.anomalies == 1 and summary.samples == 35 and summary.syncs == 0
+    stopped = await AgentRegistry(pool).get("monitor-t")
+    assert stopped.status == "stopped" and stopped.metadata["anomalies"] == 1
+    assert any(line.startswith("monitor: no probes; anomalies:") for line in lines)
+    assert lines[-1] == "monitor monitor-t stopped"

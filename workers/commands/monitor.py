@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import secrets
 import signal
 import socket
 from collections.abc import Callable
@@ -52,8 +51,10 @@ class MonitorSummary(BaseModel):
     samples: int = 0
 
 
-def agent_id() -> str:
-    return f"monitor@{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(2)}"
+def default_agent_id() -> str:
+    # stable across restarts: the agents row is reused rather than piling up, and the
+    # anomaly consumer (same name) takes back the entries it held when it stopped
+    return f"monitor@{socket.gethostname()}"
 
 
 async def run_monitor(
@@ -63,6 +64,7 @@ async def run_monitor(
     probes: bool = True,
     anomalies: bool = True,
     once: bool = False,
+    agent_id: str | None = None,
     client: Client | None = None,
     echo: Echo = typer.echo,
 ) -> MonitorSummary:
@@ -84,7 +86,7 @@ async def run_monitor(
     )
     limits = LimitsCache(LimitsStore(pool, default_limits(settings)))
     agents = AgentRegistry(pool)
-    summary = MonitorSummary(agent_id=agent_id())
+    summary = MonitorSummary(agent_id=agent_id or default_agent_id())
     heartbeat_s = min(30.0, settings.monitor_sync_interval_s)
     capabilities = [
         c for c, on in (("health_probe", probes), ("anomaly_detection", anomalies)) if on
@@ -220,6 +222,10 @@ def monitor(
     anomalies: Annotated[
         bool, typer.Option("--anomalies/--no-anomalies", help="run the metric anomaly detector")
     ] = True,
+    agent_id: Annotated[
+        str | None,
+        typer.Option(help="name in the agents registry and the consumer group [monitor@host]"),
+    ] = None,
 ) -> None:
     """The monitor agent: probe schedules per registered service and the anomaly detector.
 
@@ -232,7 +238,9 @@ def monitor(
 
     settings = get_settings()
     configure_logging(settings)
-    summary = asyncio.run(run_monitor(settings, probes=probes, anomalies=anomalies, once=once))
+    summary = asyncio.run(
+        run_monitor(settings, probes=probes, anomalies=anomalies, once=once, agent_id=agent_id)
+    )
     if once and summary.last_sync is not None:
         typer.echo(f"probe schedules: {summary.last_sync.line()}")
     elif once:
