@@ -18,9 +18,10 @@ import redis.asyncio as aioredis
 from aiops.db.pool import create_pool
 from aiops.events.envelope import Event
 from aiops.events.mesh import EventMesh
-from aiops.patterns.learning import Outcome, PatternEvolver, PatternTracker, propose_evolution
+from aiops.patterns.learning import PatternEvolver, PatternTracker
 from aiops.patterns.matcher import PatternMatcher
 from aiops.patterns.models import MatchingRule, Operator, Pattern, PatternStatus
+from aiops.patterns.proposals import Outcome, propose_evolution
 from aiops.patterns.segmentation import Point, segment
 from aiops.patterns.store import PatternLibrary
 from aiops.policy.models import ActionSpec

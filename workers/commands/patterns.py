@@ -16,8 +16,9 @@ from aiops.endpoints import resolve_database_url
 from aiops.events.mesh import EventMesh
 from aiops.patterns.errors import PatternFileError
 from aiops.patterns.files import DEFAULT_PATTERNS, read_patterns
-from aiops.patterns.learning import EvolutionResult, PatternEvolver
+from aiops.patterns.learning import PatternEvolver
 from aiops.patterns.models import MatchingRule, PatternStatus
+from aiops.patterns.proposals import EvolutionResult
 from aiops.patterns.store import AddResult, PatternLibrary, StoredPattern
 
 app = typer.Typer(
