@@ -12,6 +12,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 import pytest_asyncio
+import redis.asyncio as aioredis
 from typer.testing import CliRunner
 
 from aiops.config import get_settings
@@ -189,8 +190,9 @@ def test_shipped_defaults_parse_and_compile() -> None:
 
 
 @pytest.fixture
-def cli_env(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def cli_env(database_url: str, redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("REDIS_URL", redis_url)
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()
@@ -236,3 +238,43 @@ def test_cli_load_list_retire(cli_env: None, tmp_path: Path) -> None:
     assert code == 2 and "no such file" in out
     code, out = run("load")
     assert code == 2 and "FILE or --defaults" in out
+
+
+def test_cli_evolve(cli_env: None, database_url: str, redis_url: str) -> None:
+    async def prepare() -> str:
+        pool = await create_pool(database_url, max_size=2)
+        try:
+            added = await PatternLibrary(pool).add(memory_pattern())
+            tracker = PatternTracker(pool)
+            for value in (81, 82, 83, 84, 85, 86):
+                await tracker.record_outcome(added.id, False, observed={"memory_usage": value})
+            for value in (90, 92, 94, 96):
+                await tracker.record_outcome(added.id, True, observed={"memory_usage": value})
+            return added.id
+        finally:
+            await pool.close()
+
+    pattern_id = asyncio.run(prepare())
+    code, out = run("evolve", "--dry-run")
+    [proposal] = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    assert code == 0 and proposal["pattern_id"] == pattern_id and proposal["kind"] == "threshold"
+    assert proposal["patterns"][0]["matching_rules"][0]["value"] == 86
+    code, out = run("list")
+    assert pattern_id in out  # a dry run changes nothing
+
+    async def published() -> int:
+        client = aioredis.Redis.from_url(redis_url)
+        try:
+            return int(await client.xlen("events:aiops-patterns"))
+        finally:
+            await client.aclose()
+
+    before = asyncio.run(published())
+    code, out = run("evolve", pattern_id)
+    [result] = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    assert code == 0 and result["old_id"] == pattern_id and len(result["new_ids"]) == 1
+    assert asyncio.run(published()) == before + 1
+    code, out = run("list")
+    assert pattern_id not in out and result["new_ids"][0] in out and "> 86" in out
+    code, out = run("evolve")
+    assert code == 0 and "nothing to evolve" in out
