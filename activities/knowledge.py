@@ -60,13 +60,24 @@ class KnowledgeActivities:
 
     @activity.defn(name="search_known_problems")
     async def search(self, request: DiagnosisInput) -> CandidateSearch:
-        hits = await self._kg.find_solutions(
+        # What is known about this service first, so problems recorded for other services
+        # (hints, never plans here) cannot push its own out of the top hits; then the rest.
+        hits = []
+        if request.service:
+            hits = await self._kg.find_solutions(
+                request.text, limit=request.limit, service=request.service, require_solutions=True
+            )
+        seen = {hit.problem.id for hit in hits}
+        for hit in await self._kg.find_solutions(
             request.text, limit=request.limit, require_solutions=True
-        )
+        ):
+            if hit.problem.id not in seen:
+                hits.append(hit)
         candidates = [
             Candidate(
                 problem_id=hit.problem.id,
                 problem_description=hit.problem.description,
+                problem_service=hit.problem.service,
                 similarity=hit.similarity,
                 solution_id=solution.id,
                 solution_description=solution.description,

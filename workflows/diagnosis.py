@@ -9,8 +9,9 @@ from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from aiops.diagnosis import choose_solution, plan_for
+    from aiops.diagnosis.choose import applies_to
     from aiops.diagnosis.llm import RootCauseNote, RootCauseRequest
-    from aiops.models.diagnosis import CandidateSearch, Diagnosis, DiagnosisInput
+    from aiops.models.diagnosis import Candidate, CandidateSearch, Diagnosis, DiagnosisInput
 
 
 @workflow.defn(name="DiagnosisWorkflow")
@@ -25,20 +26,17 @@ class DiagnosisWorkflow:
             start_to_close_timeout=timedelta(minutes=2),
             retry_policy=RetryPolicy(maximum_attempts=5),
         )
-        known = [c for c in search.candidates if c.similarity >= input.min_similarity]
+        similar = [c for c in search.candidates if c.similarity >= input.min_similarity]
+        known = [c for c in similar if applies_to(c, input.service)]
         picked = choose_solution(known, workflow.random(), input.closeness)
         note = await self._root_cause_note(input, search) if search.llm_configured else None
         if picked is None:
-            best = max((c.similarity for c in search.candidates), default=0.0)
             return Diagnosis(
                 root_cause_note=note,
                 outcome="unknown",
                 masked_text=search.masked_text,
                 candidates=search.candidates,
-                why=(
-                    f"no known problem is similar enough (best {best:.2f} < "
-                    f"{input.min_similarity:.2f}); escalating without acting"
-                ),
+                why=_unknown_why(input, search, similar),
             )
         chosen, draws = picked
         others = ", ".join(
@@ -74,3 +72,19 @@ class DiagnosisWorkflow:
             retry_policy=RetryPolicy(maximum_attempts=2),
         )
         return written.note
+
+
+def _unknown_why(input: DiagnosisInput, search: CandidateSearch, similar: list[Candidate]) -> str:
+    if similar:
+        hint = max(similar, key=lambda c: c.similarity)
+        return (
+            f"similar to {hint.problem_description!r} on {hint.problem_service} "
+            f"({hint.similarity:.2f}), whose fix {hint.solution_description!r} is for "
+            f"{hint.problem_service}, not {input.service}: a hint for the on-call engineer; "
+            "escalating without acting"
+        )
+    best = max((c.similarity for c in search.candidates), default=0.0)
+    return (
+        f"no known problem is similar enough (best {best:.2f} < "
+        f"{input.min_similarity:.2f}); escalating without acting"
+    )

@@ -14,6 +14,21 @@ import random
 from aiops.models.diagnosis import Candidate, Choice
 from aiops.models.healing import HealingPlan, PlannedAction
 
+SERVICE_PLACEHOLDER = "{service}"
+
+
+def applies_to(candidate: Candidate, service: str | None) -> bool:
+    """Whether a known fix may act for an incident on `service`.
+
+    Knowledge recorded for another service is a hint, not a plan: restarting the
+    log-collector because bookmark-api's disk looks like its disk would act outside the
+    incident. A fix applies when it was written for this service, when it names no service
+    of its own, or when every action targets the incident's service by the `{service}`
+    placeholder (generic runbooks)."""
+    if service is None or candidate.problem_service in (None, service):
+        return True
+    return all(a.target in (SERVICE_PLACEHOLDER, service) for a in candidate.actions)
+
 
 def choose_solution(
     candidates: list[Candidate], rng: random.Random, closeness: float
@@ -44,7 +59,12 @@ def choose_solution(
 
 def plan_for(choice: Choice, service: str | None) -> HealingPlan:
     candidate = choice.candidate
-    ordered = sorted(candidate.actions, key=lambda a: a.order)
+    ordered = [
+        a.model_copy(update={"target": service})
+        if a.target == SERVICE_PLACEHOLDER and service
+        else a
+        for a in sorted(candidate.actions, key=lambda a: a.order)
+    ]
     return HealingPlan(
         service=service,
         problem_id=candidate.problem_id,

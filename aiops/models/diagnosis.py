@@ -28,6 +28,9 @@ class DiagnosisInput(BaseModel):
 class Candidate(BaseModel):
     problem_id: str
     problem_description: str
+    problem_service: str | None = Field(
+        default=None, description="the service the known problem was recorded for, if any"
+    )
     similarity: float
     solution_id: str
     solution_description: str
