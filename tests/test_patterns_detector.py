@@ -19,7 +19,7 @@ from aiops.db.pool import create_pool
 from aiops.events.envelope import Event
 from aiops.events.mesh import EventMesh
 from aiops.models.incident import ProblemCategory, ProblemSeverity
-from aiops.patterns.detector import PatternDetector, pattern_severity
+from aiops.patterns.detector import PatternDetector, actions_for, pattern_severity
 from aiops.patterns.matcher import PatternMatcher
 from aiops.patterns.models import Pattern
 from aiops.patterns.store import PatternLibrary
@@ -98,6 +98,34 @@ def test_a_matching_pattern_decides_category_severity_and_text() -> None:
     internal = Event(event_type="ActionFailed", source="aiops", payload={"status": "failed"})
     assert d.classify(internal) is None
     assert d.matches == {"p0": 1, "p1": 1, "p2": 1}
+
+
+def test_actions_are_filled_in_for_the_matched_service() -> None:
+    pattern = p(
+        "memory",
+        "memory_usage",
+        "gte",
+        80,
+        actions=[
+            {"action_type": "restart", "target": "{service}"},
+            {
+                "action_type": "config_update",
+                "target": "redis",
+                "parameters": {"key": "{service}-pool", "value": 5},
+            },
+        ],
+    )
+    restart, update = actions_for(
+        pattern, Event(event_type="M", source="host-1", service="billing")
+    )
+    assert restart.target == "billing" and update.target == "redis"
+    assert update.parameters == {"key": "billing-pool", "value": 5}
+    assert pattern.actions[0].target == "{service}"  # the pattern itself is unchanged
+    [from_source] = actions_for(
+        pattern.model_copy(update={"actions": pattern.actions[:1]}),
+        Event(event_type="M", source="host-1"),
+    )
+    assert from_source.target == "host-1"
 
 
 def test_pattern_severities() -> None:

@@ -27,7 +27,7 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter
-from typing import Final
+from typing import Any, Final
 
 import asyncpg
 
@@ -44,8 +44,9 @@ from aiops.events.detection import (
 from aiops.events.envelope import Event
 from aiops.models.incident import ProblemCategory, ProblemSeverity
 from aiops.patterns.matcher import CompiledPattern, PatternMatcher
-from aiops.patterns.models import PatternType
+from aiops.patterns.models import Pattern, PatternType
 from aiops.patterns.store import PatternLibrary
+from aiops.policy.models import ActionSpec
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +91,28 @@ def _message(event: Event) -> str | None:
         if isinstance(value, str) and value.strip():
             return value[:MAX_TEXT]
     return None
+
+
+SERVICE_PLACEHOLDER: Final = "{service}"
+
+
+def actions_for(pattern: Pattern, event: Event) -> list[ActionSpec]:
+    """The pattern's actions for this event: "{service}" in a target or a string parameter
+    becomes the event's service (else its source), so one pattern serves every service."""
+    service = event.service or event.source
+
+    def fill(value: Any) -> Any:
+        return value.replace(SERVICE_PLACEHOLDER, service) if isinstance(value, str) else value
+
+    return [
+        action.model_copy(
+            update={
+                "target": fill(action.target),
+                "parameters": {k: fill(v) for k, v in action.parameters.items()},
+            }
+        )
+        for action in pattern.actions
+    ]
 
 
 class PatternDetector:
