@@ -346,6 +346,70 @@ def test_bad_config_fails_requests_until_config_update_restores_it(
     assert svc.act("cache_clear").success
 
 
+DISK_FULL = "request failed: database or disk is full"
+
+
+def _post_until_full(svc: Service, prefix: str, limit: int = 400) -> tuple[int, httpx.Response]:
+    """POST new bookmarks until one fails; (how many went in first, the failed response).
+
+    URLs rise with the ids, so every index grows at its right edge: the rows fill the free
+    room left in the file's last pages, and once one insert needs a new page, so do all the
+    ones after it.
+    """
+    for stored in range(limit):
+        answer = svc.http.post(
+            "/bookmarks", json={"url": f"https://{prefix}{stored:04d}.example/", "user_id": "u1"}
+        )
+        if answer.status_code != 201:
+            return stored, answer
+    pytest.fail(f"{limit} bookmarks went in with the database capped")
+
+
+def test_disk_full_fails_writes_while_reads_go_on_until_switched_off(
+    launch: Callable[..., Service],
+) -> None:
+    svc = launch()
+    http = svc.http
+    assert http.post("/bookmarks", json={"url": "https://before.example/"}).status_code == 201
+    state = http.post("/admin/faults", json={"fault": "disk_full", "enabled": True}).json()
+    assert state["disk_full"] and state["disk_full_max_pages"] >= 2
+    assert http.get("/admin/faults").json()["disk_full"]
+
+    stored, failed = _post_until_full(svc, "fill")
+    assert failed.status_code == 500 and failed.json() == {"error": DISK_FULL}
+    # full now, not only once: later writes fail too, the import's the same way
+    for i in range(3):
+        again = http.post("/bookmarks", json={"url": f"https://more{i}.example/", "user_id": "u1"})
+        assert again.status_code == 500 and again.json() == {"error": DISK_FULL}
+    imported = http.post("/bookmarks/import", json=_items("imp", 5))
+    assert imported.status_code == 500 and imported.json() == {"error": DISK_FULL}
+
+    # reads go on, and so does /health (it only reads)
+    listed = http.get("/bookmarks")
+    assert listed.status_code == 200 and listed.json()["total"] == 1 + stored
+    assert http.get("/bookmarks/search", params={"q": "before"}).json()[0]["id"] == 1
+    health = http.get("/health")
+    assert health.status_code == 200 and health.json()["faults"] == ["disk_full"]
+
+    errors = svc.wait_for_events("ServiceError", 5)
+    assert {e.payload["message"] for e in errors} == {DISK_FULL}
+    assert {e.payload["path"] for e in errors} == {"/bookmarks", "/bookmarks/import"}
+    assert {e.payload["error_type"] for e in errors} == {"OperationalError"}
+    assert all(e.severity == Severity.ERROR for e in errors)
+
+    state = http.post("/admin/faults", json={"fault": "disk_full", "enabled": False}).json()
+    assert not state["disk_full"] and state["disk_full_max_pages"] is None
+    assert http.post("/bookmarks", json={"url": "https://more0.example/"}).status_code == 201
+    assert http.post("/bookmarks/import", json=_items("imp", 5)).json()["imported"] == 5
+
+    # the cap is process state: full again, then restarted, the service writes
+    http.post("/admin/faults", json={"fault": "disk_full", "enabled": True})
+    assert _post_until_full(svc, "refill")[1].json() == {"error": DISK_FULL}
+    svc.restart()
+    assert not svc.http.get("/admin/faults").json()["disk_full"]
+    assert svc.http.post("/bookmarks", json={"url": "https://after.example/"}).status_code == 201
+
+
 def test_crash_fault_exits_the_process_with_a_non_zero_code(
     launch: Callable[..., Service],
 ) -> None:

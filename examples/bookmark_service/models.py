@@ -88,7 +88,7 @@ class ImportTimedOut(BaseModel):
     replicas: int
 
 
-FaultName = Literal["slow_imports", "memory_leak", "bad_config", "crash"]
+FaultName = Literal["slow_imports", "memory_leak", "bad_config", "disk_full", "crash"]
 
 
 class FaultSwitch(BaseModel):

@@ -22,7 +22,7 @@ ADMIN_ENDPOINTS: Final = {
     "log_analysis": "/admin/logs",
 }
 CAPABILITIES: Final = ["crud", "search", "import"]
-FAULTS: Final = ["slow_imports", "memory_leak", "bad_config", "crash"]
+FAULTS: Final = ["slow_imports", "memory_leak", "bad_config", "disk_full", "crash"]
 
 
 def restart_argv(options: ServiceOptions, python: str | None = None) -> list[str]:

@@ -221,6 +221,8 @@ class BookmarkService:
             self.memory_leak = enabled
         elif fault == "bad_config":
             self._bad_config(enabled)
+        elif fault == "disk_full":
+            self._disk_full(enabled)
         elif enabled:
             self._crash_soon()
         log.warning("fault %s %s", fault, "enabled" if enabled else "disabled")
@@ -234,6 +236,14 @@ class BookmarkService:
         elif not enabled and current.db_pool_size == 0:
             restore = self.bad_config_previous or self.options.db_pool_size or 1
             self._apply(current.model_copy(update={"db_pool_size": restore}))
+
+    def _disk_full(self, enabled: bool) -> None:
+        # process state, unlike bad_config: a restart opens connections without the cap
+        if enabled:
+            pages = self.pool.refuse_growth()
+            log.warning("disk_full: the database may not grow past %d pages", pages)
+        else:
+            self.pool.allow_growth()
 
     def _crash_soon(self) -> None:
         code = self.options.crash_exit_code
@@ -254,12 +264,15 @@ class BookmarkService:
             # derived from the config itself: it survives restarts, as the bad value does
             "bad_config": self.config.current.db_pool_size == 0,
             "bad_config_previous": self.bad_config_previous,
+            "disk_full": self.pool.max_pages is not None,
+            "disk_full_max_pages": self.pool.max_pages,
             "crash_exit_code": self.options.crash_exit_code,
         }
 
     def active_faults(self) -> list[str]:
         state = self.fault_state()
-        return [name for name in ("slow_imports", "memory_leak", "bad_config") if state[name]]
+        names = ("slow_imports", "memory_leak", "bad_config", "disk_full")
+        return [name for name in names if state[name]]
 
     @property
     def leaked_mb(self) -> float:

@@ -3,6 +3,12 @@
 The pool is real: every query holds one of db_pool_size connections while it runs in a
 worker thread, so db_pool_size 0 (the bad_config fault) leaves requests waiting for a
 connection that never comes, and after pool_timeout_s they fail with PoolExhausted.
+
+The disk_full fault caps the file at its current size with SQLite's own max_page_count, a
+per-connection setting: the pool applies the cap to each connection (pooled or new) before
+its next query, and lifts it the same way. A write that needs a new page then fails with
+SQLite's "database or disk is full"; reads, and writes that still fit in free room inside
+the file, go on. It lives in the process, not in the file, so a restart drops it.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import json
 import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import cache
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
@@ -44,6 +51,16 @@ class DuplicateBookmark(ValueError):
     pass
 
 
+@cache
+def _default_max_page_count() -> int:
+    """SQLite's compiled-in cap, what lifting disk_full sets back (setting 0 changes nothing)."""
+    conn = sqlite3.connect(":memory:")
+    try:
+        return int(conn.execute("PRAGMA max_page_count").fetchone()[0])
+    finally:
+        conn.close()
+
+
 def _connect(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10.0)
     conn.row_factory = sqlite3.Row
@@ -58,6 +75,10 @@ class ConnectionPool:
         self._slots = Slots(size)
         self._idle: list[sqlite3.Connection] = []
         self._timeout = timeout_s
+        # disk_full: the page count the file may not grow past (None: SQLite's default),
+        # and the cap each connection holds now (absent: the default)
+        self._max_pages: int | None = None
+        self._applied: dict[sqlite3.Connection, int] = {}
 
     @property
     def size(self) -> int:
@@ -67,14 +88,51 @@ class ConnectionPool:
     def in_use(self) -> int:
         return self._slots.in_use
 
+    @property
+    def max_pages(self) -> int | None:
+        return self._max_pages
+
+    def refuse_growth(self) -> int:
+        """Cap the file at its current page count (disk_full); returns the cap.
+
+        Read on a connection of its own, as migrate does: it must work whatever the pool
+        size, and a query in flight may still grow the file by a page (SQLite then holds
+        each connection's cap at the file's size, never below it).
+        """
+        if self._max_pages is None:
+            conn = _connect(self._path)
+            try:
+                self._max_pages = int(conn.execute("PRAGMA page_count").fetchone()[0])
+            finally:
+                conn.close()
+        return self._max_pages
+
+    def allow_growth(self) -> None:
+        self._max_pages = None
+
+    def _limit(self, conn: sqlite3.Connection) -> None:
+        """Give conn the current cap before it runs a query (in the query's thread)."""
+        cap = self._max_pages  # read once: the event loop may switch the fault meanwhile
+        if self._applied.get(conn) == cap:
+            return
+        conn.execute(f"PRAGMA max_page_count = {_default_max_page_count() if cap is None else cap}")
+        if cap is None:
+            self._applied.pop(conn, None)
+        else:
+            self._applied[conn] = cap
+
+    def _close(self, conn: sqlite3.Connection) -> None:
+        self._applied.pop(conn, None)
+        conn.close()
+
     def resize(self, size: int) -> None:
         self._slots.resize(size)
         while len(self._idle) > size:
-            self._idle.pop().close()
+            self._close(self._idle.pop())
 
     def close(self) -> None:
         while self._idle:
-            self._idle.pop().close()
+            self._close(self._idle.pop())
 
     async def run(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Run work on a pooled connection in a thread; PoolExhausted when none is free."""
@@ -91,6 +149,7 @@ class ConnectionPool:
             nonlocal conn
             if conn is None:
                 conn = _connect(self._path)
+            self._limit(conn)
             return work(conn)
 
         future = asyncio.ensure_future(asyncio.to_thread(job))
@@ -109,7 +168,7 @@ class ConnectionPool:
             if len(self._idle) < self._slots.size:
                 self._idle.append(conn)
             else:
-                conn.close()
+                self._close(conn)
         self._slots.release()
 
 
