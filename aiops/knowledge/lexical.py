@@ -1,0 +1,138 @@
+"""The lexical half of search: PostgreSQL full text, weighted by how rare each word is.
+
+A plain `ts_rank_cd` ranks by how many query words a problem shares, whichever they are:
+"the service fails" matches everything a little, and normalised to the best match it drowns
+the embedding. Here each query term weighs its inverse document frequency among problems
+(BM25's IDF), and a problem scores the share of the query's total weight that it matches,
+0..1. One rare identifier (ENOSPC, 40P01, blk_-6952...) matched outweighs any number of
+common words, and a query of common words alone scores low everywhere, so the fusion leans
+on the embedding exactly when the words carry little.
+
+Terms: the English stems of the query (so "timeouts" matches "timeout"), plus the words the
+English configuration drops or splits but the `simple` one keeps whole: identifiers with
+digits, dots or underscores, and the particles and negations English treats as stop words
+yet an operations report turns on ("no space", "not valid", "marked down", "piles up").
+
+Document frequencies are counted through the GIN index and capped: a term found in more
+than `DF_CAP` problems is common, and its frequency comes from the planner's statistics of
+the column (pg_stats most_common_elems) when ANALYZE has seen it, else from the cap.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+DF_CAP = 1000
+CANDIDATE_POOL = 200
+_PROBLEM_COUNT_TTL_S = 30.0
+
+_TERMS = """
+SELECT DISTINCT lexeme FROM (
+    SELECT lexeme FROM unnest(to_tsvector('english', $1))
+    UNION ALL
+    SELECT lexeme FROM unnest(to_tsvector('simple', $1))
+    WHERE lexeme ~ '[0-9_.]' OR to_tsvector('english', lexeme) = ''::tsvector
+) t
+"""
+
+# Terms travel as tsquery literals of one quoted lexeme each ('enospc'): already normalised,
+# so they match the stored vectors as they are, whichever configuration produced them.
+
+# exact below the cap, through the GIN index; a scan stops at the cap
+_DF = """
+SELECT t.i, (
+    SELECT count(*) FROM (
+        SELECT 1 FROM knowledge_nodes n
+        WHERE n.node_type = 'problem' AND n.search_text @@ t.q::tsquery
+        LIMIT $2
+    ) hits
+) AS df
+FROM unnest($1::text[]) WITH ORDINALITY AS t(q, i)
+"""
+
+_COMMON = """
+SELECT e.elem, e.freq FROM pg_stats s,
+    unnest(s.most_common_elems::text::text[], s.most_common_elem_freqs) AS e(elem, freq)
+WHERE s.schemaname = current_schema() AND s.tablename = 'knowledge_nodes'
+  AND s.attname = 'search_text' AND e.elem = ANY($1::text[])
+"""
+
+# candidates: the problems matching the informative terms, best by ts_rank_cd; then each
+# candidate's matched terms, for the IDF share
+_MATCHES = """
+WITH q AS (SELECT $1::tsquery AS query),
+candidates AS (
+    SELECT id, search_text FROM knowledge_nodes, q
+    WHERE node_type = 'problem' AND search_text @@ q.query
+      AND ($3::text IS NULL OR data->'context'->>'service' = $3)
+      AND (NOT $4 OR EXISTS (SELECT 1 FROM knowledge_edges e
+           WHERE e.to_node = knowledge_nodes.id AND e.relationship = 'solves'))
+    ORDER BY ts_rank_cd(search_text, q.query, 32) DESC
+    LIMIT $5
+)
+SELECT c.id, array_agg(t.i) AS matched
+FROM candidates c
+JOIN unnest($2::text[]) WITH ORDINALITY AS t(q, i) ON c.search_text @@ t.q::tsquery
+GROUP BY c.id
+"""
+
+
+def idf(df: float, n: float) -> float:
+    """BM25's inverse document frequency, always positive."""
+    return math.log(1.0 + (n - df + 0.5) / (df + 0.5))
+
+
+class LexicalScorer:
+    """Scores problems against a query by the IDF share of its terms they match."""
+
+    def __init__(self) -> None:
+        self._problems: tuple[float, int] | None = None  # (when counted, how many)
+
+    async def _problem_count(self, conn: Any) -> int:
+        now = time.monotonic()
+        if self._problems is None or now - self._problems[0] > _PROBLEM_COUNT_TTL_S:
+            count = await conn.fetchval(
+                "SELECT count(*) FROM knowledge_nodes WHERE node_type = 'problem'"
+            )
+            self._problems = (now, int(count))
+        return self._problems[1]
+
+    async def scores(
+        self,
+        conn: Any,
+        text: str,
+        limit: int,
+        service: str | None = None,
+        require_solutions: bool = False,
+    ) -> dict[Any, float]:
+        """Problem id -> share of the query's IDF weight it matches, for the best `limit`."""
+        lexemes = [row["lexeme"] for row in await conn.fetch(_TERMS, text)]
+        if not lexemes:
+            return {}
+        quoted = [_quote(lexeme) for lexeme in lexemes]
+        n = max(await self._problem_count(conn), 1)
+        rows = await conn.fetch(_DF, quoted, DF_CAP)
+        dfs = [0] * len(lexemes)
+        for row in rows:
+            dfs[row["i"] - 1] = int(row["df"])
+        common: dict[str, float] = {}
+        if max(dfs) >= DF_CAP:
+            common = {r["elem"]: float(r["freq"]) for r in await conn.fetch(_COMMON, lexemes)}
+        weights = []
+        for lexeme, df in zip(lexemes, dfs, strict=True):
+            estimate = max(float(df), common.get(lexeme, 0.0) * n) if df >= DF_CAP else df
+            weights.append(idf(min(estimate, n), n))
+        total = sum(weights)
+        rare = [q for q, df in zip(quoted, dfs, strict=True) if df < DF_CAP] or quoted
+        matches = await conn.fetch(
+            _MATCHES, " | ".join(rare), quoted, service, require_solutions, CANDIDATE_POOL
+        )
+        scored = {row["id"]: sum(weights[i - 1] for i in row["matched"]) / total for row in matches}
+        return dict(sorted(scored.items(), key=lambda item: item[1], reverse=True)[:limit])
+
+
+def _quote(lexeme: str) -> str:
+    """One lexeme as a tsquery literal, taken as is (no parsing, no stemming)."""
+    return "'" + lexeme.replace("\\", "\\\\").replace("'", "''") + "'"
