@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 import asyncpg
 import pytest
@@ -12,6 +13,7 @@ from pydantic import SecretStr, ValidationError
 
 from aiops.db.pool import create_pool
 from aiops.registry import ServiceDefinition, ServiceRegistry
+from aiops.registry.models import ProcessInfo
 from aiops.registry.secrets import SecretsError
 from aiops.registry.store import UnknownService
 
@@ -74,3 +76,21 @@ def test_definition_validation() -> None:
         ServiceDefinition(name="x", endpoint="ftp://host")
     with pytest.raises(ValidationError):
         _service("bad name with spaces")
+
+
+async def test_process_is_recorded_and_cleared_keeping_the_definition(
+    pool: asyncpg.Pool,
+) -> None:
+    registry = ServiceRegistry(pool, Fernet(Fernet.generate_key()))
+    await registry.register(_service("bookmark-api", owner="team", metadata={"tier": "gold"}))
+    started = datetime.now(UTC)
+    await registry.record_process(
+        "bookmark-api", ProcessInfo(pid=4242, create_time=1.5, started_at=started)
+    )
+    running = await registry.get("bookmark-api")
+    assert running.process is not None and running.process.pid == 4242
+    # a stopped process: the key goes, the rest of the definition stays
+    await registry.record_process("bookmark-api", None)
+    stopped = await registry.get("bookmark-api")
+    assert stopped.process is None
+    assert stopped.owner == "team" and stopped.metadata["tier"] == "gold"

@@ -94,7 +94,10 @@ class ServiceRegistry:
             process.model_dump(mode="json") if process is not None else None
         )
         await self._pool.execute(
-            "UPDATE services SET metadata = jsonb_set(metadata, '{process}', $2::jsonb),"
+            # jsonb_set is strict: a NULL value would null the whole column, so a stopped
+            # process is a removed key
+            "UPDATE services SET metadata = CASE WHEN $2::jsonb IS NULL"
+            " THEN metadata - 'process' ELSE jsonb_set(metadata, '{process}', $2::jsonb) END,"
             " updated_at = now() WHERE name = $1",
             name,
             value,
