@@ -157,3 +157,14 @@ def test_no_forbidden_action_is_ever_allowed_or_sent_for_approval(
     assert forbidden_reason(action) is not None
     decision = evaluate(DEFAULT, action, PolicyContext(service_critical=critical))
     assert decision.verdict == "deny"
+
+
+def test_a_partial_policy_file_keeps_the_shipped_rest(tmp_path: Path) -> None:
+    path = tmp_path / "policy.yaml"
+    path.write_text("rate_limit:\n  max_actions: 30\n")
+    policy = load_policy(path)
+    assert policy.rate_limit.max_actions == 30
+    assert policy.rate_limit.window_s == DEFAULT.rate_limit.window_s  # same section, kept
+    scale = ActionSpec(action_type="scale", target="api", parameters={"replicas": 2})
+    assert evaluate(policy, scale, CALM).verdict == "needs_approval"  # shipped critical kept
+    assert policy.execute_allow == DEFAULT.execute_allow

@@ -61,9 +61,13 @@ class HttpAdapter:
         async with self._client(service) as client:
             try:
                 response = await client.post(url, json=body)
-                response.raise_for_status()
             except httpx.HTTPError as error:
                 raise ActionError(f"POST {url} failed: {error}") from error
+        if response.is_error:
+            # the service's own words say why (e.g. a value out of range), httpx's do not
+            raise ActionError(
+                f"POST {url} answered {response.status_code}: {response.text[:300].strip()}"
+            )
         try:
             parsed = response.json()
         except ValueError:

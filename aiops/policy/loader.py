@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import yaml
 from pydantic import ValidationError
@@ -15,9 +16,7 @@ class PolicyError(AiopsError):
     pass
 
 
-def load_policy(path: Path | None) -> Policy:
-    """The policy in `path` (AIOPS_POLICY_FILE), or the shipped default."""
-    source = path or DEFAULT_POLICY
+def _read(source: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(source.read_text()) or {}
     except OSError as error:
@@ -26,6 +25,27 @@ def load_policy(path: Path | None) -> Policy:
         raise PolicyError(f"{source} is not valid YAML: {error}") from None
     if not isinstance(data, dict):
         raise PolicyError(f"{source}: expected a mapping of policy keys")
+    return data
+
+
+def _merged(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """A section the override names replaces the shipped one key by key, so a file that
+    only raises the rate limit keeps the shipped critical actions and allow-lists."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            merged[key] = {**base[key], **value}
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_policy(path: Path | None) -> Policy:
+    """The shipped default policy, with `path` (AIOPS_POLICY_FILE) laid over it."""
+    source = path or DEFAULT_POLICY
+    data = _read(DEFAULT_POLICY)
+    if path is not None:
+        data = _merged(data, _read(path))
     try:
         return Policy.model_validate(data)
     except ValidationError as error:
