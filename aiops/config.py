@@ -200,6 +200,13 @@ class Settings(BaseSettings):
         ge=100,
         description="entries pending this long are taken over (XAUTOCLAIM) from a dead listener",
     )
+    incident_correlate_s: float = Field(
+        default=120.0,
+        validation_alias="AIOPS_INCIDENT_CORRELATE_S",
+        ge=0,
+        description="a failed health probe of a service that reported its own problem this "
+        "recently is counted on that incident instead of opening another; 0 turns it off",
+    )
     dead_letter_stream: str = Field(
         default="events:dead",
         validation_alias="AIOPS_DEAD_LETTER_STREAM",

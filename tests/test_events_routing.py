@@ -15,6 +15,7 @@ import redis.asyncio as aioredis
 from aiops_worker import aiops_worker
 from temporalio.client import WorkflowExecution, WorkflowExecutionStatus
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer, Worker
 from test_events_helpers import (
@@ -28,9 +29,15 @@ from test_events_helpers import (
 from aiops import search_attributes
 from aiops.devstack import binaries
 from aiops.events.detection import DefaultDetector
-from aiops.events.envelope import Event, EventType
+from aiops.events.envelope import MONITOR_SOURCE, Event, EventType
 from aiops.events.mesh import EventMesh
-from aiops.events.routing import EventFilter, PayloadPredicate, coalesce
+from aiops.events.routing import (
+    EventFilter,
+    IncidentRouter,
+    PayloadPredicate,
+    coalesce,
+    workflow_id_for,
+)
 from aiops.events.store import EventStore
 from aiops.models.incident import (
     IncidentInput,
@@ -289,3 +296,54 @@ async def test_continued_incident_keeps_its_counts(time_skipping_env: WorkflowEn
             task_queue=queue,
         )
     assert (result.events, result.observations, result.fingerprint) == (41, 7, "fp-carried")
+
+
+async def test_a_failed_health_probe_joins_the_services_own_incident(
+    temporal_env: WorkflowEnvironment, stream_prefix: str
+) -> None:
+    """No worker runs here: what is checked is where the router sends each observation."""
+    service = f"bookmark-{stream_prefix}"
+    own = Event(
+        event_type=EventType.SERVICE_ERROR,
+        source=service,
+        service=service,
+        payload={"message": "request failed: database pool exhausted"},
+    )
+    probe = Event(
+        event_type=EventType.SERVICE_UNHEALTHY,
+        source=MONITOR_SOURCE,
+        service=service,
+        payload={"message": f"service {service} is unhealthy: its health check fails"},
+    )
+
+    def router(correlate_s: float) -> IncidentRouter:
+        return IncidentRouter(
+            temporal_env.client,
+            task_queue=f"nobody-{stream_prefix}",
+            detector=DefaultDetector(),
+            fingerprinter=fingerprinter_for_tests(),
+            correlate_s=correlate_s,
+        )
+
+    together = router(120.0)
+    # one batch, the probe first: the service's own problem is still routed first
+    observations = together.observe([probe, own])
+    await together.signal_all(observations)
+    assert together.stats.correlated == 1
+    own_id, probe_id = (
+        workflow_id_for(o) for o in sorted(observations, key=lambda o: o.sample is probe)
+    )
+    history = await temporal_env.client.get_workflow_handle(own_id).fetch_history()
+    signals = [
+        e for e in history.events if e.HasField("workflow_execution_signaled_event_attributes")
+    ]
+    assert len(signals) == 2  # the start's observe and the probe's
+    with pytest.raises(RPCError):
+        await temporal_env.client.get_workflow_handle(probe_id).describe()
+
+    apart = router(0.0)  # correlation off: the probe opens its own incident
+    await apart.signal_all(apart.observe([own, probe]))
+    assert apart.stats.correlated == 0
+    assert (await temporal_env.client.get_workflow_handle(probe_id).describe()).run_id
+    for wid in (own_id, probe_id):
+        await temporal_env.client.get_workflow_handle(wid).terminate("test done")

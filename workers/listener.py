@@ -122,6 +122,7 @@ async def run_listener(
             detector=detector or patterns or DefaultDetector(),
             fingerprinter=fingerprinter or default_fingerprinter(),
             cool_down_s=cool_down_s,
+            correlate_s=settings.incident_correlate_s,
         )
     ingestor = make_ingestor(
         settings, client, store, consumer=name, incidents=router, subscriptions=subscriptions

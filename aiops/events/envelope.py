@@ -57,6 +57,9 @@ class EventType(StrEnum):
 
 KNOWN_EVENT_TYPES: Final = frozenset(t.value for t in EventType)
 
+# the source of the monitor agent's own events (health probes, anomalies)
+MONITOR_SOURCE: Final = "aiops-monitor"
+
 # an identifier: a letter, then letters, digits, _ . : - (at most 128 characters)
 TYPE_NAME_PATTERN: Final = r"^[A-Za-z][A-Za-z0-9_.:\-]{0,127}$"
 _NO_NUL: Final = r"^[^\x00]*$"

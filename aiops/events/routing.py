@@ -11,6 +11,7 @@ import asyncio
 import fnmatch
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -28,7 +29,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from aiops import search_attributes
 from aiops.events.detection import Detection, Detector
-from aiops.events.envelope import Event, Severity
+from aiops.events.envelope import MONITOR_SOURCE, Event, Severity
 from aiops.events.retry import TRANSIENT, Backoff
 from aiops.models.incident import IncidentInput, Observation
 from aiops.trace_context import context_from
@@ -223,6 +224,11 @@ def coalesce(
     ]
 
 
+def is_health_symptom(event: Event) -> bool:
+    """A health probe's ServiceUnhealthy: it says that a service is down, not why."""
+    return event.event_type == "ServiceUnhealthy" and event.source == MONITOR_SOURCE
+
+
 def workflow_id_for(observation: Observation) -> str:
     # Replays get their own incidents, so trying detection on history never touches a
     # live incident (or heals anything for an old problem).
@@ -252,6 +258,7 @@ class RoutingStats:
     observations: int = 0
     signals: int = 0
     failed: int = 0
+    correlated: int = 0  # health-probe failures counted on the service's open incident
 
 
 @dataclass
@@ -265,10 +272,26 @@ class IncidentRouter:
     cool_down_s: float = 600.0
     concurrency: int = 32
     with_search_attributes: bool = True
+    # A failed health probe of a service that, this recently, reported a problem of its own
+    # is a symptom of that problem: it is counted on that incident instead of opening a
+    # second one whose fix (a restart) would race the first's. 0 turns this off.
+    correlate_s: float = 120.0
     stats: RoutingStats = field(default_factory=RoutingStats)
+    _recent: dict[str, tuple[str, float]] = field(default_factory=dict)
 
     def observe(self, events: Sequence[Event]) -> list[Observation]:
         return coalesce(events, self.detector, self.fingerprinter)
+
+    def _symptom_of(self, observation: Observation) -> str | None:
+        """The incident a health-probe failure belongs to, if one is recent enough."""
+        if self.correlate_s <= 0 or observation.service is None:
+            return None
+        if not is_health_symptom(observation.sample):
+            return None
+        recent = self._recent.get(observation.service)
+        if recent is None or time.monotonic() - recent[1] > self.correlate_s:
+            return None
+        return recent[0]
 
     async def signal(self, observation: Observation) -> None:
         sample = observation.sample
@@ -298,6 +321,18 @@ class IncidentRouter:
             await self._signal(observation, incident)
 
     async def _signal(self, observation: Observation, incident: IncidentInput) -> None:
+        owner = self._symptom_of(observation)
+        if owner is not None:
+            try:
+                await self.client.get_workflow_handle(owner).signal(OBSERVE_SIGNAL, observation)
+                self.stats.correlated += 1
+                return
+            except RPCError as error:
+                if error.status != RPCStatusCode.NOT_FOUND:
+                    raise  # closed since: the symptom stands on its own
+        if observation.service is not None and not is_health_symptom(observation.sample):
+            # before any await: a symptom in the same batch must see it
+            self._recent[observation.service] = (workflow_id_for(observation), time.monotonic())
         try:
             await self._start(observation, incident)
         except RPCError as error:
@@ -351,7 +386,9 @@ class IncidentRouter:
             async with limit:
                 await self.signal(observation)
 
-        pending = list(observations)
+        # a service's own problems first, so its health-probe failures in the same batch
+        # find the incident they belong to
+        pending = sorted(observations, key=lambda o: is_health_symptom(o.sample))
         self.stats.observations += len(pending)
         backoff = Backoff(first=0.2, cap=10.0)
         while pending:

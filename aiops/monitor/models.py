@@ -6,7 +6,8 @@ from typing import Any, Final
 
 from pydantic import BaseModel, Field, ValidationError
 
-MONITOR_SOURCE: Final = "aiops-monitor"
+from aiops.events.envelope import MONITOR_SOURCE as MONITOR_SOURCE  # re-exported
+
 SCHEDULE_PREFIX: Final = "probe-"
 PROBE_WORKFLOW: Final = "ProbeServiceWorkflow"
 PROBE_ACTIVITY: Final = "probe_service"
