@@ -25,7 +25,7 @@ import time
 from typing import Any
 
 DF_CAP = 1000
-CANDIDATE_POOL = 200
+CANDIDATE_BUDGET = 300
 _PROBLEM_COUNT_TTL_S = 30.0
 
 _TERMS = """
@@ -59,23 +59,24 @@ WHERE s.schemaname = current_schema() AND s.tablename = 'knowledge_nodes'
   AND s.attname = 'search_text' AND e.elem = ANY($1::text[])
 """
 
-# candidates: the problems matching the informative terms, best by ts_rank_cd; then each
-# candidate's matched terms, for the IDF share
+# Candidates: the problems matching the rarest terms, as many as CANDIDATE_BUDGET allows,
+# each scored by the IDF of every query term it matches. No ranking function: checking a
+# few hundred short vectors for each term costs less than ts_rank_cd over every match.
 _MATCHES = """
-WITH q AS (SELECT $1::tsquery AS query),
-candidates AS (
-    SELECT id, search_text FROM knowledge_nodes, q
-    WHERE node_type = 'problem' AND search_text @@ q.query
-      AND ($3::text IS NULL OR data->'context'->>'service' = $3)
-      AND (NOT $4 OR EXISTS (SELECT 1 FROM knowledge_edges e
+WITH candidates AS (
+    SELECT id, search_text FROM knowledge_nodes
+    WHERE node_type = 'problem' AND search_text @@ $1::tsquery
+      AND ($4::text IS NULL OR data->'context'->>'service' = $4)
+      AND (NOT $5 OR EXISTS (SELECT 1 FROM knowledge_edges e
            WHERE e.to_node = knowledge_nodes.id AND e.relationship = 'solves'))
-    ORDER BY ts_rank_cd(search_text, q.query, 32) DESC
-    LIMIT $5
+    LIMIT $6
 )
-SELECT c.id, array_agg(t.i) AS matched
+SELECT c.id, sum(t.weight) AS score
 FROM candidates c
-JOIN unnest($2::text[]) WITH ORDINALITY AS t(q, i) ON c.search_text @@ t.q::tsquery
+JOIN unnest($2::text[], $3::float8[]) AS t(q, weight) ON c.search_text @@ t.q::tsquery
 GROUP BY c.id
+ORDER BY score DESC, c.id
+LIMIT $7
 """
 
 
@@ -125,12 +126,29 @@ class LexicalScorer:
             estimate = max(float(df), common.get(lexeme, 0.0) * n) if df >= DF_CAP else df
             weights.append(idf(min(estimate, n), n))
         total = sum(weights)
-        rare = [q for q, df in zip(quoted, dfs, strict=True) if df < DF_CAP] or quoted
-        matches = await conn.fetch(
-            _MATCHES, " | ".join(rare), quoted, service, require_solutions, CANDIDATE_POOL
+        # the rarest terms that match anything, until their matches fill the budget
+        chosen: list[str] = []
+        budget = 0
+        for df, q in sorted(zip(dfs, quoted, strict=True)):
+            if df == 0:
+                continue
+            chosen.append(q)
+            budget += df
+            if budget >= CANDIDATE_BUDGET:
+                break
+        if not chosen:
+            return {}
+        rows = await conn.fetch(
+            _MATCHES,
+            " | ".join(chosen),
+            quoted,
+            weights,
+            service,
+            require_solutions,
+            max(CANDIDATE_BUDGET, DF_CAP),
+            limit,
         )
-        scored = {row["id"]: sum(weights[i - 1] for i in row["matched"]) / total for row in matches}
-        return dict(sorted(scored.items(), key=lambda item: item[1], reverse=True)[:limit])
+        return {row["id"]: float(row["score"]) / total for row in rows}
 
 
 def _quote(lexeme: str) -> str:
