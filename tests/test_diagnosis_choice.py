@@ -10,7 +10,7 @@ from aiops_worker import aiops_worker
 from temporalio.testing import WorkflowEnvironment
 
 from aiops.diagnosis import choose_solution, plan_for
-from aiops.diagnosis.choose import applies_to
+from aiops.diagnosis.choose import applicable, applies_to
 from aiops.knowledge import ProblemIn, SolutionIn
 from aiops.models.diagnosis import Candidate, DiagnosisInput
 from aiops.policy.models import ActionSpec
@@ -96,3 +96,12 @@ async def test_other_service_knowledge_escalates_with_a_hint(
     assert diagnosis.outcome == "unknown" and diagnosis.plan is None
     assert diagnosis.candidates and diagnosis.candidates[0].problem_service == "log-collector"
     assert "log-collector" in diagnosis.why and "not bookmark-api" in diagnosis.why
+
+
+def test_a_much_better_match_elsewhere_means_ours_is_a_guess() -> None:
+    ours = _candidate("bookmark-api", "bookmark-api", sim=0.53)
+    theirs = _candidate("log-collector", "log-collector", sim=0.78)
+    assert applicable([ours, theirs], "bookmark-api", 0.08) == []
+    close = _candidate("bookmark-api", "bookmark-api", sim=0.74)
+    assert applicable([close, theirs], "bookmark-api", 0.08) == [close]
+    assert applicable([ours], "bookmark-api", 0.08) == [ours]

@@ -9,7 +9,7 @@ from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from aiops.diagnosis import choose_solution, plan_for
-    from aiops.diagnosis.choose import applies_to
+    from aiops.diagnosis.choose import applicable
     from aiops.diagnosis.llm import RootCauseNote, RootCauseRequest
     from aiops.models.diagnosis import Candidate, CandidateSearch, Diagnosis, DiagnosisInput
 
@@ -27,7 +27,7 @@ class DiagnosisWorkflow:
             retry_policy=RetryPolicy(maximum_attempts=5),
         )
         similar = [c for c in search.candidates if c.similarity >= input.min_similarity]
-        known = [c for c in similar if applies_to(c, input.service)]
+        known = applicable(similar, input.service, input.closeness)
         picked = choose_solution(known, workflow.random(), input.closeness)
         note = await self._root_cause_note(input, search) if search.llm_configured else None
         if picked is None:

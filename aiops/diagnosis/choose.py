@@ -30,6 +30,16 @@ def applies_to(candidate: Candidate, service: str | None) -> bool:
     return all(a.target in (SERVICE_PLACEHOLDER, service) for a in candidate.actions)
 
 
+def applicable(similar: list[Candidate], service: str | None, closeness: float) -> list[Candidate]:
+    """The candidates a plan may come from. A fix we may apply counts only if it matches
+    about as well as the best match of all: an incident that looks far more like another
+    service's known problem than like anything of its own is not one of its own (the demo's
+    full disk matched bookmark-api's "process down" at 0.53 and log-collector's "disk full"
+    far better; restarting would have been a guess)."""
+    best = max((c.similarity for c in similar), default=0.0)
+    return [c for c in similar if applies_to(c, service) and c.similarity >= best - closeness]
+
+
 def choose_solution(
     candidates: list[Candidate], rng: random.Random, closeness: float
 ) -> tuple[Choice, list[Choice]] | None:
