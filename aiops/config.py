@@ -296,6 +296,13 @@ class Settings(BaseSettings):
         ge=0,
         description="while a service stays unhealthy, ServiceUnhealthy again at most this often",
     )
+    monitor_unhealthy_after_s: float = Field(
+        default=0.0,
+        validation_alias="AIOPS_MONITOR_UNHEALTHY_AFTER_S",
+        ge=0,
+        description="a service's health check must fail this long before ServiceUnhealthy "
+        "is published (a failure threshold); 0 reports the first failure",
+    )
     monitor_stream: str = Field(
         default="events:monitor",
         validation_alias="AIOPS_MONITOR_STREAM",

@@ -186,3 +186,35 @@ async def test_max_agents_limits_concurrent_probes_at_run_time(
     await store.set("max_agents", 4)
     parallel = await probe_all()
     assert prober.limiter.capacity == 4 and parallel < serial / 2
+
+
+async def test_a_failure_threshold_hides_blips_and_reports_what_lasts(
+    pool: asyncpg.Pool, mesh: EventMesh, service: DegradingService, stream_prefix: str
+) -> None:
+    stream = f"{stream_prefix}:monitor"
+    await register(pool, "api", service.url)
+    request = ProbeInput(
+        service="api", timeout_s=2, realert_s=3600, stream=stream, unhealthy_after_s=0.5
+    )
+    prober = HealthProber(pool, mesh)
+    assert (await prober.probe(request, "r1")).healthy is True
+
+    service.kill()  # a blip: down for one probe, then back
+    assert (await prober.probe(request, "r2")).published == []
+    service.start()
+    assert (await prober.probe(request, "r3")).published == ["MetricReport"]  # no recovery
+
+    service.kill()  # an outage: still down after the threshold
+    assert (await prober.probe(request, "r4")).published == []
+    await asyncio.sleep(0.6)
+    down = await prober.probe(request, "r5")
+    assert down.published == ["ServiceUnhealthy"]
+    service.start()
+    assert (await prober.probe(request, "r6")).published == ["ServiceRecovered", "MetricReport"]
+
+    kinds = [e.event_type for e in await read_events(mesh.redis, stream)]
+    assert kinds.count("ServiceUnhealthy") == 1 and kinds.count("ServiceRecovered") == 1
+    unhealthy = next(
+        e for e in await read_events(mesh.redis, stream) if e.event_type == "ServiceUnhealthy"
+    )
+    assert unhealthy.payload["repeat"] is False

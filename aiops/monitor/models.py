@@ -22,6 +22,10 @@ class ProbeInput(BaseModel):
     stream: str
     # a MetricReport with the latency of each healthy probe, for the anomaly detector
     report_latency: bool = True
+    # failing this long before it is reported (a failure threshold, as Kubernetes'
+    # failureThreshold x periodSeconds): a blip is not an incident, and a service's own,
+    # more specific error report gets there first
+    unhealthy_after_s: float = Field(default=0.0, ge=0)
 
 
 class ProbeResult(BaseModel):

@@ -154,12 +154,14 @@ class HealthProber:
             now: datetime = row["now"]
             last_alert: datetime | None = row["last_alert_at"]
             since: datetime | None = row["unhealthy_since"] if previous is False else None
-            alert = not check.healthy and (
-                previous is not False
-                or last_alert is None
-                or now - last_alert >= timedelta(seconds=request.realert_s)
+            confirmed = now - (since or now) >= timedelta(seconds=request.unhealthy_after_s)
+            alert = (
+                not check.healthy
+                and confirmed
+                and (last_alert is None or now - last_alert >= timedelta(seconds=request.realert_s))
             )
-            recovered = check.healthy and previous is False
+            # a failure too short to be reported recovers silently too
+            recovered = check.healthy and previous is False and last_alert is not None
             await conn.execute(
                 """
                 UPDATE services SET healthy = $2, last_checked_at = now(), last_latency_ms = $3,
@@ -176,7 +178,11 @@ class HealthProber:
             )
             events = []
             if alert:
-                events.append(self._unhealthy(request, target, check, previous, since or now))
+                events.append(
+                    self._unhealthy(
+                        request, target, check, previous, since or now, last_alert is not None
+                    )
+                )
             if recovered:
                 events.append(self._recovered(request, check, since, now))
             if check.healthy and request.report_latency:
@@ -208,6 +214,7 @@ class HealthProber:
         check: HealthCheck,
         previous: bool | None,
         since: datetime,
+        repeat: bool,
     ) -> Event:
         return Event(
             event_type=EventType.SERVICE_UNHEALTHY,
@@ -223,7 +230,7 @@ class HealthProber:
                 "error": check.error,
                 "previous": _state(previous),
                 "unhealthy_since": since.isoformat(),
-                "repeat": previous is False,
+                "repeat": repeat,
             },
         )
 

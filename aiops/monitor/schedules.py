@@ -46,6 +46,7 @@ class ProbeDefaults(BaseModel):
     interval_s: float = Field(default=30.0, ge=1)
     timeout_s: float = Field(default=5.0, gt=0)
     realert_s: float = Field(default=300.0, ge=0)
+    unhealthy_after_s: float = Field(default=0.0, ge=0)
     stream: str = "events:monitor"
     task_queue: str = "aiops"
     report_latency: bool = True
@@ -56,6 +57,7 @@ class ProbeDefaults(BaseModel):
             interval_s=settings.monitor_probe_interval_s,
             timeout_s=settings.monitor_probe_timeout_s,
             realert_s=settings.monitor_realert_s,
+            unhealthy_after_s=settings.monitor_unhealthy_after_s,
             stream=settings.monitor_stream,
             task_queue=settings.temporal_task_queue,
         )
@@ -134,6 +136,7 @@ def desired_probe(
             realert_s=defaults.realert_s,
             stream=defaults.stream,
             report_latency=defaults.report_latency,
+            unhealthy_after_s=defaults.unhealthy_after_s,
         ),
     )
 
