@@ -13,9 +13,10 @@ English configuration drops or splits but the `simple` one keeps whole: identifi
 digits, dots or underscores, and the particles and negations English treats as stop words
 yet an operations report turns on ("no space", "not valid", "marked down", "piles up").
 
-Document frequencies are counted through the GIN index and capped: a term found in more
-than `DF_CAP` problems is common, and its frequency comes from the planner's statistics of
-the column (pg_stats most_common_elems) when ANALYZE has seen it, else from the cap.
+Document frequencies of common words come from the planner's statistics of the column
+(pg_stats most_common_elems, kept by ANALYZE); the other words are counted through the GIN
+index, capped at `DF_CAP` (past it a word is common: counting on would cost a heap visit
+per match for a weight that barely changes).
 """
 
 from __future__ import annotations
@@ -114,17 +115,16 @@ class LexicalScorer:
             return {}
         quoted = [_quote(lexeme) for lexeme in lexemes]
         n = max(await self._problem_count(conn), 1)
-        rows = await conn.fetch(_DF, quoted, DF_CAP)
-        dfs = [0] * len(lexemes)
-        for row in rows:
-            dfs[row["i"] - 1] = int(row["df"])
-        common: dict[str, float] = {}
-        if max(dfs) >= DF_CAP:
-            common = {r["elem"]: float(r["freq"]) for r in await conn.fetch(_COMMON, lexemes)}
-        weights = []
-        for lexeme, df in zip(lexemes, dfs, strict=True):
-            estimate = max(float(df), common.get(lexeme, 0.0) * n) if df >= DF_CAP else df
-            weights.append(idf(min(estimate, n), n))
+        # common words from the planner's statistics, without counting their matches; the
+        # others counted through the GIN index (capped: past the cap a word is common)
+        common = {r["elem"]: float(r["freq"]) * n for r in await conn.fetch(_COMMON, lexemes)}
+        dfs = [int(common.get(lexeme, 0.0)) for lexeme in lexemes]
+        to_count = [i for i, df in enumerate(dfs) if df < DF_CAP]
+        if to_count:
+            rows = await conn.fetch(_DF, [quoted[i] for i in to_count], DF_CAP)
+            for row in rows:
+                dfs[to_count[row["i"] - 1]] = int(row["df"])
+        weights = [idf(min(float(df), n), n) for df in dfs]
         total = sum(weights)
         # the rarest terms that match anything, until their matches fill the budget
         chosen: list[str] = []

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -43,6 +44,9 @@ LEXICAL_WEIGHT = 0.35
 _CANDIDATES = 50
 SearchMode = Literal["hybrid", "semantic", "lexical"]
 _EWMA = 0.3  # weight of the newest resolution time
+# Up to this many problems with a solution, diagnosis compares with each of them exactly.
+EXACT_SOLVABLE = 5000
+_COUNT_TTL_S = 30.0
 
 
 def _hash(*parts: str) -> str:
@@ -71,6 +75,7 @@ class KnowledgeGraph:
         self._embedder = embedder
         self.similarity_threshold = similarity_threshold
         self._lexical = LexicalScorer()
+        self._solvable: tuple[float, int] | None = None  # (when counted, how many)
 
     async def _embed(self, text: str) -> Any:
         return (await self._embedder.embed([text]))[0]
@@ -191,8 +196,7 @@ class KnowledgeGraph:
 
     async def _link_similar(self, node_id: Any, vector: Any, problem: ProblemIn) -> list[str]:
         async with self._pool.acquire() as conn, conn.transaction():
-            # filtered kNN: keep scanning the HNSW index until enough rows pass the filter
-            await conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+            await _prefer_hnsw(conn)
             rows = await conn.fetch(
                 """
                 SELECT id, 1 - (embedding <=> $1) AS sim FROM knowledge_nodes
@@ -378,24 +382,10 @@ class KnowledgeGraph:
         masked = mask(text)
         vector = await self._embed(masked)
         async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
             semantic = (
                 []
                 if mode == "lexical"
-                else await conn.fetch(
-                    """
-                SELECT id FROM knowledge_nodes
-                WHERE node_type = 'problem'
-                  AND ($2::text IS NULL OR data->'context'->>'service' = $2)
-                  AND (NOT $4 OR EXISTS (SELECT 1 FROM knowledge_edges e
-                       WHERE e.to_node = knowledge_nodes.id AND e.relationship = 'solves'))
-                ORDER BY embedding <=> $1 LIMIT $3
-                """,
-                    vector,
-                    service,
-                    _CANDIDATES,
-                    require_solutions,
-                )
+                else await self._semantic(conn, vector, service, require_solutions)
             )
             lexical = (
                 {}
@@ -459,6 +449,60 @@ class KnowledgeGraph:
             )
         return hits
 
+    async def _semantic(
+        self, conn: Any, vector: Any, service: str | None, require_solutions: bool
+    ) -> list[Any]:
+        """The nearest problems by embedding, best first, under the filters."""
+        if require_solutions and await self._solvable_count(conn) <= EXACT_SOLVABLE:
+            # few problems have a solution: compare with each of them exactly; an HNSW scan
+            # would visit thousands of unsolved problems to find them
+            return list(
+                await conn.fetch(
+                    """
+                    SELECT id FROM (
+                        SELECT DISTINCT n.id, n.embedding <=> $1 AS distance
+                        FROM knowledge_edges e JOIN knowledge_nodes n ON n.id = e.to_node
+                        WHERE e.relationship = 'solves' AND n.node_type = 'problem'
+                          AND ($2::text IS NULL OR n.data->'context'->>'service' = $2)
+                        OFFSET 0
+                    ) solvable
+                    ORDER BY distance LIMIT $3
+                    """,
+                    vector,
+                    service,
+                    _CANDIDATES,
+                )
+            )
+        await _prefer_hnsw(conn)
+        rows = await conn.fetch(
+            """
+            SELECT id FROM knowledge_nodes
+            WHERE node_type = 'problem'
+              AND ($2::text IS NULL OR data->'context'->>'service' = $2)
+              AND (NOT $4 OR EXISTS (SELECT 1 FROM knowledge_edges e
+                   WHERE e.to_node = knowledge_nodes.id AND e.relationship = 'solves'))
+            ORDER BY embedding <=> $1 LIMIT $3
+            """,
+            vector,
+            service,
+            _CANDIDATES,
+            require_solutions,
+        )
+        await conn.execute("RESET enable_seqscan; RESET enable_bitmapscan; RESET enable_sort")
+        return list(rows)
+
+    async def _solvable_count(self, conn: Any) -> int:
+        """How many problems have a solution (at most EXACT_SOLVABLE + 1), cached briefly."""
+        now = time.monotonic()
+        if self._solvable is None or now - self._solvable[0] > _COUNT_TTL_S:
+            count = await conn.fetchval(
+                "SELECT count(*) FROM (SELECT DISTINCT to_node FROM knowledge_edges"
+                " WHERE relationship = 'solves' LIMIT $1) s",
+                EXACT_SOLVABLE + 1,
+            )
+            self._solvable = (now, int(count))
+        return self._solvable[1]
+
     async def _solutions_for(self, problem_ids: list[Any]) -> dict[Any, list[tuple[Any, Any]]]:
         rows = await self._pool.fetch(
             """
@@ -472,6 +516,18 @@ class KnowledgeGraph:
         for row in rows:
             found.setdefault(row["problem_id"], []).append((row["id"], row["data"]))
         return found
+
+
+async def _prefer_hnsw(conn: Any) -> None:
+    """For the rest of the transaction, filtered kNN goes through the HNSW index.
+
+    With a filter on jsonb fields the planner guesses one matching row and scans the whole
+    table instead (11 ms at 20k problems, against 0.9 ms through the index); iterative scans
+    keep reading the index until enough rows pass the filter (pgvector 0.8)."""
+    await conn.execute(
+        "SET LOCAL hnsw.iterative_scan = relaxed_order; SET LOCAL enable_seqscan = off;"
+        " SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off"
+    )
 
 
 def _stats(solution_id: str, data: dict[str, Any]) -> SolutionStats:
