@@ -41,7 +41,7 @@ class ProcessAdapter:
         process = self._service(ctx).process
         return {"previous": process.model_dump(mode="json") if process else None}
 
-    async def _start(self, service: ServiceRecord) -> ProcessInfo:
+    async def start(self, service: ServiceRecord) -> ProcessInfo:
         if not service.restart_argv:
             raise ActionError(f"service {service.name} has no restart_argv in the registry")
         env = {**os.environ, **service.env}
@@ -63,7 +63,7 @@ class ProcessAdapter:
         await self._registry.record_process(service.name, info)
         return info
 
-    async def _stop(self, service: ServiceRecord, graceful: bool) -> bool:
+    async def stop(self, service: ServiceRecord, graceful: bool = True) -> bool:
         record = self._record(service.process)
         stopped = False
         if record is not None:
@@ -77,7 +77,7 @@ class ProcessAdapter:
         kind = ctx.action.action_type
         graceful = bool(ctx.action.parameters.get("graceful", True))
         if kind == "stop":
-            was = await self._stop(service, graceful)
+            was = await self.stop(service, graceful)
             detail = f"stopped {service.name}" if was else f"{service.name} was not running"
             return ActionOutcome(
                 success=True, detail=detail, compensable=True, compensation_note="undo: start"
@@ -86,7 +86,7 @@ class ProcessAdapter:
             current = self._record(service.process)
             if current is not None and is_alive(current):
                 return ActionOutcome(success=True, detail=f"{service.name} already running")
-            info = await self._start(service)
+            info = await self.start(service)
             return ActionOutcome(
                 success=True,
                 detail=f"started {service.name} (pid {info.pid})",
@@ -95,8 +95,8 @@ class ProcessAdapter:
                 compensation_note="undo: stop",
             )
         if kind == "restart":
-            await self._stop(service, graceful)
-            info = await self._start(service)
+            await self.stop(service, graceful)
+            info = await self.start(service)
             return ActionOutcome(
                 success=True,
                 detail=f"restarted {service.name} (pid {info.pid})",

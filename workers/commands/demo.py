@@ -1,90 +1,142 @@
-"""`aiops demo`: the main job. For now a tour of the foundation; it grows into the healing demo."""
+"""`aiops demo`: the main job. A real bookmark service misbehaves six ways; aiops detects,
+diagnoses, heals (asking approval where the policy says so), rolls back a plan that fails
+half-way, escalates what it does not know, and learns from each outcome."""
 
 from __future__ import annotations
 
 import asyncio
+import signal
 from typing import Annotated
 
-import asyncpg
-import redis.asyncio as aioredis
 import typer
-from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
-from temporalio.client import Client
 
-from aiops.config import Settings, get_settings
+from aiops.config import get_settings
 from aiops.db.migrate import migrate
-from aiops.endpoints import Endpoints, dev_stack_for, resolve
+from aiops.devstack import DevStack
+from aiops.endpoints import dev_stack_for, resolve
+from aiops.errors import AiopsError
+from workers.demo.run import DemoOptions, Outcome, run_demo
+from workers.demo.scenarios import SCENARIOS, select
 
 
-def _step(text: str) -> None:
-    typer.echo(f"==> {text}")
+class DemoFailed(AiopsError):
+    exit_code = 1
 
 
-async def _tour(settings: Settings) -> Endpoints:
-    endpoints = resolve(settings)
-    _step("migrating the schema")
-    report = await migrate(endpoints.database_url, settings.resolved_embedding_dim)
-    typer.echo(f"    applied {report.applied or 'nothing new'}; vector({report.embedding_dim})")
-
-    _step("PostgreSQL + pgvector")
-    conn = await asyncpg.connect(endpoints.database_url)
-    try:
-        version = await conn.fetchval("SHOW server_version")
-        vector = await conn.fetchval("SELECT extversion FROM pg_extension WHERE extname='vector'")
-        tables = await conn.fetchval(
-            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'"
+def _summary(outcomes: list[Outcome], ui_url: str | None, namespace: str) -> None:
+    typer.echo("")
+    typer.echo(f"{'fault':<15} {'expected':<12} {'outcome':<22} {'time':>6}  plan")
+    for o in outcomes:
+        mark = "ok " if o.ok else "NO "
+        typer.echo(
+            f"{o.scenario:<15} {o.expected:<12} {mark + o.outcome:<22} {o.seconds:>5.1f}s  "
+            f"{o.plan or '-'}"
         )
-    finally:
-        await conn.close()
-    typer.echo(f"    PostgreSQL {version}, pgvector {vector}, {tables} tables")
-
-    _step("Redis")
-    client = aioredis.Redis.from_url(endpoints.redis_url)
-    try:
-        info = await client.info("server")
-        aof = (await client.config_get("appendonly")).get("appendonly")
-    finally:
-        await client.aclose()
-    typer.echo(f"    Redis {info['redis_version']}, appendonly={aof}")
-
-    _step("Temporal")
-    temporal = await Client.connect(
-        endpoints.temporal_address, namespace=endpoints.temporal_namespace
-    )
-    info_resp = await temporal.workflow_service.get_system_info(GetSystemInfoRequest())
-    typer.echo(
-        f"    Temporal server {info_resp.server_version} at {endpoints.temporal_address}, "
-        f"namespace {endpoints.temporal_namespace}"
-    )
-    return endpoints
+    typer.echo("")
+    typer.echo("incidents (Temporal Web UI):")
+    for o in outcomes:
+        for wid in o.incidents:
+            where = f"{ui_url}/namespaces/{namespace}/workflows/{wid}" if ui_url else wid
+            typer.echo(f"  {o.scenario:<15} {where}")
 
 
 def demo(
     keep_running: Annotated[
-        bool, typer.Option("--keep-running", help="leave the dev stack up afterwards")
-    ] = True,
+        bool,
+        typer.Option(
+            "--keep-running",
+            help="leave everything up afterwards to explore the Web UI; Ctrl-C stops it all",
+        ),
+    ] = False,
+    interactive: Annotated[
+        bool,
+        typer.Option(
+            "--interactive",
+            help="wait for you to approve critical actions instead of approving after a pause",
+        ),
+    ] = False,
+    approve_after: Annotated[
+        float, typer.Option(help="seconds before the demo approves a critical action itself")
+    ] = 3.0,
+    quick: Annotated[
+        bool,
+        typer.Option(
+            "--quick", help="three faults (bad config, a failing runbook, an unknown problem)"
+        ),
+    ] = False,
+    scenario: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--scenario",
+            help=f"run only these faults, in this order: {', '.join(s.name for s in SCENARIOS)}",
+        ),
+    ] = None,
+    stream_prefix: Annotated[
+        str, typer.Option(help="the events streams the demo's service and listener use")
+    ] = "events",
 ) -> None:
-    """Run the main job on the embedded servers (or the configured ones).
+    """Heal a real, misbehaving bookmark service end to end.
 
-    Starts the dev stack when no server URLs are configured, migrates, and shows each
-    server answering. The self-healing demo on a misbehaving service builds on this.
+    Starts the embedded dev stack (unless DATABASE_URL, REDIS_URL and TEMPORAL_ADDRESS are
+    set), migrates, seeds the knowledge graph from examples/knowledge/, runs the worker, the
+    listener and the monitor, starts examples/bookmark_service under aiops's control and
+    injects its faults one after another, printing each step. Exits 0 only when every fault
+    ended as expected and the service was checked afterwards.
     """
+    try:
+        chosen = select(scenario, quick)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--scenario") from None
     settings = get_settings()
-    stack = None
+    stack: DevStack | None = None
+    started_stack = False
+    ui_url: str | None = None
     if not (settings.database_url and settings.redis_url and settings.temporal_address):
         stack = dev_stack_for(settings)
-        _step(f"starting the embedded dev stack under {stack.home}")
-        result = asyncio.run(stack.up())
-        for name, svc in result.state.services.items():
+        typer.echo(f"==> starting the embedded dev stack under {stack.home}")
+        up = asyncio.run(stack.up())
+        started_stack = bool(up.started)
+        for name, svc in up.state.services.items():
             typer.echo(
                 f"    {name:<9} {svc.url}" + (f"  (Web UI {svc.ui_url})" if svc.ui_url else "")
             )
-    asyncio.run(_tour(settings))
-    if stack is not None and not keep_running:
-        _step("stopping the dev stack")
-        stack.down()
-    elif stack is not None:
-        state = stack.load()
-        ui = state.services["temporal"].ui_url if state else None
-        typer.echo(f"\nThe dev stack keeps running: Temporal Web UI at {ui}")
-        typer.echo("Stop it with `.venv/bin/aiops dev down`.")
+            ui_url = svc.ui_url or ui_url
+    endpoints = resolve(settings)
+    options = DemoOptions(
+        approve_after_s=None if interactive else approve_after, stream_prefix=stream_prefix
+    )
+
+    async def main() -> list[Outcome]:
+        typer.echo("==> migrating the schema")
+        report = await migrate(endpoints.database_url, settings.resolved_embedding_dim)
+        typer.echo(f"    applied {report.applied or 'nothing new'}")
+        return await run_demo(
+            settings,
+            endpoints,
+            chosen,
+            options,
+            typer.echo,
+            ui_url,
+            keep_running=_until_interrupted if keep_running else None,
+        )
+
+    try:
+        outcomes = asyncio.run(main())
+    finally:
+        if stack is not None and started_stack:
+            typer.echo("==> stopping the dev stack the demo started")
+            stack.down()
+    _summary(outcomes, ui_url, endpoints.temporal_namespace)
+    failed = [o.scenario for o in outcomes if not o.ok]
+    if failed:
+        raise DemoFailed(f"these faults did not end as expected: {', '.join(failed)}")
+    typer.echo("")
+    typer.echo(f"all {len(outcomes)} faults ended as expected.")
+
+
+def _until_interrupted() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    return stop

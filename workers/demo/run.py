@@ -1,0 +1,239 @@
+"""The demo, end to end, in one process: the worker, the listener and the monitor run here
+as tasks, the bookmark service as a child process under aiops's process adapter."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pydantic import BaseModel
+from temporalio.client import Client
+
+from aiops.actions.process import ProcessAdapter
+from aiops.config import Settings
+from aiops.db.pool import create_pool
+from aiops.embeddings import get_embedder
+from aiops.endpoints import Endpoints
+from aiops.knowledge import KnowledgeGraph
+from aiops.knowledge.importer import import_lines
+from aiops.monitor.schedules import ProbeDefaults, sync_schedules
+from aiops.registry import ServiceRegistry
+from aiops.registry.secrets import load_fernet
+from aiops.temporal_client import connect
+from workers.commands.monitor import run_monitor
+from workers.demo.scenarios import Scenario
+from workers.demo.target import BookmarkTarget, demo_options
+from workers.demo.watch import IncidentWatcher, follow
+from workers.listener import run_listener
+from workers.worker import running_worker
+
+Echo = Callable[[str], None]
+KNOWLEDGE = Path(__file__).resolve().parents[2] / "examples" / "knowledge"
+COOL_DOWN_S = 3.0
+# the shipped policy, but every fault acts on the one bookmark-api within minutes
+DEMO_POLICY = """\
+# aiops demo: the shipped policy with a rate limit that lets six faults act on one service
+rate_limit:
+  max_actions: 30
+  window_s: 600
+"""
+
+
+class Outcome(BaseModel):
+    scenario: str
+    expected: str
+    outcome: str
+    ok: bool
+    incidents: list[str]
+    plan: str | None = None
+    seconds: float
+    proof: str
+
+
+class DemoOptions(BaseModel):
+    approve_after_s: float | None = 3.0
+    stream_prefix: str = "events"
+    scenario_timeout_s: float = 90.0
+
+
+def demo_settings(settings: Settings, endpoints: Endpoints, home: Path, prefix: str) -> Settings:
+    policy = home / "demo" / "policy.yaml"
+    policy.parent.mkdir(parents=True, exist_ok=True)
+    policy.write_text(DEMO_POLICY)
+    return settings.model_copy(
+        update={
+            "database_url": endpoints.database_url,
+            "redis_url": endpoints.redis_url,
+            "temporal_address": endpoints.temporal_address,
+            "temporal_namespace": endpoints.temporal_namespace,
+            "listener_streams": f"{prefix}:*",
+            "anomaly_streams": f"{prefix}:*",
+            "monitor_stream": f"{prefix}:monitor",
+            "listener_block_ms": 200,
+            "monitor_probe_interval_s": 1.0,
+            "monitor_probe_timeout_s": 2.0,
+            # down for 1.5 s (two failed probes) before it is reported: the service's own
+            # error report comes first, and the failed probe joins that incident
+            "monitor_unhealthy_after_s": 1.5,
+            "monitor_sync_interval_s": 2.0,
+            "policy_file": policy,
+            # the demo's output is its progress lines; spans would drown them
+            "tracing": "off",
+        }
+    )
+
+
+async def seed_knowledge(kg: KnowledgeGraph, echo: Echo) -> None:
+    for path in sorted(KNOWLEDGE.glob("*.jsonl")):
+        report = await import_lines(kg, path.read_text().splitlines())
+        echo(f"    {path.name}: {report.imported} problems ({len(report.errors)} bad lines)")
+
+
+@contextlib.asynccontextmanager
+async def background(settings: Settings, client: Client) -> AsyncIterator[Background]:
+    """Worker and listener now, the monitor when asked; all stopped (batch in hand
+    finished) on the way out."""
+    stop = asyncio.Event()
+    async with running_worker(settings, client):
+        running = Background(settings, client, stop)
+        running.tasks.append(
+            asyncio.create_task(
+                run_listener(settings, consumer="demo", cool_down_s=COOL_DOWN_S, stop=stop)
+            )
+        )
+        try:
+            yield running
+        finally:
+            stop.set()
+            await asyncio.gather(*running.tasks, return_exceptions=True)
+
+
+@dataclass
+class Background:
+    settings: Settings
+    client: Client
+    stop: asyncio.Event
+    tasks: list[asyncio.Task[object]] = field(default_factory=list)
+
+    def start_monitor(self) -> None:
+        # only once the service answers: a probe of a process still starting would report
+        # it down and open an incident about the demo's own start-up
+        self.tasks.append(
+            asyncio.create_task(
+                run_monitor(self.settings, stop=self.stop, client=self.client, echo=lambda _: None)
+            )
+        )
+
+
+def _expected_met(scenario: Scenario, watcher: IncidentWatcher) -> bool:
+    outcomes = {s.outcome for s in watcher.resolved()}
+    if scenario.expect == "unknown":
+        return "unknown" in outcomes
+    return scenario.expect in outcomes
+
+
+async def run_scenario(
+    scenario: Scenario,
+    target: BookmarkTarget,
+    client: Client,
+    options: DemoOptions,
+    echo: Echo,
+    ui_url: str | None,
+    namespace: str,
+) -> Outcome:
+    echo("")
+    echo(f"==> {scenario.name}: {scenario.title}")
+    since = datetime.now(UTC)
+    started = time.monotonic()
+    echo(f"  [{scenario.name}] fault      {await scenario.trigger(target)}")
+    watcher = IncidentWatcher(
+        client, echo, scenario.name, options.approve_after_s, ui_url, namespace
+    )
+    met = await follow(
+        watcher,
+        since,
+        lambda w: (
+            _expected_met(scenario, w)
+            and bool(w.followed)
+            and all(i.status is not None and i.status.resolved for i in w.followed.values())
+        ),
+        options.scenario_timeout_s,
+    )
+    seconds = time.monotonic() - started
+    try:
+        proof = await scenario.proof(target)
+        proven = True
+    except (AssertionError, TimeoutError, OSError) as error:
+        proof, proven = f"not shown: {error}", False
+    echo(f"  [{scenario.name}] {'proof':<10} {proof}")
+    if scenario.cleanup is not None:
+        await scenario.cleanup(target)
+    # a new incident of the same problem must not fold into this one's cool-down
+    await follow(watcher, since, lambda w: w.all_closed(), COOL_DOWN_S + 30)
+    resolved = watcher.resolved()
+    outcome = ", ".join(sorted({s.outcome or "?" for s in resolved})) or "no incident"
+    plans = [s.plan.description for s in resolved if s.plan is not None]
+    return Outcome(
+        scenario=scenario.name,
+        expected=scenario.expect,
+        outcome=outcome,
+        ok=met and proven,
+        incidents=list(watcher.followed),
+        plan=plans[0] if plans else None,
+        seconds=round(seconds, 1),
+        proof=proof,
+    )
+
+
+async def run_demo(
+    settings: Settings,
+    endpoints: Endpoints,
+    scenarios: list[Scenario],
+    options: DemoOptions,
+    echo: Echo,
+    ui_url: str | None,
+    keep_running: Callable[[], asyncio.Event] | None = None,
+) -> list[Outcome]:
+    home = settings.home_dir
+    settings = demo_settings(settings, endpoints, home, options.stream_prefix)
+    pool = await create_pool(endpoints.database_url, max_size=5)
+    registry = ServiceRegistry(pool, load_fernet(settings))
+    client = await connect(settings, "aiops-demo")
+    target = BookmarkTarget(
+        demo_options(home, endpoints.redis_url, options.stream_prefix),
+        registry,
+        ProcessAdapter(registry, home / "logs" / "services"),
+    )
+    try:
+        echo("==> seeding the knowledge graph from examples/knowledge/")
+        kg = KnowledgeGraph(pool, get_embedder(settings), settings.similarity_threshold)
+        await seed_knowledge(kg, echo)
+        echo("==> starting the worker, the listener and the monitor")
+        async with background(settings, client) as running:
+            record = await target.start()
+            pid = record.process.pid if record.process else "?"
+            echo(f"==> bookmark-api is up at {target.options.endpoint} (pid {pid}), registered")
+            running.start_monitor()
+            results = [
+                await run_scenario(
+                    s, target, client, options, echo, ui_url, endpoints.temporal_namespace
+                )
+                for s in scenarios
+            ]
+            if keep_running is not None:
+                echo("")
+                echo("everything stays up: explore the Web UI; Ctrl-C stops what the demo started")
+                await keep_running().wait()
+        return results
+    finally:
+        await target.stop()
+        await registry.deregister(target.name)
+        # its probe schedule goes with it, or the next run would probe a dead port
+        with contextlib.suppress(Exception):
+            await sync_schedules(client, pool, ProbeDefaults.from_settings(settings))
+        await pool.close()
