@@ -89,7 +89,16 @@ def test_flat_series_then_a_step() -> None:
     detector = AnomalyDetector()
     assert feed(detector, [0.0] * 50, metric="error_rate") == []
     [signal] = feed(detector, [0.2] * 5, metric="error_rate")
-    assert signal.kind == "anomaly" and signal.baseline == 0.0
+    assert signal.kind == "anomaly" and signal.baseline < 0.01
+
+
+def test_a_flat_metric_needs_a_real_change_in_its_own_units() -> None:
+    # latency_ms 0 while no requests come: a 6 ms request is not an anomaly, 80 ms is
+    detector = AnomalyDetector(DetectorConfig(warmup=30))
+    assert feed(detector, [0.0] * 60) == []
+    assert feed(detector, [6.3, 0.0, 0.0, 6.3, 5.9, 6.1]) == []
+    [signal] = feed(detector, [80.0] * 5)
+    assert signal.kind == "anomaly" and signal.scale == 5.0
 
 
 def test_a_permanent_shift_becomes_the_new_normal() -> None:

@@ -51,6 +51,19 @@ class DetectorConfig(BaseModel):
     enter_after: int = Field(default=3, ge=1)
     exit_after: int = Field(default=3, ge=1)
     min_scale_abs: float = Field(default=1e-6, gt=0)
+    # A metric that sits flat (latency_ms 0 while no requests come, memory at 43.0%) has
+    # next to no spread, and then any real sample is "a million sigma": the first demo runs
+    # opened incidents for a 6 ms request. The floor is in the metric's own units.
+    min_scale_by_metric: dict[str, float] = Field(
+        default_factory=lambda: {
+            "latency_ms": 5.0,
+            "memory_usage": 1.0,
+            "cpu_usage": 1.0,
+            "error_rate": 0.01,
+            "queue_depth": 2.0,
+            "rss_mb": 8.0,
+        }
+    )
     min_scale_rel: float = Field(default=0.01, ge=0, description="floor, fraction of |mean|")
     rebaseline_after: int = Field(default=500, ge=2)
 
@@ -158,9 +171,10 @@ class AnomalyDetector:
             self._states.move_to_end(key)
         return self._step(key, state, value)
 
-    def _scale(self, state: MetricState) -> float:
+    def _scale(self, key: MetricKey, state: MetricState) -> float:
         c = self.config
-        return max(_SQRT_HALF_PI * state.dev, c.min_scale_abs, c.min_scale_rel * abs(state.mean))
+        floor = max(c.min_scale_abs, c.min_scale_by_metric.get(key[1], 0.0))
+        return max(_SQRT_HALF_PI * state.dev, floor, c.min_scale_rel * abs(state.mean))
 
     def _learn(self, state: MetricState, value: float, alpha: float) -> None:
         deviation = abs(value - state.mean)
@@ -172,7 +186,7 @@ class AnomalyDetector:
         if state.n == 0:
             state.mean, state.dev, state.n = value, 0.0, 1
             return None
-        scale = self._scale(state)
+        scale = self._scale(key, state)
         z = (value - state.mean) / scale
         if state.n < c.warmup:
             # a running average first, so the early baseline is not the first sample's
