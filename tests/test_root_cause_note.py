@@ -102,8 +102,8 @@ async def test_note_lands_in_the_diagnosis_and_the_model_sees_masked_text(
                 event_type="ServiceTimeout",
                 source="import-service",
                 payload={
-                    "message": "bookmark import for alice@example.com timed out after 30s "
-                    "from 10.2.3.4"
+                    "message": "import requests time out with large bookmark files "
+                    "(user alice@example.com from 10.2.3.4)"
                 },
                 cool_down_s=0.5,
             ),

@@ -83,6 +83,8 @@ def demo(
     injects its faults one after another, printing each step. Exits 0 only when every fault
     ended as expected and the service was checked afterwards.
     """
+    # SIGTERM (a CI timeout, `kill`) must stop what the demo started, as Ctrl-C does
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         chosen = select(scenario, quick)
     except ValueError as error:
@@ -132,6 +134,10 @@ def demo(
         raise DemoFailed(f"these faults did not end as expected: {', '.join(failed)}")
     typer.echo("")
     typer.echo(f"all {len(outcomes)} faults ended as expected.")
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _until_interrupted() -> asyncio.Event:

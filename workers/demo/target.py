@@ -15,6 +15,7 @@ from aiops.actions.process import ProcessAdapter
 from aiops.devstack.ports import free_port
 from aiops.registry import ServiceRegistry
 from aiops.registry.models import ServiceRecord
+from aiops.registry.store import UnknownService
 from examples.bookmark_service.options import ServiceOptions
 from examples.bookmark_service.registration import service_definition
 
@@ -59,6 +60,8 @@ class BookmarkTarget:
         try:
             record = await self._registry.get(self.name)
             await self._processes.stop(record)
+        except UnknownService:
+            pass  # stopped before it was started
         finally:
             await self.http.aclose()
 
