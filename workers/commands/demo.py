@@ -120,6 +120,7 @@ def demo(
             typer.echo,
             ui_url,
             keep_running=_until_interrupted if keep_running else None,
+            report=lambda outcomes: _summary(outcomes, ui_url, endpoints.temporal_namespace),
         )
 
     try:
@@ -128,7 +129,6 @@ def demo(
         if stack is not None and started_stack:
             typer.echo("==> stopping the dev stack the demo started")
             stack.down()
-    _summary(outcomes, ui_url, endpoints.temporal_namespace)
     failed = [o.scenario for o in outcomes if not o.ok]
     if failed:
         raise DemoFailed(f"these faults did not end as expected: {', '.join(failed)}")

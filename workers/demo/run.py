@@ -198,6 +198,7 @@ async def run_demo(
     echo: Echo,
     ui_url: str | None,
     keep_running: Callable[[], asyncio.Event] | None = None,
+    report: Callable[[list[Outcome]], None] | None = None,
 ) -> list[Outcome]:
     home = settings.home_dir
     settings = demo_settings(settings, endpoints, home, options.stream_prefix)
@@ -225,6 +226,8 @@ async def run_demo(
                 )
                 for s in scenarios
             ]
+            if report is not None:
+                report(results)
             if keep_running is not None:
                 echo("")
                 echo("everything stays up: explore the Web UI; Ctrl-C stops what the demo started")
