@@ -15,12 +15,11 @@ from typing import Any
 
 import asyncpg
 from aiops_worker import aiops_worker
+from known_problems import seed_import_timeout
 from temporalio.testing import WorkflowEnvironment
 
 from aiops.devstack import binaries
-from aiops.knowledge import ProblemIn, SolutionIn
 from aiops.models.incident import IncidentStatus
-from aiops.policy.models import ActionSpec
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -60,26 +59,8 @@ async def test_cli_start_list_and_approve(
         "AIOPS_METRICS_BIND": "off",
     }
     async with aiops_worker(temporal_env.client, queue, database_url, redis_url) as kg:
-        problem = await kg.add_problem(
-            ProblemIn(
-                description="Import requests time out with large bookmark files",
-                category="timeout",
-                context={"service": "import-service"},
-            )
-        )
-        solution_id = await kg.add_solution(
-            problem.id,
-            SolutionIn(
-                description="Add an import worker",
-                actions=[
-                    ActionSpec(
-                        action_type="scale",  # critical in the shipped policy
-                        target="import-service",
-                        parameters={"adapter": "simulated", "success_probability": 1.0},
-                    )
-                ],
-            ),
-        )
+        # scale is critical in the shipped policy: the incident waits for approval
+        _, solution_id = await seed_import_timeout(kg, "scale", "Add an import worker")
         started = await _run(
             [
                 str(binaries.temporal_cli()),

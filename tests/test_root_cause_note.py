@@ -12,13 +12,12 @@ from typing import Any
 
 import pytest
 from aiops_worker import aiops_worker
+from known_problems import seed_import_timeout
 from pydantic import SecretStr
 from temporalio.testing import WorkflowEnvironment
 
 from aiops.diagnosis.llm import RootCauseRequest, RootCauseWriter
-from aiops.knowledge import ProblemIn, SolutionIn
 from aiops.models.incident import IncidentInput
-from aiops.policy.models import ActionSpec
 from workflows.incident import IncidentWorkflow
 
 NOTE = "Large imports exceed the 30 s deadline; check the import batch size first."
@@ -76,26 +75,7 @@ async def test_note_lands_in_the_diagnosis_and_the_model_sees_masked_text(
     async with aiops_worker(
         temporal_env.client, queue, database_url, redis_url, root_cause=_writer(chat)
     ) as kg:
-        problem = await kg.add_problem(
-            ProblemIn(
-                description="Import requests time out with large bookmark files",
-                category="timeout",
-                context={"service": "import-service"},
-            )
-        )
-        await kg.add_solution(
-            problem.id,
-            SolutionIn(
-                description="Clear the import cache",
-                actions=[
-                    ActionSpec(
-                        action_type="cache_clear",
-                        target="import-service",
-                        parameters={"adapter": "simulated", "success_probability": 1.0},
-                    )
-                ],
-            ),
-        )
+        await seed_import_timeout(kg)
         result = await temporal_env.client.execute_workflow(
             IncidentWorkflow.run,
             IncidentInput(

@@ -8,6 +8,7 @@ from typing import Protocol, cast
 
 import redis.asyncio as aioredis
 from aiops_worker import aiops_worker
+from known_problems import seed_import_timeout
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -23,9 +24,7 @@ from aiops.events.envelope import Event
 from aiops.events.mesh import EventMesh
 from aiops.events.routing import IncidentRouter
 from aiops.events.store import EventStore
-from aiops.knowledge import ProblemIn, SolutionIn
 from aiops.models.incident import IncidentStatus
-from aiops.policy.models import ActionSpec
 from aiops.trace_context import context_from, current_traceparent
 from workers.listener import default_fingerprinter
 
@@ -87,26 +86,7 @@ async def test_one_trace_from_publish_to_activities(
     )
     try:
         async with aiops_worker(client, queue, database_url, redis_url) as kg:
-            problem = await kg.add_problem(
-                ProblemIn(
-                    description="Import requests time out with large bookmark files",
-                    category="timeout",
-                    context={"service": "import-service"},
-                )
-            )
-            await kg.add_solution(
-                problem.id,
-                SolutionIn(
-                    description="Clear the import cache",
-                    actions=[
-                        ActionSpec(
-                            action_type="cache_clear",
-                            target="import-service",
-                            parameters={"adapter": "simulated", "success_probability": 1.0},
-                        )
-                    ],
-                ),
-            )
+            await seed_import_timeout(kg)
             event = Event(
                 event_type="ServiceTimeout",
                 source="import-service",
