@@ -117,6 +117,11 @@ class Settings(BaseSettings):
         gt=0,
         description="how long a root-cause note may take before the diagnosis goes on without",
     )
+    api_token: SecretStr | None = Field(
+        default=None,
+        validation_alias="AIOPS_API_TOKEN",
+        description="bearer token `aiops api` requires on POST endpoints; unset: no token asked",
+    )
     log_level: LogLevel = Field(
         default="INFO",
         validation_alias="AIOPS_LOG_LEVEL",

@@ -20,9 +20,9 @@ from workers import cli
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.temporal.yml").read_text())
 SERVICES: dict[str, dict[str, object]] = COMPOSE["services"]
-APP_SERVICES = ("migrate", "worker", "listener", "api")
+APP_SERVICES = ("migrate", "worker", "listener", "monitor", "api")
 # Commands the compose file runs that later issues build; each entry must go once it lands.
-NOT_YET_BUILT = {"api": "issue 6"}
+NOT_YET_BUILT: dict[str, str] = {}
 
 
 def _cli_commands() -> set[str]:

@@ -24,6 +24,7 @@ app = typer.Typer(
 
 def _register() -> None:
     from workers.commands import (
+        api_cmd,
         audit,
         config_cmd,
         demo,
@@ -60,6 +61,7 @@ def _register() -> None:
     app.command("config")(config_cmd.config)
     app.command("demo")(demo.demo)
     app.add_typer(patterns.app, name="patterns")
+    app.command("api")(api_cmd.api)
 
 
 def _run() -> int:

@@ -45,7 +45,7 @@ async def _live(client: Client, workflow_id: str) -> IncidentStatus | None:
         return None
 
 
-async def _list(client: Client, include_closed: bool, limit: int) -> list[dict[str, Any]]:
+async def list_incidents(client: Client, include_closed: bool, limit: int) -> list[dict[str, Any]]:
     query = "WorkflowType = 'IncidentWorkflow'"
     if not include_closed:
         query += " AND ExecutionStatus = 'Running'"
@@ -86,7 +86,7 @@ def incidents(
     """List incidents (IncidentWorkflow runs) with their service, phase and outcome."""
 
     async def run() -> list[dict[str, Any]]:
-        return await _list(await connect(get_settings()), include_closed, limit)
+        return await list_incidents(await connect(get_settings()), include_closed, limit)
 
     rows = asyncio.run(run())
     if as_json:
