@@ -17,8 +17,12 @@ from aiops.models.learning import (
     InsightRequest,
     LearningInput,
     OutcomeEventRequest,
+    PatternOutcome,
+    PatternOutcomeRequest,
     SolutionStats,
 )
+from aiops.patterns.errors import PatternNotFound
+from aiops.patterns.learning import PatternEvolver
 from aiops.policy import load_policy
 from aiops.policy.models import Policy
 from aiops.privacy import mask
@@ -33,11 +37,13 @@ class KnowledgeActivities:
         mesh: EventMesh,
         policy_file: str | None = None,
         root_cause: RootCauseWriter | None = None,
+        agents_configured: bool = False,
     ) -> None:
         self._kg = kg
         self._mesh = mesh
         self._policy_file = policy_file
         self._root_cause = root_cause
+        self._agents_configured = agents_configured
 
     @activity.defn(name="record_problem")
     async def record_problem(self, request: ProblemRecordRequest) -> ProblemRef:
@@ -94,6 +100,7 @@ class KnowledgeActivities:
             masked_text=mask(request.text),
             candidates=candidates,
             llm_configured=self._root_cause is not None,
+            agents_configured=self._agents_configured,
         )
 
     @activity.defn(name="write_root_cause_note")
@@ -164,3 +171,39 @@ class KnowledgeActivities:
         )
         await self._mesh.publish(event, domain="aiops")
         return str(event.id)
+
+
+class PatternLearningActivities:
+    """The outcome of an incident a pattern opened counts for that pattern; a pattern whose
+    success rate fell under 0.7 over enough outcomes evolves (aiops.patterns.learning)."""
+
+    def __init__(self, evolver: PatternEvolver) -> None:
+        self._evolver = evolver
+
+    @activity.defn(name="record_pattern_outcome")
+    async def record_pattern_outcome(self, request: PatternOutcomeRequest) -> PatternOutcome:
+        try:
+            stats = await self._evolver.tracker.record_outcome(
+                request.pattern_id,
+                request.success,
+                solution_id=request.solution_id,
+                # one outcome per incident, however often the step is retried
+                key=f"incident:{request.incident_id}",
+            )
+        except PatternNotFound:
+            # deleted since the incident opened: nothing left to learn about
+            return PatternOutcome(
+                pattern_id=request.pattern_id, recorded=False, attempt_count=0, success_rate=0.0
+            )
+        outcome = PatternOutcome(
+            pattern_id=stats.pattern_id,
+            recorded=stats.recorded,
+            attempt_count=stats.attempt_count,
+            success_rate=stats.success_rate,
+        )
+        # evolve() proposes nothing unless the pattern is due and is a no-op for a pattern
+        # already evolved, so a retry cannot evolve twice
+        evolved = await self._evolver.evolve(request.pattern_id)
+        if evolved is not None:
+            outcome.evolved_into = evolved.new_ids
+        return outcome

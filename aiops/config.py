@@ -252,6 +252,19 @@ class Settings(BaseSettings):
         ge=1,
         description="outcomes a pattern needs before a success rate under 0.7 evolves it",
     )
+    # --- agents (built-in and custom, from the aiops.agents entry points) ---
+    agent_timeout_s: float = Field(
+        default=5.0,
+        validation_alias="AIOPS_AGENT_TIMEOUT_S",
+        gt=0,
+        description="how long one agent may take to propose or learn before it is left out",
+    )
+    agent_heartbeat_s: float = Field(
+        default=30.0,
+        validation_alias="AIOPS_AGENT_HEARTBEAT_S",
+        gt=0,
+        description="how often the worker reports its agents' health to the agents registry",
+    )
     # --- healing ---
     policy_file: Path | None = Field(
         default=None,

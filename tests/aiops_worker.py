@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -11,6 +11,9 @@ from cryptography.fernet import Fernet
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from aiops.agents.builtin import builtin_agents
+from aiops.agents.presence import AgentPresence
+from aiops.agents.protocol import UniversalAgent
 from aiops.db.pool import create_pool
 from aiops.diagnosis.llm import RootCauseWriter
 from aiops.embeddings import CachedEmbedder, MiniLMEmbedder
@@ -30,10 +33,21 @@ async def aiops_worker(
     redis_url: str,
     logs: Path | None = None,
     root_cause: RootCauseWriter | None = None,
+    agents: Sequence[UniversalAgent] | None = None,
+    agent_timeout_s: float = 5.0,
+    pattern_min_outcomes: int = 10,
 ) -> AsyncIterator[KnowledgeGraph]:
+    """agents: custom agents next to the built-in ones, registered (as the worker does)
+    for the test's duration; None: the built-in ones only, as today."""
     pool = await create_pool(database_url, max_size=10)
     mesh = EventMesh(aioredis.Redis.from_url(redis_url))
     kg = KnowledgeGraph(pool, EMBEDDER)
+    presence = None
+    if agents is not None:
+        presence = AgentPresence(
+            pool, [*builtin_agents(kg), *agents], timeout_s=agent_timeout_s, host="test"
+        )
+        await presence.start()
     holders = activity_holders(
         pool,
         Fernet(Fernet.generate_key()),
@@ -41,6 +55,9 @@ async def aiops_worker(
         kg,
         mesh,
         root_cause=root_cause,
+        agents=presence,
+        agent_timeout_s=agent_timeout_s,
+        pattern_min_outcomes=pattern_min_outcomes,
     )
     try:
         async with Worker(
@@ -48,5 +65,7 @@ async def aiops_worker(
         ):
             yield kg
     finally:
+        if presence is not None:
+            await presence.aclose()
         await mesh.aclose()
         await pool.close()

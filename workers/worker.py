@@ -16,8 +16,9 @@ from cryptography.fernet import Fernet
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.agents import AgentActivities
 from activities.healing import HealingActivities
-from activities.knowledge import KnowledgeActivities
+from activities.knowledge import KnowledgeActivities, PatternLearningActivities
 from activities.monitor import MonitorActivities
 from aiops.actions.base import Adapter
 from aiops.actions.executor import ActionExecutor
@@ -25,6 +26,9 @@ from aiops.actions.http import HttpAdapter
 from aiops.actions.process import ProcessAdapter
 from aiops.actions.redis_commands import RedisAdapter
 from aiops.actions.simulated import SimulatedAdapter
+from aiops.agents.builtin import BUILTIN_IDS, builtin_agents
+from aiops.agents.loader import load_custom_agents
+from aiops.agents.presence import AgentPresence
 from aiops.audit import AuditLog
 from aiops.config import Settings
 from aiops.db.pool import create_pool
@@ -34,6 +38,7 @@ from aiops.endpoints import resolve_database_url
 from aiops.events.mesh import EventMesh
 from aiops.knowledge import KnowledgeGraph
 from aiops.monitor.limits import RuntimeLimits, default_limits
+from aiops.patterns.learning import PatternEvolver
 from aiops.registry import ServiceRegistry
 from aiops.registry.secrets import load_fernet
 from aiops.temporal_client import connect
@@ -51,8 +56,18 @@ def activity_holders(
     policy_file: Path | None = None,
     limits: RuntimeLimits | None = None,
     root_cause: RootCauseWriter | None = None,
+    agents: AgentPresence | None = None,
+    agent_timeout_s: float = 5.0,
+    pattern_min_outcomes: int = 10,
 ) -> list[object]:
-    """Every activity class, wired to its clients; the worker and the tests share this."""
+    """Every activity class, wired to its clients; the worker and the tests share this.
+
+    agents: the agent set (registered and heartbeating when the caller started it); the
+    built-in agents alone when None. The diagnosis asks agents only when a custom one is in
+    the set."""
+    if agents is None:
+        agents = AgentPresence(pool, builtin_agents(kg, policy_file), timeout_s=agent_timeout_s)
+    custom = any(a.agent_id not in BUILTIN_IDS for a in agents.agents)
     registry = ServiceRegistry(pool, fernet)
     adapters: dict[str, Adapter] = {
         "process": ProcessAdapter(registry, service_logs),
@@ -63,8 +78,14 @@ def activity_holders(
     executor = ActionExecutor(pool, registry, adapters)
     return [
         HealingActivities(pool, executor, registry, AuditLog(pool)),
-        KnowledgeActivities(kg, mesh, str(policy_file) if policy_file else None, root_cause),
+        KnowledgeActivities(
+            kg, mesh, str(policy_file) if policy_file else None, root_cause, custom
+        ),
         MonitorActivities(pool, mesh, limits),
+        AgentActivities(agents, agent_timeout_s),
+        PatternLearningActivities(
+            PatternEvolver(pool, mesh=mesh, min_outcomes=pattern_min_outcomes)
+        ),
     ]
 
 
@@ -84,6 +105,14 @@ async def running_worker(settings: Settings, client: Client) -> AsyncIterator[Wo
     pool = await create_pool(resolve_database_url(settings), max_size=20)
     mesh = EventMesh.from_settings(settings)
     kg = KnowledgeGraph(pool, get_embedder(settings), settings.similarity_threshold)
+    custom = load_custom_agents(taken=set(BUILTIN_IDS))
+    agents = AgentPresence(
+        pool,
+        [*builtin_agents(kg, settings.policy_file), *custom.agents],
+        broken=custom.errors,
+        interval_s=settings.agent_heartbeat_s,
+        timeout_s=settings.agent_timeout_s,
+    )
     holders = activity_holders(
         pool,
         load_fernet(settings),
@@ -93,8 +122,16 @@ async def running_worker(settings: Settings, client: Client) -> AsyncIterator[Wo
         settings.policy_file,
         default_limits(settings),
         root_cause_writer(settings),
+        agents,
+        settings.agent_timeout_s,
+        settings.pattern_evolve_min_outcomes,
     )
     try:
+        try:
+            await agents.start()
+        except asyncpg.PostgresError as error:
+            # the agents' health is for operators; the worker's activities do not need it
+            log.warning("agents not registered (%s): run `aiops migrate`", error)
         worker = Worker(
             client,
             task_queue=settings.temporal_task_queue,
@@ -107,6 +144,7 @@ async def running_worker(settings: Settings, client: Client) -> AsyncIterator[Wo
         async with worker:
             yield worker
     finally:
+        await agents.aclose()
         await mesh.aclose()
         await pool.close()
 

@@ -8,10 +8,20 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
+    from aiops.agents.diagnostic import proposal_of
+    from aiops.agents.models import AgentContext, ProposalCollection, ProposalRequest
+    from aiops.agents.proposals import VoteResult
+    from aiops.agents.vote import DIAGNOSTIC_AGENT, cast_vote, plan_from_proposal
     from aiops.diagnosis import choose_solution, plan_for
     from aiops.diagnosis.choose import applicable
     from aiops.diagnosis.llm import RootCauseNote, RootCauseRequest
-    from aiops.models.diagnosis import Candidate, CandidateSearch, Diagnosis, DiagnosisInput
+    from aiops.models.diagnosis import (
+        Candidate,
+        CandidateSearch,
+        Choice,
+        Diagnosis,
+        DiagnosisInput,
+    )
 
 
 @workflow.defn(name="DiagnosisWorkflow")
@@ -30,6 +40,10 @@ class DiagnosisWorkflow:
         known = applicable(similar, input.service, input.closeness)
         picked = choose_solution(known, workflow.random(), input.closeness)
         note = await self._root_cause_note(input, search) if search.llm_configured else None
+        if search.agents_configured:
+            # gated: with no custom agent installed, nothing here runs and saved histories
+            # replay as before
+            return await self._collaborate(input, search, similar, picked, note)
         if picked is None:
             return Diagnosis(
                 root_cause_note=note,
@@ -39,14 +53,6 @@ class DiagnosisWorkflow:
                 why=_unknown_why(input, search, similar),
             )
         chosen, draws = picked
-        others = ", ".join(
-            f"{d.candidate.solution_description!r} scored {d.score:.2f}"
-            for d in draws
-            if d is not chosen
-        )
-        why = f"{chosen.candidate.solution_description!r} scored {chosen.score:.2f}" + (
-            f"; against {others}" if others else ""
-        )
         return Diagnosis(
             root_cause_note=note,
             outcome="matched",
@@ -54,7 +60,73 @@ class DiagnosisWorkflow:
             candidates=search.candidates,
             chosen=chosen,
             plan=plan_for(chosen, input.service),
+            why=_chosen_why(chosen, draws),
+        )
+
+    async def _collaborate(
+        self,
+        input: DiagnosisInput,
+        search: CandidateSearch,
+        similar: list[Candidate],
+        picked: tuple[Choice, list[Choice]] | None,
+        note: str | None,
+    ) -> Diagnosis:
+        """The agents whose capabilities match propose too; a weighted vote picks the plan.
+        The built-in diagnostic agent's proposal is this workflow's own draw."""
+        own = [proposal_of(picked[0], input.service)] if picked else []
+        collected = await workflow.execute_local_activity(
+            "collect_proposals",
+            ProposalRequest(
+                context=AgentContext(
+                    incident_id=input.incident_id,
+                    text=search.masked_text,
+                    service=input.service,
+                    category=input.category,
+                    severity=input.severity,
+                    candidates=search.candidates,
+                    proposals=own,
+                )
+            ),
+            result_type=ProposalCollection,
+            start_to_close_timeout=timedelta(minutes=2),
+            retry_policy=RetryPolicy(maximum_attempts=3),
+        )
+        vote = cast_vote(
+            [*own, *collected.proposals],
+            collected.weights,
+            service=input.service,
+            failures=collected.failures,
+        )
+        common = {
+            "root_cause_note": note,
+            "masked_text": search.masked_text,
+            "candidates": search.candidates,
+            "vote": vote,
+        }
+        winner = vote.winner
+        if winner is None:
+            return Diagnosis(
+                outcome="unknown",
+                why=_unknown_why(input, search, similar) + _not_counted(vote),
+                **common,
+            )
+        if picked is not None and DIAGNOSTIC_AGENT in vote.tallies[0].agents:
+            chosen, draws = picked
+            return Diagnosis(
+                outcome="matched",
+                chosen=chosen,
+                plan=plan_for(chosen, input.service),
+                why=f"{DIAGNOSTIC_AGENT}'s plan won the {vote.why}: "
+                + _chosen_why(chosen, draws)
+                + _not_counted(vote),
+                **common,
+            )
+        why = f"{winner.agent_id}'s plan won the {vote.why}: {winner.why}" + _not_counted(vote)
+        return Diagnosis(
+            outcome="matched",
+            plan=plan_from_proposal(winner, input.service, why),
             why=why,
+            **common,
         )
 
     async def _root_cause_note(self, input: DiagnosisInput, search: CandidateSearch) -> str | None:
@@ -72,6 +144,23 @@ class DiagnosisWorkflow:
             retry_policy=RetryPolicy(maximum_attempts=2),
         )
         return written.note
+
+
+def _chosen_why(chosen: Choice, draws: list[Choice]) -> str:
+    others = ", ".join(
+        f"{d.candidate.solution_description!r} scored {d.score:.2f}"
+        for d in draws
+        if d is not chosen
+    )
+    return f"{chosen.candidate.solution_description!r} scored {chosen.score:.2f}" + (
+        f"; against {others}" if others else ""
+    )
+
+
+def _not_counted(vote: VoteResult) -> str:
+    if not vote.failures:
+        return ""
+    return "; not counted: " + ", ".join(f"{f.agent_id} ({f.error})" for f in vote.failures)
 
 
 def _unknown_why(input: DiagnosisInput, search: CandidateSearch, similar: list[Candidate]) -> str:

@@ -57,6 +57,7 @@ class IncidentWorkflow:
                 severity=incident.severity,
                 service=incident.service,
                 replay=incident.replay,
+                pattern_id=incident.pattern_id,
             )
         )
         self._fresh = False
@@ -71,6 +72,7 @@ class IncidentWorkflow:
         status.template = status.template or observation.template
         status.category = status.category or observation.category
         status.service = status.service or observation.service
+        status.pattern_id = status.pattern_id or observation.pattern_id
         if status.severity is None or observation.severity.rank > status.severity.rank:
             status.severity = observation.severity
         if status.first_seen is None or observation.first_seen < status.first_seen:
@@ -233,6 +235,9 @@ class IncidentWorkflow:
                 if sample and sample.correlation_id
                 else None,
                 summary=diagnosis.why,
+                ballots=diagnosis.vote.ballots if diagnosis.vote else [],
+                winning_plan=diagnosis.vote.winning_plan if diagnosis.vote else None,
+                pattern_id=status.pattern_id,
             ),
             id=f"{wid}-learning-{workflow.info().run_id[:8]}",
             result_type=LearningResult,
@@ -307,4 +312,5 @@ def _observation_from(incident: IncidentInput, now: datetime) -> Observation:
         first_seen=sample.timestamp,
         last_seen=sample.timestamp,
         replay=incident.replay,
+        pattern_id=incident.pattern_id,
     )

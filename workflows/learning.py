@@ -8,11 +8,14 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
+    from aiops.agents.models import AgentLearningRequest, AgentLearningResult
     from aiops.models.learning import (
         InsightRequest,
         LearningInput,
         LearningResult,
         OutcomeEventRequest,
+        PatternOutcome,
+        PatternOutcomeRequest,
         SolutionStats,
     )
 
@@ -41,6 +44,36 @@ class LearningWorkflow:
                 "record_solution_outcome",
                 input,
                 result_type=SolutionStats,
+                start_to_close_timeout=_TIMEOUT,
+                retry_policy=_RETRY,
+            )
+        # Both steps are gated on inputs that older incidents never had, so their saved
+        # histories replay unchanged.
+        if input.ballots:
+            result.agents = await workflow.execute_local_activity(
+                "record_agent_outcomes",
+                AgentLearningRequest(
+                    incident_id=input.incident_id,
+                    outcome=input.outcome,
+                    ballots=input.ballots,
+                    winning_plan=input.winning_plan,
+                    solution_id=input.solution_id,
+                    resolution_time_s=input.resolution_time_s,
+                ),
+                result_type=AgentLearningResult,
+                start_to_close_timeout=_TIMEOUT,
+                retry_policy=_RETRY,
+            )
+        if input.pattern_id and input.outcome in ("healed", "compensated", "failed"):
+            result.pattern = await workflow.execute_local_activity(
+                "record_pattern_outcome",
+                PatternOutcomeRequest(
+                    pattern_id=input.pattern_id,
+                    incident_id=input.incident_id,
+                    success=input.outcome == "healed",
+                    solution_id=input.solution_id,
+                ),
+                result_type=PatternOutcome,
                 start_to_close_timeout=_TIMEOUT,
                 retry_policy=_RETRY,
             )

@@ -88,6 +88,7 @@ class Detection(BaseModel):
     # what the fingerprinter sees: the variable parts are masked there, not here
     text: str
     service: str
+    pattern_id: str | None = None  # the library pattern that decided, if one did
 
 
 class Detector(Protocol):

@@ -219,6 +219,7 @@ def coalesce(
             first_seen=g.first.timestamp,
             last_seen=g.newest.timestamp,
             replay=g.newest.replay,
+            pattern_id=g.detection.pattern_id,
         )
         for g in groups.values()
     ]
@@ -308,6 +309,7 @@ class IncidentRouter:
             correlation_id=sample.correlation_id,
             replay=observation.replay,
             cool_down_s=self.cool_down_s,
+            pattern_id=observation.pattern_id,
         )
         # the incident continues the publisher's trace when the event carries one
         with _TRACER.start_as_current_span(

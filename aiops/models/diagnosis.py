@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from aiops.agents.proposals import VoteResult
 from aiops.models.healing import HealingPlan
 from aiops.policy.models import ActionSpec
 
@@ -46,6 +47,10 @@ class CandidateSearch(BaseModel):
     llm_configured: bool = Field(
         default=False, description="the worker can write a root-cause note (AIOPS_LLM_MODEL)"
     )
+    agents_configured: bool = Field(
+        default=False,
+        description="custom agents are installed: the diagnosis asks them and votes",
+    )
 
 
 class Choice(BaseModel):
@@ -63,3 +68,8 @@ class Diagnosis(BaseModel):
     plan: HealingPlan | None = None
     why: str
     root_cause_note: str | None = None
+    vote: VoteResult | None = Field(
+        default=None,
+        description="the agents' proposals, weights and vote; None when only the built-in "
+        "diagnostic agent runs (no custom agents)",
+    )

@@ -66,6 +66,9 @@ class Observation(BaseModel):
     first_seen: datetime
     last_seen: datetime
     replay: bool = False
+    pattern_id: str | None = Field(
+        default=None, description="the library pattern that matched the sample, if any"
+    )
 
 
 class IncidentStatus(BaseModel):
@@ -83,6 +86,9 @@ class IncidentStatus(BaseModel):
     last_sample: Event | None = None
     open: bool = True
     replay: bool = False
+    pattern_id: str | None = Field(
+        default=None, description="the pattern that opened it; its outcome counts for it"
+    )
     # --- what the incident did about it (filled as the phases run) ---
     phase: str = "detected"
     problem_id: str | None = None
@@ -147,6 +153,9 @@ class IncidentInput(BaseModel):
     event_id: uuid.UUID | None = None
     correlation_id: uuid.UUID | None = None
     replay: bool = False
+    pattern_id: str | None = Field(
+        default=None, description="the library pattern that matched the first event, if any"
+    )
     # the incident closes after this long without a new observation
     cool_down_s: float = Field(default=600.0, gt=0)
     # set when the workflow continues as new, so counts survive the new run

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from aiops.agents.proposals import AgentLearningResult, Ballot
 from aiops.knowledge.models import SolutionStats
 
 __all__ = [
@@ -11,6 +12,8 @@ __all__ = [
     "LearningInput",
     "LearningResult",
     "OutcomeEventRequest",
+    "PatternOutcome",
+    "PatternOutcomeRequest",
     "SolutionStats",
 ]
 
@@ -27,6 +30,30 @@ class LearningInput(BaseModel):
     )
     correlation_id: str | None = None
     summary: str = ""
+    ballots: list[Ballot] = Field(
+        default_factory=list, description="the diagnosis' vote: the agents to score and teach"
+    )
+    winning_plan: str | None = Field(default=None, description="the plan_key carried out")
+    pattern_id: str | None = Field(
+        default=None, description="the pattern whose match opened the incident, if any"
+    )
+
+
+class PatternOutcomeRequest(BaseModel):
+    pattern_id: str
+    incident_id: str
+    success: bool
+    solution_id: str | None = None
+
+
+class PatternOutcome(BaseModel):
+    pattern_id: str
+    recorded: bool = Field(description="false: this incident's outcome was counted before")
+    attempt_count: int
+    success_rate: float
+    evolved_into: list[str] = Field(
+        default_factory=list, description="new patterns, when this outcome made it evolve"
+    )
 
 
 class InsightRequest(BaseModel):
@@ -49,6 +76,8 @@ class OutcomeEventRequest(BaseModel):
 
 
 class LearningResult(BaseModel):
+    agents: AgentLearningResult | None = None
+    pattern: PatternOutcome | None = None
     before: SolutionStats | None = None
     after: SolutionStats | None = None
     insight_id: str | None = None

@@ -155,6 +155,7 @@ class PatternDetector:
             severity=pattern_severity(pattern.severity) or default_severity(event, category),
             text=_message(event) or pattern.description[:MAX_TEXT],
             service=event.service or event.source,
+            pattern_id=best.id,
         )
 
     # --- reloading --------------------------------------------------------------------
