@@ -189,7 +189,14 @@ def list_agents(
         typer.echo("no agents registered")
         return
     for r in records:
+        # agents of `aiops worker` heartbeat their track record (aiops.agents.presence)
+        track = r.metadata.get("track_record") or {}
+        record = (
+            f"  {track.get('successes', 0)} healed/{track.get('failures', 0)} failed"
+            if track
+            else ""
+        )
         typer.echo(
             f"{r.id:<36} {r.kind:<12} {r.status:<9} {_age(r.last_heartbeat):>10}  "
-            f"{','.join(r.capabilities) or '-'}"
+            f"{','.join(r.capabilities) or '-'}{record}"
         )
