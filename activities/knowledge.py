@@ -187,8 +187,9 @@ class PatternLearningActivities:
                 request.pattern_id,
                 request.success,
                 solution_id=request.solution_id,
-                # one outcome per incident, however often the step is retried
-                key=f"incident:{request.incident_id}",
+                # one outcome per learning run (a recurrence of the same fingerprint is a
+                # new run of the same incident id), however often the step is retried
+                key=f"pattern-outcome:{activity.info().workflow_id or request.incident_id}",
             )
         except PatternNotFound:
             # deleted since the incident opened: nothing left to learn about
