@@ -8,6 +8,7 @@ errors is one workflow and a handful of signals, not 10,000 workflows.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fnmatch
 import logging
 import re
@@ -255,6 +256,15 @@ def is_transient_temporal_error(error: BaseException) -> bool:
 
 
 @dataclass
+class _Recent:
+    """A service's latest own problem, for its health-probe failures to join."""
+
+    workflow_id: str
+    at: float
+    started: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@dataclass
 class RoutingStats:
     observations: int = 0
     signals: int = 0
@@ -278,21 +288,21 @@ class IncidentRouter:
     # second one whose fix (a restart) would race the first's. 0 turns this off.
     correlate_s: float = 120.0
     stats: RoutingStats = field(default_factory=RoutingStats)
-    _recent: dict[str, tuple[str, float]] = field(default_factory=dict)
+    _recent: dict[str, _Recent] = field(default_factory=dict)
 
     def observe(self, events: Sequence[Event]) -> list[Observation]:
         return coalesce(events, self.detector, self.fingerprinter)
 
-    def _symptom_of(self, observation: Observation) -> str | None:
+    def _symptom_of(self, observation: Observation) -> _Recent | None:
         """The incident a health-probe failure belongs to, if one is recent enough."""
         if self.correlate_s <= 0 or observation.service is None:
             return None
         if not is_health_symptom(observation.sample):
             return None
         recent = self._recent.get(observation.service)
-        if recent is None or time.monotonic() - recent[1] > self.correlate_s:
+        if recent is None or time.monotonic() - recent.at > self.correlate_s:
             return None
-        return recent[0]
+        return recent
 
     async def signal(self, observation: Observation) -> None:
         sample = observation.sample
@@ -325,16 +335,29 @@ class IncidentRouter:
     async def _signal(self, observation: Observation, incident: IncidentInput) -> None:
         owner = self._symptom_of(observation)
         if owner is not None:
+            # the owner may be starting in this very batch: signal once it exists
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(owner.started.wait(), timeout=10)
             try:
-                await self.client.get_workflow_handle(owner).signal(OBSERVE_SIGNAL, observation)
+                handle = self.client.get_workflow_handle(owner.workflow_id)
+                await handle.signal(OBSERVE_SIGNAL, observation)
                 self.stats.correlated += 1
                 return
             except RPCError as error:
                 if error.status != RPCStatusCode.NOT_FOUND:
                     raise  # closed since: the symptom stands on its own
+        recent: _Recent | None = None
         if observation.service is not None and not is_health_symptom(observation.sample):
-            # before any await: a symptom in the same batch must see it
-            self._recent[observation.service] = (workflow_id_for(observation), time.monotonic())
+            # before any await: a symptom in the same batch must find it
+            recent = _Recent(workflow_id_for(observation), time.monotonic())
+            self._recent[observation.service] = recent
+        try:
+            await self._start_or_fall_back(observation, incident)
+        finally:
+            if recent is not None:
+                recent.started.set()
+
+    async def _start_or_fall_back(self, observation: Observation, incident: IncidentInput) -> None:
         try:
             await self._start(observation, incident)
         except RPCError as error:
