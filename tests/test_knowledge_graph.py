@@ -189,7 +189,9 @@ async def test_extract_patterns_from_recurring_problems_is_idempotent(
     assert once.id not in linked and untried not in linked
     assert linked[tried].steps == ["-leads_to->"]
 
-    pool_data = await kg.traverse(recurring[0].id, max_hops=1, relationships=["triggers"])
+    pool_data = await kg.traverse(
+        recurring[0].id, max_hops=1, relationships=["triggers"], include_data=True
+    )
     pattern = Pattern.model_validate(pool_data[0].data)
     assert pattern.occurrences == 4 and pattern.service == "import-service"
     assert pattern.actions[0].parameters == {"batch": 500}

@@ -68,8 +68,8 @@ WITH candidates AS (
     SELECT id, search_text FROM knowledge_nodes
     WHERE node_type = 'problem' AND search_text @@ $1::tsquery
       AND ($4::text IS NULL OR data->'context'->>'service' = $4)
-      AND (NOT $5 OR EXISTS (SELECT 1 FROM knowledge_edges e
-           WHERE e.to_node = knowledge_nodes.id AND e.relationship = 'solves'))
+      AND (NOT $5 OR (SELECT true FROM knowledge_edges e
+           WHERE e.to_node = knowledge_nodes.id AND e.relationship = 'solves' LIMIT 1))
     LIMIT $6
 )
 SELECT c.id, sum(t.weight) AS score

@@ -24,7 +24,7 @@ from aiops.knowledge import KnowledgeGraph, SearchHit
 from aiops.knowledge.importer import ImportReport, import_lines
 from aiops.knowledge.reembed import ReembedReport, reembed
 from aiops.knowledge.stats import EmbeddingReport, GraphStats, graph_stats
-from aiops.knowledge.traversal import Direction, TraversalNode
+from aiops.knowledge.traversal import NODES, Direction, TraversalNode
 
 app = typer.Typer(
     help=(
@@ -305,10 +305,10 @@ def traverse(
         raise KgCommandError(f"--direction must be out, in or both, not {direction!r}")
     chosen: Direction = "out" if direction == "out" else "in" if direction == "in" else "both"
     nodes: list[TraversalNode] = _with_graph(
-        lambda kg: kg.traverse(node_id, max_hops, relationship or None, chosen, limit)
+        lambda kg: kg.traverse(node_id, max_hops, relationship or None, chosen, limit, as_json)
     )
     if as_json:
-        typer.echo(json.dumps([n.model_dump(mode="json") for n in nodes], indent=2))
+        typer.echo(NODES.dump_json(nodes, indent=2).decode())
         return
     if not nodes:
         typer.echo("no connected nodes")
