@@ -54,13 +54,13 @@ async def test_traverse_gives_hop_distance_and_a_shortest_path_through_a_cycle(
     by_id = {n.id: n for n in found}
     assert set(by_id) == {b, c, d, e}  # the start node is not its own neighbour
     assert by_id[b].hops == 1 and by_id[c].hops == 2 and by_id[d].hops == 3
-    assert by_id[d].path == [a, b, c, d]
-    assert by_id[d].steps == ["-causes->", "-causes->", "-leads_to->"]
+    assert by_id[d].path == (a, b, c, d)
+    assert by_id[d].steps == ("-causes->", "-causes->", "-leads_to->")
     assert [n.hops for n in found] == sorted(n.hops for n in found)  # nearest first
 
     # backwards: c reaches a in one hop against the a -> b -> c chain's direction
     backwards = {n.id: n for n in await kg.traverse(a, max_hops=1, direction="in")}
-    assert set(backwards) == {c} and backwards[c].steps == ["<-causes-"]
+    assert set(backwards) == {c} and backwards[c].steps == ("<-causes-",)
 
     only_causes = {n.id for n in await kg.traverse(a, max_hops=3, relationships=["causes"])}
     assert only_causes == {b, c}
@@ -72,8 +72,8 @@ async def test_traverse_follows_solves_edges_from_a_problem_and_refuses_bad_inpu
 ) -> None:
     problem = await _node(kg, "p")
     solution = await kg.add_solution(problem, SolutionIn(description="restart it"))
-    [hit] = await kg.traverse(problem, max_hops=1)
-    assert hit.id == solution and hit.node_type == "solution" and hit.steps == ["<-solves-"]
+    [hit] = await kg.traverse(problem, max_hops=1, include_data=True)
+    assert hit.id == solution and hit.node_type == "solution" and hit.steps == ("<-solves-",)
     assert hit.description == "restart it"
     with pytest.raises(KnowledgeError, match="unknown relationship"):
         await kg.traverse(problem, relationships=["fixes"])
@@ -187,7 +187,7 @@ async def test_extract_patterns_from_recurring_problems_is_idempotent(
     linked = {n.id: n for n in await kg.traverse(mined.id, max_hops=1, direction="out")}
     assert set(linked) == {recurring[0].id, recurring[1].id, tried}
     assert once.id not in linked and untried not in linked
-    assert linked[tried].steps == ["-leads_to->"]
+    assert linked[tried].steps == ("-leads_to->",)
 
     pool_data = await kg.traverse(
         recurring[0].id, max_hops=1, relationships=["triggers"], include_data=True

@@ -11,7 +11,7 @@ instead of looping.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import asyncpg
@@ -77,7 +77,8 @@ WITH RECURSIVE bfs(hop, frontier, seen, parents, steps) AS (
     WHERE b.hop > 0
 )
 SELECT r.hop, r.id, r.parent, r.step, n.node_type::text AS node_type,
-       n.data->>'description' AS description, CASE WHEN $7 THEN n.data END AS data
+       CASE WHEN $7 THEN n.data->>'description' END AS description,
+       CASE WHEN $7 THEN n.data END AS data
 FROM reached r JOIN knowledge_nodes n ON n.id = r.id
 ORDER BY r.hop, r.id
 LIMIT $6
@@ -93,10 +94,10 @@ class TraversalNode:
     id: str
     node_type: str
     hops: int  # length of the shortest path from the start node
-    path: list[str]  # node ids from the start node to this one, inclusive
-    steps: list[str]  # the edge taken at each hop: -solves-> forwards, <-solves- backwards
-    description: str = ""
-    data: dict[str, Any] = field(default_factory=dict)  # only with include_data
+    path: tuple[str, ...]  # node ids from the start node to this one, inclusive
+    steps: tuple[str, ...]  # the edge taken at each hop: -solves-> forwards, <-solves- backwards
+    description: str = ""  # only with include_data
+    data: dict[str, Any] | None = None  # only with include_data
 
 
 NODES = TypeAdapter(list[TraversalNode])
@@ -129,40 +130,33 @@ async def traverse(
     """Nodes within `max_hops` of `node_id`, nearest first, each once with a shortest path.
 
     `relationships` keeps only those edge types; `direction` follows edges forwards, backwards
-    or both; `include_data` adds each node's stored JSON (by default only its description).
+    or both; `include_data` adds each node's description and stored JSON (reading them costs
+    a visit to each node's row: half the time of a walk that reaches hundreds of nodes).
     Raises KnowledgeError for an unknown node or relationship.
     """
     start = _check(node_id, max_hops, relationships)
-    async with pool.acquire() as conn:
-        exists = await conn.fetchval("SELECT true FROM knowledge_nodes WHERE id = $1", start)
+    rows = await pool.fetch(
+        _BFS,
+        start,
+        max_hops,
+        relationships or None,
+        direction in ("out", "both"),
+        direction in ("in", "both"),
+        limit,
+        include_data,
+    )
+    # checked only when nothing was reached: one round trip in the common case
+    if not rows:
+        exists = await pool.fetchval("SELECT true FROM knowledge_nodes WHERE id = $1", start)
         if not exists:
             raise KnowledgeError(f"no knowledge node {start}")
-        rows = await conn.fetch(
-            _BFS,
-            start,
-            max_hops,
-            relationships or None,
-            direction in ("out", "both"),
-            direction in ("in", "both"),
-            limit,
-            include_data,
-        )
     # rows come nearest first, so a node's parent is always known before the node
-    paths: dict[Any, tuple[list[str], list[str]]] = {start: ([str(start)], [])}
+    paths: dict[Any, tuple[tuple[str, ...], tuple[str, ...]]] = {start: ((str(start),), ())}
     found = []
-    for row in rows:
-        parent_path, parent_steps = paths[row["parent"]]
-        path, steps = [*parent_path, str(row["id"])], [*parent_steps, row["step"]]
-        paths[row["id"]] = (path, steps)
-        found.append(
-            TraversalNode(
-                str(row["id"]),
-                row["node_type"],
-                row["hop"],
-                path,
-                steps,
-                row["description"] or "",
-                row["data"] or {},
-            )
-        )
+    for hop, node, parent, step, node_type, description, data in rows:
+        parent_path, parent_steps = paths[parent]
+        name = str(node)
+        path, steps = (*parent_path, name), (*parent_steps, step)
+        paths[node] = (path, steps)
+        found.append(TraversalNode(name, node_type, hop, path, steps, description or "", data))
     return found

@@ -305,7 +305,7 @@ def traverse(
         raise KgCommandError(f"--direction must be out, in or both, not {direction!r}")
     chosen: Direction = "out" if direction == "out" else "in" if direction == "in" else "both"
     nodes: list[TraversalNode] = _with_graph(
-        lambda kg: kg.traverse(node_id, max_hops, relationship or None, chosen, limit, as_json)
+        lambda kg: kg.traverse(node_id, max_hops, relationship or None, chosen, limit, True)
     )
     if as_json:
         typer.echo(NODES.dump_json(nodes, indent=2).decode())
