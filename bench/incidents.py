@@ -42,6 +42,7 @@ from aiops.events.routing import IncidentRouter
 from aiops.events.store import EventStore
 from aiops.knowledge import KnowledgeGraph, ProblemIn, SolutionIn
 from aiops.models.healing import HealingResult
+from aiops.models.incident import IncidentStatus
 from aiops.policy.models import ActionSpec
 from workers.listener import default_fingerprinter, make_ingestor
 from workers.worker import activities_of, activity_holders
@@ -73,7 +74,7 @@ async def seed(kg: KnowledgeGraph) -> None:
         ProblemIn(
             description="Import requests time out with large bookmark files",
             category="timeout",
-            context={"service": "import-service"},
+            # no service of its own: a runbook for every import service (one per incident here)
         )
     )
     await kg.add_solution(
@@ -83,7 +84,7 @@ async def seed(kg: KnowledgeGraph) -> None:
             actions=[
                 ActionSpec(
                     action_type="cache_clear",
-                    target="import-service",
+                    target="{service}",
                     parameters={"adapter": "simulated", "success_probability": 1.0},
                 )
             ],
@@ -108,6 +109,7 @@ async def healed_after(client: Client, incident_id: str, since: float) -> float:
     healing = client.get_workflow_handle(
         f"{incident_id}-healing-{run_id[:8]}", result_type=HealingResult
     )
+    deadline = time.monotonic() + 60
     while True:
         try:
             result = await healing.result()
@@ -115,6 +117,9 @@ async def healed_after(client: Client, incident_id: str, since: float) -> float:
         except RPCError as error:
             if error.status != RPCStatusCode.NOT_FOUND:
                 raise  # not started yet: diagnosis is still running
+        if time.monotonic() > deadline:
+            status = await handle.query("status", result_type=IncidentStatus)
+            raise RuntimeError(f"{incident_id} never healed: {status.summary()}")
         await asyncio.sleep(0.01)
     if result.outcome != "healed":
         raise RuntimeError(f"{incident_id} ended {result.outcome}: {result.detail}")
