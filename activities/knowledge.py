@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from temporalio import activity
@@ -21,6 +23,7 @@ from aiops.models.learning import (
     PatternOutcomeRequest,
     SolutionStats,
 )
+from aiops.monitor.limits import AdjustableLimiter, LimitsCache
 from aiops.patterns.errors import PatternNotFound
 from aiops.patterns.learning import PatternEvolver
 from aiops.policy import load_policy
@@ -38,12 +41,26 @@ class KnowledgeActivities:
         policy_file: str | None = None,
         root_cause: RootCauseWriter | None = None,
         agents_configured: bool = False,
+        limits: LimitsCache | None = None,
     ) -> None:
         self._kg = kg
         self._mesh = mesh
         self._policy_file = policy_file
         self._root_cause = root_cause
         self._agents_configured = agents_configured
+        self._limits = limits
+        self._diagnoses = AdjustableLimiter(limits.last.max_diagnoses if limits else 10)
+
+    @asynccontextmanager
+    async def _diagnosis_slot(self) -> AsyncIterator[None]:
+        """At most max_diagnoses searches at once in this worker (`aiops limits set
+        max_diagnoses N` applies within seconds): each embeds on the CPU and queries."""
+        if self._limits is not None:
+            wanted = (await self._limits.current()).max_diagnoses
+            if wanted != self._diagnoses.capacity:
+                await self._diagnoses.resize(wanted)
+        async with self._diagnoses.slot():
+            yield
 
     @activity.defn(name="record_problem")
     async def record_problem(self, request: ProblemRecordRequest) -> ProblemRef:
@@ -66,6 +83,10 @@ class KnowledgeActivities:
 
     @activity.defn(name="search_known_problems")
     async def search(self, request: DiagnosisInput) -> CandidateSearch:
+        async with self._diagnosis_slot():
+            return await self._search(request)
+
+    async def _search(self, request: DiagnosisInput) -> CandidateSearch:
         # What is known about this service first, so problems recorded for other services
         # (hints, never plans here) cannot push its own out of the top hits; then the rest.
         hits = []

@@ -37,7 +37,13 @@ from aiops.embeddings import get_embedder
 from aiops.endpoints import resolve_database_url
 from aiops.events.mesh import EventMesh
 from aiops.knowledge import KnowledgeGraph
-from aiops.monitor.limits import RuntimeLimits, default_limits
+from aiops.monitor.limits import (
+    BUILTIN_LIMITS,
+    LimitsCache,
+    LimitsStore,
+    RuntimeLimits,
+    default_limits,
+)
 from aiops.patterns.learning import PatternEvolver
 from aiops.registry import ServiceRegistry
 from aiops.registry.secrets import load_fernet
@@ -79,7 +85,12 @@ def activity_holders(
     return [
         HealingActivities(pool, executor, registry, AuditLog(pool)),
         KnowledgeActivities(
-            kg, mesh, str(policy_file) if policy_file else None, root_cause, custom
+            kg,
+            mesh,
+            str(policy_file) if policy_file else None,
+            root_cause,
+            custom,
+            LimitsCache(LimitsStore(pool, limits or BUILTIN_LIMITS)),
         ),
         MonitorActivities(pool, mesh, limits),
         AgentActivities(agents, agent_timeout_s),

@@ -37,7 +37,7 @@ class RuntimeLimits(BaseModel):
 # name -> who reads it; `aiops limits show` prints this so nobody guesses.
 LIMITS: Final[dict[str, str]] = {
     "max_agents": "health probes each worker runs at once (the monitor agent's probes)",
-    "max_diagnoses": "stored and shown; no process reads it yet",
+    "max_diagnoses": "knowledge-graph searches (embed + query) each worker runs at once",
     "anomaly_cache_size": "(service, metric) baselines `aiops monitor` keeps in memory (LRU)",
 }
 
