@@ -172,8 +172,12 @@ def _unknown_why(input: DiagnosisInput, search: CandidateSearch, similar: list[C
             f"{hint.problem_service}, not {input.service}: a hint for the on-call engineer; "
             "escalating without acting"
         )
-    best = max((c.similarity for c in search.candidates), default=0.0)
+    if not search.candidates:
+        return "nothing in the knowledge graph resembles it; escalating without acting"
+    # below the bar a match is a guess, not a plan; the closest one still helps a person
+    closest = max(search.candidates, key=lambda c: c.similarity)
     return (
-        f"no known problem is similar enough (best {best:.2f} < "
+        f"no known problem is similar enough to act on (closest: "
+        f"{closest.problem_description!r}, {closest.similarity:.2f} < "
         f"{input.min_similarity:.2f}); escalating without acting"
     )
