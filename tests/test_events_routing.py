@@ -347,3 +347,45 @@ async def test_a_failed_health_probe_joins_the_services_own_incident(
     assert (await temporal_env.client.get_workflow_handle(probe_id).describe()).run_id
     for wid in (own_id, probe_id):
         await temporal_env.client.get_workflow_handle(wid).terminate("test done")
+
+
+async def test_a_probe_failure_after_the_incident_resolved_opens_its_own(
+    temporal_env: WorkflowEnvironment, database_url: str, redis_url: str, stream_prefix: str
+) -> None:
+    """Healed, then down again a minute later: that outage is news, not a late duplicate."""
+    queue = f"q-{stream_prefix}"
+    service = f"bookmark-{stream_prefix}"
+    own = Event(
+        event_type=EventType.SERVICE_ERROR,
+        source=service,
+        service=service,
+        payload={"message": "request failed: database pool exhausted"},
+    )
+    probe = Event(
+        event_type=EventType.SERVICE_UNHEALTHY,
+        source=MONITOR_SOURCE,
+        service=service,
+        payload={"message": f"service {service} is unhealthy: its health check fails"},
+    )
+    router = IncidentRouter(
+        temporal_env.client,
+        task_queue=queue,
+        detector=DefaultDetector(),
+        fingerprinter=fingerprinter_for_tests(),
+        cool_down_s=60,
+        correlate_s=120,
+    )
+    async with aiops_worker(temporal_env.client, queue, database_url, redis_url):
+        [first] = router.observe([own])
+        await router.signal_all([first])
+        handle = temporal_env.client.get_workflow_handle(workflow_id_for(first))
+        for _ in range(100):  # nothing is known: it escalates and resolves at once
+            if (await handle.query(IncidentWorkflow.status)).resolved:
+                break
+            await asyncio.sleep(0.1)
+        [later] = router.observe([probe])
+        await router.signal_all([later])
+        assert router.stats.correlated == 0
+        assert await temporal_env.client.get_workflow_handle(workflow_id_for(later)).describe()
+        for wid in (workflow_id_for(first), workflow_id_for(later)):
+            await temporal_env.client.get_workflow_handle(wid).terminate("test done")

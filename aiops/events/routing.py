@@ -20,7 +20,7 @@ from typing import Any, Final, Literal, Protocol
 
 from opentelemetry import trace
 from pydantic import BaseModel, Field, model_validator
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowQueryFailedError
 from temporalio.common import (
     SearchAttributePair,
     TypedSearchAttributes,
@@ -32,7 +32,7 @@ from aiops import search_attributes
 from aiops.events.detection import Detection, Detector
 from aiops.events.envelope import MONITOR_SOURCE, Event, Severity
 from aiops.events.retry import TRANSIENT, Backoff
-from aiops.models.incident import IncidentInput, Observation
+from aiops.models.incident import IncidentInput, IncidentStatus, Observation
 from aiops.trace_context import context_from
 
 log = logging.getLogger(__name__)
@@ -334,28 +334,49 @@ class IncidentRouter:
 
     async def _signal(self, observation: Observation, incident: IncidentInput) -> None:
         owner = self._symptom_of(observation)
-        if owner is not None:
-            # the owner may be starting in this very batch: signal once it exists
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(owner.started.wait(), timeout=10)
-            try:
-                handle = self.client.get_workflow_handle(owner.workflow_id)
-                await handle.signal(OBSERVE_SIGNAL, observation)
-                self.stats.correlated += 1
-                return
-            except RPCError as error:
-                if error.status != RPCStatusCode.NOT_FOUND:
-                    raise  # closed since: the symptom stands on its own
+        if owner is not None and await self._joined(owner, observation):
+            return
         recent: _Recent | None = None
-        if observation.service is not None and not is_health_symptom(observation.sample):
+        own_problem = not is_health_symptom(observation.sample) and not observation.replay
+        if observation.service is not None and own_problem:
             # before any await: a symptom in the same batch must find it
             recent = _Recent(workflow_id_for(observation), time.monotonic())
             self._recent[observation.service] = recent
         try:
             await self._start_or_fall_back(observation, incident)
+        except BaseException:
+            if recent is not None and self._recent.get(observation.service or "") is recent:
+                del self._recent[observation.service or ""]  # no incident to join
+            raise
         finally:
             if recent is not None:
                 recent.started.set()
+
+    async def _joined(self, owner: _Recent, observation: Observation) -> bool:
+        """Count the symptom on its service's incident while that incident still works on
+        the problem; once it has resolved, a failing probe is news and opens its own."""
+        # the owner may be starting in this very batch: signal once it exists
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(owner.started.wait(), timeout=10)
+        if owner.workflow_id not in {r.workflow_id for r in self._recent.values()}:
+            return False  # its start failed
+        handle = self.client.get_workflow_handle(owner.workflow_id)
+        try:
+            status = await asyncio.wait_for(
+                handle.query("status", result_type=IncidentStatus), timeout=5
+            )
+            if status.resolved:
+                return False
+        except (TimeoutError, RPCError, WorkflowQueryFailedError):
+            pass  # no worker answers now: it has not resolved either
+        try:
+            await handle.signal(OBSERVE_SIGNAL, observation)
+        except RPCError as error:
+            if error.status != RPCStatusCode.NOT_FOUND:
+                raise
+            return False  # closed since: the symptom stands on its own
+        self.stats.correlated += 1
+        return True
 
     async def _start_or_fall_back(self, observation: Observation, incident: IncidentInput) -> None:
         try:
