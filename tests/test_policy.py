@@ -168,3 +168,12 @@ def test_a_partial_policy_file_keeps_the_shipped_rest(tmp_path: Path) -> None:
     scale = ActionSpec(action_type="scale", target="api", parameters={"replicas": 2})
     assert evaluate(policy, scale, CALM).verdict == "needs_approval"  # shipped critical kept
     assert policy.execute_allow == DEFAULT.execute_allow
+
+
+def test_a_stricter_file_removes_shipped_permissions(tmp_path: Path) -> None:
+    path = tmp_path / "policy.yaml"
+    path.write_text("execute_allow: {}\n")
+    policy = load_policy(path)
+    ping = ActionSpec(action_type="execute", target="redis", parameters={"command": "PING"})
+    assert evaluate(DEFAULT, ping, CALM).verdict == "allow"
+    assert evaluate(policy, ping, CALM).verdict == "deny"  # the file's empty list wins

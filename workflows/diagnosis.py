@@ -6,6 +6,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from aiops.agents.diagnostic import proposal_of
@@ -132,17 +133,22 @@ class DiagnosisWorkflow:
     async def _root_cause_note(self, input: DiagnosisInput, search: CandidateSearch) -> str | None:
         """Optional and advisory: the writer bounds its own wait and answers with no note
         rather than failing, so a slow model delays the plan by its timeout at most."""
-        written: RootCauseNote = await workflow.execute_activity(
-            "write_root_cause_note",
-            RootCauseRequest(
-                incident_id=input.incident_id,
-                masked_text=search.masked_text,
-                candidates=search.candidates,
-            ),
-            result_type=RootCauseNote,
-            start_to_close_timeout=timedelta(minutes=2),
-            retry_policy=RetryPolicy(maximum_attempts=2),
-        )
+        try:
+            written: RootCauseNote = await workflow.execute_activity(
+                "write_root_cause_note",
+                RootCauseRequest(
+                    incident_id=input.incident_id,
+                    masked_text=search.masked_text,
+                    candidates=search.candidates,
+                ),
+                result_type=RootCauseNote,
+                start_to_close_timeout=timedelta(minutes=2),
+                retry_policy=RetryPolicy(maximum_attempts=2),
+            )
+        except ActivityError as error:
+            # advisory only: a model that keeps failing costs the note, never the diagnosis
+            workflow.logger.warning("no root-cause note: %s", error.cause or error)
+            return None
         return written.note
 
 

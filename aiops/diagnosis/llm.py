@@ -8,6 +8,7 @@ before it leaves the worker; a slow or failing model gives no note, never a fail
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
@@ -68,11 +69,23 @@ class RootCauseWriter:
             ],
         }
         try:
-            async with httpx.AsyncClient(timeout=self._timeout, headers=self._headers) as http:
+            # the whole call is bounded, not each read: a reply that trickles in is cut too
+            async with (
+                asyncio.timeout(self._timeout),
+                httpx.AsyncClient(timeout=self._timeout, headers=self._headers) as http,
+            ):
                 response = await http.post(self._url, json=body)
                 response.raise_for_status()
                 note = response.json()["choices"][0]["message"]["content"]
-        except (httpx.HTTPError, ValueError, KeyError, IndexError, TypeError) as error:
+        except (
+            httpx.HTTPError,
+            httpx.InvalidURL,
+            TimeoutError,
+            ValueError,
+            KeyError,
+            IndexError,
+            TypeError,
+        ) as error:
             return RootCauseNote(model=self.model, error=f"{type(error).__name__}: {error}"[:300])
         if not isinstance(note, str) or not note.strip():
             return RootCauseNote(model=self.model, error="the model returned no text")

@@ -28,12 +28,22 @@ def _read(source: Path) -> dict[str, Any]:
     return data
 
 
+# Sections that grant permission are taken whole from the file: merging them key by key
+# would let a stricter file (execute_allow: {}) silently keep the shipped commands.
+_REPLACED_WHOLE = frozenset({"allowed", "execute_allow"})
+
+
 def _merged(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    """A section the override names replaces the shipped one key by key, so a file that
-    only raises the rate limit keeps the shipped critical actions and allow-lists."""
+    """The file's sections over the shipped ones: a section of settings (rate_limit,
+    critical, blast_radius) is merged key by key, so a file that only raises the rate limit
+    keeps the shipped critical actions; a permission section replaces the shipped one."""
     merged = dict(base)
     for key, value in override.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
+        if (
+            key not in _REPLACED_WHOLE
+            and isinstance(value, dict)
+            and isinstance(base.get(key), dict)
+        ):
             merged[key] = {**base[key], **value}
         else:
             merged[key] = value
