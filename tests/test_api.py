@@ -69,7 +69,13 @@ async def test_events_tokens_services_and_approvals(
     temporal_env: WorkflowEnvironment, database_url: str, redis_url: str, stream_prefix: str
 ) -> None:
     address = temporal_env.client.service_client.config.target_host
-    settings = _settings(database_url, redis_url, address, api_token=SecretStr("s3cret"))
+    settings = _settings(
+        database_url,
+        redis_url,
+        address,
+        api_token=SecretStr("s3cret"),
+        listener_streams=f"{stream_prefix}:*",
+    )
     pool = await create_pool(database_url)
     try:
         await ServiceRegistry(pool, Fernet(KEY.encode())).register(
@@ -92,6 +98,14 @@ async def test_events_tokens_services_and_approvals(
         assert published.status_code == 202, published.text
         invalid = await api.post("/events", json={"source": "x"}, headers=auth)
         assert invalid.status_code == 422  # no event_type: refused, nothing published
+        elsewhere = await api.post(
+            "/events", params={"stream": "sessions:42"}, json=event, headers=auth
+        )
+        assert elsewhere.status_code == 400  # not a stream the listener reads
+        odd = await api.post(
+            "/events", json=event, headers={b"Authorization": "Bearer é".encode("latin-1")}
+        )
+        assert odd.status_code == 401
 
         services = await api.get("/services", params={"capability": "crud"})
         assert [s["name"] for s in services.json()] == ["bookmark-api"]

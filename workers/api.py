@@ -9,6 +9,7 @@ set; reads are open, as the Temporal Web UI is.
 from __future__ import annotations
 
 import asyncio
+import fnmatch
 import hmac
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -28,6 +29,7 @@ from aiops.config import Settings
 from aiops.db.pool import create_pool
 from aiops.embeddings import get_embedder
 from aiops.endpoints import resolve_database_url, resolve_redis_url
+from aiops.events.consumer import split_patterns
 from aiops.events.envelope import Event
 from aiops.events.mesh import EventMesh, PublishError
 from aiops.knowledge import KnowledgeGraph, SearchHit
@@ -103,9 +105,9 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         pool = await create_pool(resolve_database_url(settings), max_size=5)
         redis = aioredis.Redis.from_url(resolve_redis_url(settings), socket_timeout=5)
-        temporal = await connect(settings, "aiops-api")
-        app.state.backends = Backends(settings, pool, redis, temporal)
         try:
+            temporal = await connect(settings, "aiops-api")
+            app.state.backends = Backends(settings, pool, redis, temporal)
             yield
         finally:
             await redis.aclose()
@@ -121,8 +123,9 @@ def create_app(settings: Settings) -> FastAPI:
         token = settings.api_token
         if token is None:
             return
-        expected = f"Bearer {token.get_secret_value()}"
-        if authorization is None or not hmac.compare_digest(authorization, expected):
+        expected = f"Bearer {token.get_secret_value()}".encode()
+        given = (authorization or "").encode("utf-8", "surrogateescape")
+        if not hmac.compare_digest(given, expected):
             raise HTTPException(401, "this endpoint needs Authorization: Bearer <AIOPS_API_TOKEN>")
 
     @app.get("/health", response_model=Health)
@@ -173,6 +176,10 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.post("/events", status_code=202, dependencies=[Depends(authorized)])
     async def publish(event: Event, b: Deps, stream: str | None = None) -> Published:
+        # only streams the listener reads: this is not a way to write any Redis key
+        patterns = split_patterns(settings.listener_streams)
+        if stream is not None and not any(fnmatch.fnmatchcase(stream, p) for p in patterns):
+            raise HTTPException(400, f"stream {stream!r} is not one of {patterns}")
         try:
             entry = await b.mesh.publish(event, stream=stream)
         except PublishError as error:

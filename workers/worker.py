@@ -155,6 +155,9 @@ async def running_worker(settings: Settings, client: Client) -> AsyncIterator[Wo
         async with worker:
             yield worker
     finally:
+        for holder in holders:
+            if isinstance(holder, MonitorActivities):
+                await holder.prober.aclose()  # its HTTP client
         await agents.aclose()
         await mesh.aclose()
         await pool.close()

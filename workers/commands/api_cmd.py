@@ -7,6 +7,11 @@ from typing import Annotated
 import typer
 
 from aiops.config import get_settings
+from aiops.errors import AiopsError
+
+
+class ApiConfigError(AiopsError):
+    exit_code = 2
 
 
 def api(
@@ -23,4 +28,10 @@ def api(
     from workers.api import create_app
 
     settings = get_settings()
+    if settings.api_token is None and host not in ("127.0.0.1", "localhost", "::1"):
+        # anyone who reaches the port could approve actions and post events
+        raise ApiConfigError(
+            f"--host {host} serves beyond this machine: set AIOPS_API_TOKEN (POSTs then need "
+            "Authorization: Bearer <token>), or bind 127.0.0.1"
+        )
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
