@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -165,8 +165,9 @@ class DevStack:
             self._save(state)
             return UpResult(state=state, started=list(started), already_running=already)
 
-    def down(self, timeout: float = 30.0) -> list[str]:
-        """Stop exactly the recorded processes; return the names of those that were running."""
+    def down(self, timeout: float = 30.0, only: Collection[str] | None = None) -> list[str]:
+        """Stop exactly the recorded processes (only those named, when `only` is given: what a
+        caller started itself); return the names of those that were running."""
         with self._locked():
             state = self.load()
             if state is None:
@@ -175,9 +176,13 @@ class DevStack:
             # Temporal first: it holds no data of ours, and stopping it ends client retries.
             for name in ("temporal", "redis", "postgres"):
                 svc = state.services.get(name)
-                if svc is None:
+                if svc is None or (only is not None and name not in only):
                     continue
                 if terminate(svc.process, self._servers[name].stop_signal, timeout):
                     stopped.append(name)
-            self.state_file.unlink(missing_ok=True)
+            remaining = {n: v for n, v in state.services.items() if n not in stopped}
+            if only is None or not remaining:
+                self.state_file.unlink(missing_ok=True)
+            else:
+                self._save(state.model_copy(update={"services": remaining}))
             return stopped

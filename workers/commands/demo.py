@@ -91,13 +91,13 @@ def demo(
         raise typer.BadParameter(str(error), param_hint="--scenario") from None
     settings = get_settings()
     stack: DevStack | None = None
-    started_stack = False
+    started: list[str] = []
     ui_url: str | None = None
     if not (settings.database_url and settings.redis_url and settings.temporal_address):
         stack = dev_stack_for(settings)
         typer.echo(f"==> starting the embedded dev stack under {stack.home}")
         up = asyncio.run(stack.up())
-        started_stack = bool(up.started)
+        started = list(up.started)
         for name, svc in up.state.services.items():
             typer.echo(
                 f"    {name:<9} {svc.url}" + (f"  (Web UI {svc.ui_url})" if svc.ui_url else "")
@@ -126,9 +126,10 @@ def demo(
     try:
         outcomes = asyncio.run(main())
     finally:
-        if stack is not None and started_stack:
-            typer.echo("==> stopping the dev stack the demo started")
-            stack.down()
+        if stack is not None and started:
+            # only what the demo started: servers already up (aiops dev up) stay up
+            typer.echo(f"==> stopping the servers the demo started: {', '.join(started)}")
+            stack.down(only=started)
     failed = [o.scenario for o in outcomes if not o.ok]
     if failed:
         raise DemoFailed(f"these faults did not end as expected: {', '.join(failed)}")

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 from pydantic import BaseModel
 from temporalio.client import Client
 
@@ -77,7 +78,7 @@ def demo_settings(settings: Settings, endpoints: Endpoints, home: Path, prefix: 
             "listener_block_ms": 200,
             "monitor_probe_interval_s": 1.0,
             "monitor_probe_timeout_s": 2.0,
-            # down for 1.5 s (two failed probes) before it is reported: the service's own
+            # down for 1.5 s (the third failed probe) before it is reported: the service's own
             # error report comes first, and the failed probe joins that incident
             "monitor_unhealthy_after_s": 1.5,
             "monitor_sync_interval_s": 2.0,
@@ -130,11 +131,16 @@ class Background:
         )
 
 
+# an incident that ends like this means aiops did harm or stopped half-way: never "as expected"
+_BAD: frozenset[str | None] = frozenset({"failed", "refused", "escalated", "unverified"})
+
+
 def _expected_met(scenario: Scenario, watcher: IncidentWatcher) -> bool:
+    """The expected outcome happened and no incident of the fault went wrong (a second
+    symptom that escalated as unknown is fine; a failed or refused one is not)."""
     outcomes = {s.outcome for s in watcher.resolved()}
-    if scenario.expect == "unknown":
-        return "unknown" in outcomes
-    return scenario.expect in outcomes
+    bad = _BAD if scenario.expect == "compensated" else _BAD | {"compensated"}
+    return scenario.expect in outcomes and not outcomes & bad
 
 
 async def run_scenario(
@@ -168,7 +174,7 @@ async def run_scenario(
     try:
         proof = await scenario.proof(target)
         proven = True
-    except (AssertionError, TimeoutError, OSError) as error:
+    except (AssertionError, TimeoutError, OSError, httpx.HTTPError, KeyError) as error:
         proof, proven = f"not shown: {error}", False
     echo(f"  [{scenario.name}] {'proof':<10} {proof}")
     if scenario.cleanup is not None:
