@@ -298,11 +298,8 @@ async def test_continued_incident_keeps_its_counts(time_skipping_env: WorkflowEn
     assert (result.events, result.observations, result.fingerprint) == (41, 7, "fp-carried")
 
 
-async def test_a_failed_health_probe_joins_the_services_own_incident(
-    temporal_env: WorkflowEnvironment, stream_prefix: str
-) -> None:
-    """No worker runs here: what is checked is where the router sends each observation."""
-    service = f"bookmark-{stream_prefix}"
+def _own_problem_and_probe(service: str) -> tuple[Event, Event]:
+    """A service's own error report, and the health probe's failure of the same service."""
     own = Event(
         event_type=EventType.SERVICE_ERROR,
         source=service,
@@ -315,6 +312,15 @@ async def test_a_failed_health_probe_joins_the_services_own_incident(
         service=service,
         payload={"message": f"service {service} is unhealthy: its health check fails"},
     )
+    return own, probe
+
+
+async def test_a_failed_health_probe_joins_the_services_own_incident(
+    temporal_env: WorkflowEnvironment, stream_prefix: str
+) -> None:
+    """No worker runs here: what is checked is where the router sends each observation."""
+    service = f"bookmark-{stream_prefix}"
+    own, probe = _own_problem_and_probe(service)
 
     def router(correlate_s: float) -> IncidentRouter:
         return IncidentRouter(
@@ -355,18 +361,7 @@ async def test_a_probe_failure_after_the_incident_resolved_opens_its_own(
     """Healed, then down again a minute later: that outage is news, not a late duplicate."""
     queue = f"q-{stream_prefix}"
     service = f"bookmark-{stream_prefix}"
-    own = Event(
-        event_type=EventType.SERVICE_ERROR,
-        source=service,
-        service=service,
-        payload={"message": "request failed: database pool exhausted"},
-    )
-    probe = Event(
-        event_type=EventType.SERVICE_UNHEALTHY,
-        source=MONITOR_SOURCE,
-        service=service,
-        payload={"message": f"service {service} is unhealthy: its health check fails"},
-    )
+    own, probe = _own_problem_and_probe(service)
     router = IncidentRouter(
         temporal_env.client,
         task_queue=queue,
