@@ -15,12 +15,12 @@ from collections.abc import Iterable, Mapping
 from typing import Final
 
 from aiops.agents.proposals import AgentFailure, Ballot, PlanTally, Proposal, VoteResult
-from aiops.models.healing import HealingPlan, PlannedAction
+from aiops.diagnosis.choose import SERVICE_PLACEHOLDER, build_plan
+from aiops.models.healing import HealingPlan
 from aiops.policy.models import ActionSpec
 
 UNKNOWN_WEIGHT: Final = 0.5
 DIAGNOSTIC_AGENT: Final = "aiops.diagnostic"
-SERVICE_PLACEHOLDER: Final = "{service}"
 
 
 def plan_key(actions: Iterable[ActionSpec], service: str | None = None) -> str:
@@ -104,17 +104,11 @@ def _why(best: PlanTally, others: list[PlanTally], ballots: list[Ballot]) -> str
 
 def plan_from_proposal(proposal: Proposal, service: str | None, why: str) -> HealingPlan:
     """The HealingPlan of a winning proposal (the policy still checks every action)."""
-    ordered = [
-        a.model_copy(update={"target": service})
-        if a.target == SERVICE_PLACEHOLDER and service
-        else a
-        for a in sorted(proposal.plan, key=lambda a: a.order)
-    ]
-    return HealingPlan(
-        service=service,
+    return build_plan(
+        proposal.plan,
+        service,
         problem_id=proposal.problem_id,
         solution_id=proposal.solution_id,
         description=proposal.description,
-        actions=[PlannedAction(step=str(i + 1), action=a) for i, a in enumerate(ordered)],
         why=why,
     )

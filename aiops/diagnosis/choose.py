@@ -13,6 +13,7 @@ import random
 
 from aiops.models.diagnosis import Candidate, Choice
 from aiops.models.healing import HealingPlan, PlannedAction
+from aiops.policy.models import ActionSpec
 
 SERVICE_PLACEHOLDER = "{service}"
 
@@ -67,20 +68,40 @@ def choose_solution(
     return chosen, draws
 
 
-def plan_for(choice: Choice, service: str | None) -> HealingPlan:
-    candidate = choice.candidate
+def build_plan(
+    actions: list[ActionSpec],
+    service: str | None,
+    *,
+    problem_id: str | None,
+    solution_id: str | None,
+    description: str,
+    why: str,
+) -> HealingPlan:
+    """Actions in order as numbered steps, `{service}` targets made the incident's service."""
     ordered = [
         a.model_copy(update={"target": service})
         if a.target == SERVICE_PLACEHOLDER and service
         else a
-        for a in sorted(candidate.actions, key=lambda a: a.order)
+        for a in sorted(actions, key=lambda a: a.order)
     ]
     return HealingPlan(
         service=service,
+        problem_id=problem_id,
+        solution_id=solution_id,
+        description=description,
+        actions=[PlannedAction(step=str(i + 1), action=a) for i, a in enumerate(ordered)],
+        why=why,
+    )
+
+
+def plan_for(choice: Choice, service: str | None) -> HealingPlan:
+    candidate = choice.candidate
+    return build_plan(
+        candidate.actions,
+        service,
         problem_id=candidate.problem_id,
         solution_id=candidate.solution_id,
         description=candidate.solution_description,
-        actions=[PlannedAction(step=str(i + 1), action=a) for i, a in enumerate(ordered)],
         why=(
             f"matches known problem {candidate.problem_description!r} ({candidate.why}); "
             f"chosen by {choice.why}"
