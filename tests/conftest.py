@@ -20,13 +20,16 @@ from pathlib import Path
 import asyncpg
 import pytest
 import pytest_asyncio
+import redis.asyncio as aioredis
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from aiops import search_attributes
 from aiops.db.migrate import migrate
+from aiops.db.pool import create_pool
 from aiops.devstack import DevStack, DevStackState, binaries
 from aiops.devstack.ports import free_port
+from aiops.events.mesh import EventMesh
 
 TEST_EMBEDDING_DIM = 384
 _TEMPLATE_DB = "aiops_template"
@@ -107,9 +110,24 @@ async def empty_database_url(postgres_admin_url: str) -> AsyncIterator[str]:
         yield url
 
 
+@pytest_asyncio.fixture
+async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    """A pool on this test's fresh database."""
+    pool = await create_pool(database_url)
+    yield pool
+    await pool.close()
+
+
 @pytest.fixture(scope="session")
 def redis_url(servers: DevStackState) -> str:
     return servers.services["redis"].url
+
+
+@pytest_asyncio.fixture
+async def mesh(redis_url: str) -> AsyncIterator[EventMesh]:
+    mesh = EventMesh(aioredis.Redis.from_url(redis_url))
+    yield mesh
+    await mesh.aclose()
 
 
 @pytest.fixture

@@ -6,23 +6,13 @@ import asyncio
 import json
 import subprocess
 import uuid
-from collections.abc import AsyncIterator
 
 import asyncpg
-import pytest_asyncio
 from temporalio.testing import WorkflowEnvironment
 from test_healing_workflow import _activities, _input, _step, _worker
 
-from aiops.db.pool import create_pool
 from aiops.devstack import binaries
 from workflows.healing import HealingWorkflow
-
-
-@pytest_asyncio.fixture
-async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await create_pool(database_url)
-    yield pool
-    await pool.close()
 
 
 async def test_temporal_cli_signal_approves(

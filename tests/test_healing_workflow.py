@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
-import pytest_asyncio
 from cryptography.fernet import Fernet
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
@@ -20,7 +18,6 @@ from activities.healing import HealingActivities
 from aiops.actions.executor import ActionExecutor, ExecuteRequest
 from aiops.actions.simulated import SimulatedAdapter
 from aiops.audit import AuditLog
-from aiops.db.pool import create_pool
 from aiops.models.healing import (
     ApprovalDecision,
     HealingInput,
@@ -31,13 +28,6 @@ from aiops.policy import load_policy
 from aiops.policy.models import ActionSpec
 from aiops.registry import ServiceRegistry
 from workflows.healing import HealingWorkflow
-
-
-@pytest_asyncio.fixture
-async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await create_pool(database_url)
-    yield pool
-    await pool.close()
 
 
 def _activities(pool: asyncpg.Pool) -> HealingActivities:

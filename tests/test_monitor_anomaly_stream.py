@@ -14,7 +14,6 @@ import pytest_asyncio
 import redis.asyncio as aioredis
 from test_monitor_probe import read_events
 
-from aiops.db.pool import create_pool
 from aiops.events.consumer import StreamConsumer
 from aiops.events.envelope import Event
 from aiops.events.mesh import EventMesh
@@ -28,13 +27,6 @@ async def client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
     client = aioredis.Redis.from_url(redis_url)
     yield client
     await client.aclose()
-
-
-@pytest_asyncio.fixture
-async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await create_pool(database_url)
-    yield pool
-    await pool.close()
 
 
 def make_monitor(

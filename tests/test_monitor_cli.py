@@ -10,12 +10,11 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
 import pytest
-import pytest_asyncio
 import typer
 from cryptography.fernet import Fernet
 from temporalio.service import RPCError
@@ -23,7 +22,6 @@ from temporalio.testing import WorkflowEnvironment
 from typer.testing import CliRunner
 
 from aiops.config import get_settings
-from aiops.db.pool import create_pool
 from aiops.errors import AiopsError
 from aiops.events.envelope import Event
 from aiops.events.mesh import EventMesh
@@ -74,13 +72,6 @@ def cli_env(
     get_settings.cache_clear()
     yield env
     get_settings.cache_clear()
-
-
-@pytest_asyncio.fixture
-async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await create_pool(database_url)
-    yield pool
-    await pool.close()
 
 
 def run(*args: str) -> tuple[int, str]:

@@ -6,17 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import asyncpg
 import pytest
-import pytest_asyncio
 import redis.asyncio as aioredis
 from cryptography.fernet import Fernet
 from degrading_service import DegradingService
 
-from aiops.db.pool import create_pool
 from aiops.devstack.ports import free_port
 from aiops.events.envelope import Event, decode_entry
 from aiops.events.mesh import EventMesh
@@ -24,20 +22,6 @@ from aiops.monitor.limits import BUILTIN_LIMITS, LimitsCache, LimitsStore
 from aiops.monitor.models import ProbeInput
 from aiops.monitor.probe import HealthProber
 from aiops.registry import ServiceDefinition, ServiceRegistry
-
-
-@pytest_asyncio.fixture
-async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await create_pool(database_url)
-    yield pool
-    await pool.close()
-
-
-@pytest_asyncio.fixture
-async def mesh(redis_url: str) -> AsyncIterator[EventMesh]:
-    mesh = EventMesh(aioredis.Redis.from_url(redis_url))
-    yield mesh
-    await mesh.aclose()
 
 
 @pytest.fixture

@@ -8,14 +8,12 @@ import contextlib
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import asyncpg
 import pytest
-import pytest_asyncio
-import redis.asyncio as aioredis
 from cryptography.fernet import Fernet
 from degrading_service import DegradingService
 from temporalio.client import Client, ScheduleOverlapPolicy
@@ -26,7 +24,6 @@ from temporalio.worker import Replayer, Worker
 from test_monitor_probe import read_events
 
 from activities.monitor import MonitorActivities
-from aiops.db.pool import create_pool
 from aiops.devstack.ports import free_port
 from aiops.events.envelope import Event
 from aiops.events.mesh import EventMesh
@@ -37,20 +34,6 @@ from workers.worker import activities_of
 from workflows.monitor import ProbeServiceWorkflow
 
 HISTORIES = Path(__file__).parent / "histories"
-
-
-@pytest_asyncio.fixture
-async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await create_pool(database_url)
-    yield pool
-    await pool.close()
-
-
-@pytest_asyncio.fixture
-async def mesh(redis_url: str) -> AsyncIterator[EventMesh]:
-    mesh = EventMesh(aioredis.Redis.from_url(redis_url))
-    yield mesh
-    await mesh.aclose()
 
 
 @pytest.fixture

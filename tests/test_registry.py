@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import asyncpg
 import pytest
-import pytest_asyncio
 from cryptography.fernet import Fernet
 from pydantic import SecretStr, ValidationError
 
-from aiops.db.pool import create_pool
 from aiops.registry import ServiceDefinition, ServiceRegistry
 from aiops.registry.models import ProcessInfo
 from aiops.registry.secrets import SecretsError
 from aiops.registry.store import UnknownService
-
-
-@pytest_asyncio.fixture
-async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await create_pool(database_url)
-    yield pool
-    await pool.close()
 
 
 def _service(name: str, **extra: object) -> ServiceDefinition:

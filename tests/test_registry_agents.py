@@ -2,22 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import asyncpg
 import pytest
-import pytest_asyncio
 from pydantic import ValidationError
 
-from aiops.db.pool import create_pool
 from aiops.registry.agents import AgentDefinition, AgentRegistry, UnknownAgent
-
-
-@pytest_asyncio.fixture
-async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await create_pool(database_url)
-    yield pool
-    await pool.close()
 
 
 async def test_register_heartbeat_discover_deregister(pool: asyncpg.Pool) -> None:
