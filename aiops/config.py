@@ -122,6 +122,97 @@ class Settings(BaseSettings):
         validation_alias="AIOPS_API_TOKEN",
         description="bearer token `aiops api` requires on POST endpoints; unset: no token asked",
     )
+    # --- identities, roles, approvals (aiops/auth) ---
+    jwt_secret: SecretStr | None = Field(
+        default=None,
+        validation_alias="AIOPS_JWT_SECRET",
+        description="HS256 secret that signs and verifies aiops tokens (`aiops token create`); "
+        "unset: generated under AIOPS_HOME (unless AIOPS_OIDC_ISSUER is set)",
+    )
+    oidc_issuer: str | None = Field(
+        default=None,
+        validation_alias="AIOPS_OIDC_ISSUER",
+        description="OIDC issuer URL whose JWKS verifies bearer tokens (keys cached, rotated)",
+    )
+    oidc_audience: str | None = Field(
+        default=None,
+        validation_alias="AIOPS_OIDC_AUDIENCE",
+        description="audience (aud) an OIDC token must carry; required with AIOPS_OIDC_ISSUER",
+    )
+    oidc_jwks_url: str | None = Field(
+        default=None,
+        validation_alias="AIOPS_OIDC_JWKS_URL",
+        description="JWKS URL; unset: read from the issuer's /.well-known/openid-configuration",
+    )
+    roles_claim: str = Field(
+        default="roles",
+        validation_alias="AIOPS_ROLES_CLAIM",
+        min_length=1,
+        description="claim holding a token's roles; a dotted path reaches into objects "
+        "(realm_access.roles for Keycloak)",
+    )
+    token: SecretStr | None = Field(
+        default=None,
+        validation_alias="AIOPS_TOKEN",
+        description="the caller's bearer token: the CLI's identity for approvals and the API",
+    )
+    api_url: str | None = Field(
+        default=None,
+        validation_alias="AIOPS_API_URL",
+        description="base URL of `aiops api`; set, `aiops approve` asks the API to sign the "
+        "approval instead of signing it locally",
+    )
+    approvals: Literal["open", "signed"] | None = Field(
+        default=None,
+        validation_alias="AIOPS_APPROVALS",
+        description="signed: an approval must carry a signed grant from a verified approver; "
+        "open: any `approve` signal counts (dev only). Unset: open on the dev stack, signed "
+        "when TEMPORAL_ADDRESS is set",
+    )
+    event_trust: Literal["open", "producers"] | None = Field(
+        default=None,
+        validation_alias="AIOPS_EVENT_TRUST",
+        description="producers: an event may name only the services its producer may speak "
+        "for (`aiops producers add`); open: any stream may name any service (dev only). "
+        "Unset: open on the dev stack, producers when REDIS_URL is set",
+    )
+    simulated_adapter: bool = Field(
+        default=False,
+        validation_alias="AIOPS_SIMULATED_ADAPTER",
+        description="1: the worker has the simulated adapter (tests, benchmarks); it acts "
+        "for services registered with adapter: simulated",
+    )
+    temporal_tls: bool = Field(
+        default=False,
+        validation_alias="AIOPS_TEMPORAL_TLS",
+        description="connect to Temporal over TLS with the system's CA roots (implied by "
+        "AIOPS_TEMPORAL_TLS_CA/CERT)",
+    )
+    temporal_tls_ca: Path | None = Field(
+        default=None,
+        validation_alias="AIOPS_TEMPORAL_TLS_CA",
+        description="PEM file of the CA that signed the Temporal frontend's certificate",
+    )
+    temporal_tls_cert: Path | None = Field(
+        default=None,
+        validation_alias="AIOPS_TEMPORAL_TLS_CERT",
+        description="PEM client certificate for mTLS (with AIOPS_TEMPORAL_TLS_KEY)",
+    )
+    temporal_tls_key: Path | None = Field(
+        default=None,
+        validation_alias="AIOPS_TEMPORAL_TLS_KEY",
+        description="PEM private key of the mTLS client certificate",
+    )
+    temporal_tls_server_name: str | None = Field(
+        default=None,
+        validation_alias="AIOPS_TEMPORAL_TLS_SERVER_NAME",
+        description="name to check the frontend's certificate against (default: its host)",
+    )
+    temporal_api_key: SecretStr | None = Field(
+        default=None,
+        validation_alias="AIOPS_TEMPORAL_API_KEY",
+        description="API key sent to Temporal (Temporal Cloud, or a cluster's authorizer)",
+    )
     log_level: LogLevel = Field(
         default="INFO",
         validation_alias="AIOPS_LOG_LEVEL",
@@ -436,6 +527,23 @@ class Settings(BaseSettings):
         )
 
     @property
+    def on_dev_stack(self) -> bool:
+        """No server URL is set: the embedded dev stack, where the dev defaults apply."""
+        return not (self.temporal_address or self.database_url or self.redis_url)
+
+    @property
+    def approvals_mode(self) -> Literal["open", "signed"]:
+        if self.approvals is not None:
+            return self.approvals
+        return "open" if self.temporal_address is None else "signed"
+
+    @property
+    def event_trust_mode(self) -> Literal["open", "producers"]:
+        if self.event_trust is not None:
+            return self.event_trust
+        return "open" if self.redis_url is None else "producers"
+
+    @property
     def home_dir(self) -> Path:
         return self.home.expanduser().resolve()
 
@@ -476,7 +584,7 @@ def _describe(error: ValidationError) -> str:
     head = loc[0] if loc else ""
     env = head if head in ENV_NAMES else field_to_env.get(head, head)
     value = first.get("input")
-    shown = "***" if "KEY" in env or "SECRET" in env else repr(value)
+    shown = "***" if any(w in env for w in ("KEY", "SECRET", "TOKEN")) else repr(value)
     return f"invalid {env}={shown}: {first['msg']}"
 
 

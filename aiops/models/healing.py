@@ -31,6 +31,11 @@ class ApprovalDecision(BaseModel):
     action_id: str | None = Field(
         default=None, description="the step to decide; None decides the pending one"
     )
+    grant: str | None = Field(
+        default=None,
+        description="the signed approval (`aiops approve` or the API make it); required "
+        "when AIOPS_APPROVALS=signed, where it, not `approver`, says who decided",
+    )
 
 
 class HealingInput(BaseModel):
@@ -44,7 +49,14 @@ class HealingInput(BaseModel):
 
 
 StepStatus = Literal[
-    "pending", "awaiting_approval", "done", "failed", "refused", "rejected", "escalated"
+    "pending",
+    "awaiting_approval",
+    "done",
+    "failed",
+    "refused",
+    "rejected",
+    "escalated",
+    "skipped",
 ]
 
 
@@ -62,7 +74,9 @@ class CompensationRecord(BaseModel):
     outcome: ActionOutcome
 
 
-HealingOutcome = Literal["healed", "failed", "compensated", "escalated", "refused", "unverified"]
+HealingOutcome = Literal[
+    "healed", "failed", "compensated", "escalated", "refused", "unverified", "rejected"
+]
 
 
 class HealingResult(BaseModel):

@@ -78,6 +78,9 @@ class PolicyContext(BaseModel):
 
 class PolicyDecision(BaseModel):
     verdict: Literal["allow", "needs_approval", "deny"]
+    decision_id: str | None = Field(
+        default=None, description="unique per step and run: what a signed approval names"
+    )
     action_class: str
     reason: str
     rule: str

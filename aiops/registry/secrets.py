@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
@@ -15,13 +16,16 @@ class SecretsError(AiopsError):
     pass
 
 
-def load_fernet(settings: Settings) -> Fernet:
+def secret_key_bytes(settings: Settings) -> bytes:
+    """AIOPS_SECRET_KEY, else the key generated once under AIOPS_HOME."""
     if settings.secret_key is not None:
-        key = settings.secret_key.get_secret_value().encode()
-    else:
-        key = _home_key(settings.home_dir / "secret.key")
+        return settings.secret_key.get_secret_value().encode()
+    return home_secret(settings.home_dir / "secret.key", lambda: Fernet.generate_key().decode())
+
+
+def load_fernet(settings: Settings) -> Fernet:
     try:
-        return Fernet(key)
+        return Fernet(secret_key_bytes(settings))
     except ValueError:
         raise SecretsError(
             "AIOPS_SECRET_KEY is not a Fernet key: generate one with `python -c "
@@ -29,11 +33,12 @@ def load_fernet(settings: Settings) -> Fernet:
         ) from None
 
 
-def _home_key(path: Path) -> bytes:
+def home_secret(path: Path, generate: Callable[[], str]) -> bytes:
+    """The secret in path, created (mode 0600) on first use."""
     if path.exists():
         return path.read_bytes().strip()
     path.parent.mkdir(parents=True, exist_ok=True)
-    key = Fernet.generate_key()
+    key = generate().encode()
     # O_EXCL: two processes creating the key at once must not end up with two keys
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
