@@ -37,7 +37,9 @@ def _register() -> None:
         migrate,
         monitor,
         patterns,
+        producers,
         services,
+        token,
         worker_cmd,
     )
 
@@ -62,6 +64,8 @@ def _register() -> None:
     app.command("demo")(demo.demo)
     app.add_typer(patterns.app, name="patterns")
     app.command("api")(api_cmd.api)
+    app.add_typer(token.app, name="token")
+    app.add_typer(producers.app, name="producers")
 
 
 def _run() -> int:
