@@ -6,16 +6,25 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Literal
 
 import asyncpg
 import httpx
 from temporalio import activity
+from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.service import RPCError
 
 from aiops.actions.base import ActionOutcome
 from aiops.actions.executor import ActionExecutor, ExecuteRequest
+from aiops.actions.guard import policy_context
 from aiops.audit import AuditEntry, AuditLog
+from aiops.auth.approvals import ApprovalRefused, ApprovalSigner, action_digest
 from aiops.models.healing import (
+    ApprovalCheck,
+    ApprovalCheckRequest,
     AuditRequest,
+    ForwardDecisionRequest,
+    ForwardedDecision,
     PolicyContextRequest,
     RemediationRequest,
     VerifyRequest,
@@ -23,6 +32,7 @@ from aiops.models.healing import (
 )
 from aiops.policy.models import PolicyContext
 from aiops.registry import ServiceRegistry
+from aiops.registry.models import ServiceRecord
 from aiops.registry.store import UnknownService
 
 
@@ -50,39 +60,92 @@ class HealingActivities:
         executor: ActionExecutor,
         registry: ServiceRegistry,
         audit: AuditLog,
+        signer: ApprovalSigner,
+        approvals: Literal["open", "signed"] = "open",
+        client: Client | None = None,
     ) -> None:
         self._pool = pool
         self._executor = executor
         self._registry = registry
         self._audit = audit
+        self._signer = signer
+        self._approvals = approvals
+        self._client = client
+
+    async def _service(self, name: str | None) -> ServiceRecord | None:
+        if not name:
+            return None
+        try:
+            return await self._registry.get(name)
+        except UnknownService:
+            return None
 
     @activity.defn(name="load_policy_context")
     async def policy_context(self, request: PolicyContextRequest) -> PolicyContext:
         """Counts the rate limit and blast radius need, and whether the service is critical."""
-        critical = False
-        if request.service:
+        return await policy_context(
+            self._pool,
+            workflow_id=request.workflow_id,
+            service=await self._service(request.service),
+            target=request.target,
+            window_s=request.window_s,
+        )
+
+    @activity.defn(name="check_approval")
+    async def check_approval(self, request: ApprovalCheckRequest) -> ApprovalCheck:
+        """Whether a decision counts: with AIOPS_APPROVALS=signed only a genuine grant for
+        exactly this pending step does. A refused decision is audited here, since nothing
+        else will remember it."""
+        decision = request.decision
+        if decision.grant is None and self._approvals == "open":
+            if decision.approver.strip():
+                return ApprovalCheck(accepted=True, approver=decision.approver)
+            detail = "an approval needs an approver"
+        else:
             try:
-                critical = (await self._registry.get(request.service)).critical
-            except UnknownService:
-                critical = False
-        recent = await self._pool.fetchval(
-            "SELECT count(*) FROM action_executions WHERE target = $1"
-            " AND started_at > now() - make_interval(secs => $2) AND workflow_id <> $3",
-            request.target,
-            request.window_s,
-            request.workflow_id,
+                grant = self._signer.verify(
+                    decision.grant,
+                    workflow_id=request.workflow_id,
+                    step=request.step,
+                    decision_id=request.decision_id,
+                    digest=action_digest(request.action, request.service),
+                )
+            except ApprovalRefused as error:
+                detail = str(error)
+            else:
+                if grant.approved == decision.approved:
+                    return ApprovalCheck(accepted=True, approver=grant.approver, signed=True)
+                detail = "the decision says otherwise than its signed grant"
+        await self.audit(
+            AuditRequest(
+                key=request.key,
+                actor=decision.approver.strip() or "unknown",
+                action="approval",
+                target=request.action.target,
+                decision="refused",
+                details={"detail": detail, "step": request.step, "claimed": decision.approved},
+                workflow_id=request.workflow_id,
+            )
         )
-        concurrent = await self._pool.fetchval(
-            "SELECT count(*) FROM remediations WHERE service = $1 AND finished_at IS NULL"
-            " AND workflow_id <> $2",
-            request.service,
-            request.workflow_id,
-        )
-        return PolicyContext(
-            service_critical=critical,
-            recent_actions_on_target=int(recent or 0),
-            concurrent_remediations=int(concurrent or 0),
-        )
+        return ApprovalCheck(accepted=False, approver=decision.approver, detail=detail)
+
+    @activity.defn(name="forward_decision")
+    async def forward_decision(self, request: ForwardDecisionRequest) -> ForwardedDecision:
+        """An incident's `decide`, sent on to its healing child as an update, so the
+        caller hears the child's own verdict instead of a hopeful "sent"."""
+        if self._client is None:
+            raise RuntimeError("forward_decision needs the worker's Temporal client")
+        handle = self._client.get_workflow_handle(request.healing_workflow_id)
+        try:
+            said: str = await handle.execute_update("decide", request.decision, result_type=str)
+        except WorkflowUpdateFailedError as error:
+            cause = error.cause
+            return ForwardedDecision(accepted=False, message=str(getattr(cause, "message", cause)))
+        except RPCError:
+            return ForwardedDecision(
+                accepted=False, message=f"{request.healing_workflow_id} is no longer running"
+            )
+        return ForwardedDecision(accepted=True, message=said)
 
     @activity.defn(name="open_remediation")
     async def open_remediation(self, request: RemediationRequest) -> None:
@@ -108,14 +171,18 @@ class HealingActivities:
         crash between the two finds the action done (reconcile) and writes the row once."""
         async with _heartbeating(f"{request.action.action_type} on {request.action.target}"):
             outcome = await self._executor.execute(request)
+        refused = bool(outcome.data.get("refused"))
+        details: dict[str, object] = {"detail": outcome.detail}
+        if "approved_by" in outcome.data:
+            details["approved_by"] = outcome.data["approved_by"]
         await self.audit(
             AuditRequest(
                 key=f"action:{request.step}",
                 actor="aiops-healer",
                 action="action",
                 target=request.action.target,
-                decision="succeeded" if outcome.success else "failed",
-                details={"detail": outcome.detail},
+                decision="refused" if refused else "succeeded" if outcome.success else "failed",
+                details=details,
                 workflow_id=request.workflow_id,
             )
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Literal
 
 import redis.asyncio as aioredis
 from cryptography.fernet import Fernet
@@ -36,9 +37,15 @@ async def aiops_worker(
     agents: Sequence[UniversalAgent] | None = None,
     agent_timeout_s: float = 5.0,
     pattern_min_outcomes: int = 10,
+    *,
+    approval_key: bytes | None = None,
+    approvals: Literal["open", "signed"] = "open",
+    policy_file: Path | None = None,
 ) -> AsyncIterator[KnowledgeGraph]:
     """agents: custom agents next to the built-in ones, registered (as the worker does)
-    for the test's duration; None: the built-in ones only, as today."""
+    for the test's duration; None: the built-in ones only, as today. The simulated adapter
+    is on, as AIOPS_SIMULATED_ADAPTER=1 turns it on; it acts for services registered with
+    adapter: simulated (tests/known_problems.register_simulated)."""
     pool = await create_pool(database_url, max_size=10)
     mesh = EventMesh(aioredis.Redis.from_url(redis_url))
     kg = KnowledgeGraph(pool, EMBEDDER)
@@ -54,10 +61,15 @@ async def aiops_worker(
         logs or Path("/tmp/aiops-test-logs"),
         kg,
         mesh,
+        policy_file=policy_file,
         root_cause=root_cause,
         agents=presence,
         agent_timeout_s=agent_timeout_s,
         pattern_min_outcomes=pattern_min_outcomes,
+        approval_key=approval_key,
+        approvals=approvals,
+        simulated=True,
+        client=client,
     )
     try:
         async with Worker(

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import asyncpg
+from cryptography.fernet import Fernet
+
 from aiops.knowledge import KnowledgeGraph, ProblemIn, SolutionIn
 from aiops.policy.models import ActionSpec
+from aiops.registry import ServiceDefinition, ServiceRegistry
+from aiops.registry.models import ConfigKey, ReplicaBounds
 
 IMPORT_TIMEOUT = "Import requests time out with large bookmark files"
 
@@ -14,7 +19,8 @@ async def seed_import_timeout(
     description: str = "Clear the import cache",
 ) -> tuple[str, str]:
     """(problem id, solution id) of the import-service timeout, fixed by one simulated
-    action that always succeeds."""
+    action that always succeeds (import-service is registered for the simulated adapter)."""
+    await register_simulated(kg.pool, "import-service")
     problem = await kg.add_problem(
         ProblemIn(
             description=IMPORT_TIMEOUT, category="timeout", context={"service": "import-service"}
@@ -28,9 +34,29 @@ async def seed_import_timeout(
                 ActionSpec(
                     action_type=action_type,
                     target="import-service",
-                    parameters={"adapter": "simulated", "success_probability": 1.0},
+                    parameters={"success_probability": 1.0},
                 )
             ],
         ),
     )
     return problem.id, solution_id
+
+
+async def register_simulated(
+    pool: asyncpg.Pool, *names: str, critical: bool = False, config_keys: tuple[str, ...] = ()
+) -> None:
+    """Register services whose actions the simulated adapter plays (as a worker with
+    AIOPS_SIMULATED_ADAPTER=1 does): any integer config key in config_keys, 0..10 replicas."""
+    registry = ServiceRegistry(pool, Fernet(Fernet.generate_key()))
+    for name in names:
+        await registry.register(
+            ServiceDefinition(
+                name=name,
+                endpoint=f"http://127.0.0.1:9/{name}",
+                health_check=None,  # nothing to verify: a simulated fix is its own outcome
+                critical=critical,
+                config_keys={k: ConfigKey(type="integer") for k in config_keys},
+                replicas=ReplicaBounds(min=0, max=10),
+                metadata={"adapter": "simulated"},
+            )
+        )

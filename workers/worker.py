@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg
 from cryptography.fernet import Fernet
@@ -22,6 +23,7 @@ from activities.knowledge import KnowledgeActivities, PatternLearningActivities
 from activities.monitor import MonitorActivities
 from aiops.actions.base import Adapter
 from aiops.actions.executor import ActionExecutor
+from aiops.actions.guard import ActionGuard
 from aiops.actions.http import HttpAdapter
 from aiops.actions.process import ProcessAdapter
 from aiops.actions.redis_commands import RedisAdapter
@@ -30,6 +32,8 @@ from aiops.agents.builtin import BUILTIN_IDS, builtin_agents
 from aiops.agents.loader import load_custom_agents
 from aiops.agents.presence import AgentPresence
 from aiops.audit import AuditLog
+from aiops.auth.approvals import ApprovalSigner
+from aiops.auth.keys import approval_key
 from aiops.config import Settings
 from aiops.db.pool import create_pool
 from aiops.diagnosis.llm import RootCauseWriter, root_cause_writer
@@ -45,6 +49,7 @@ from aiops.monitor.limits import (
     default_limits,
 )
 from aiops.patterns.learning import PatternEvolver
+from aiops.policy import PolicyFile
 from aiops.registry import ServiceRegistry
 from aiops.registry.secrets import load_fernet
 from aiops.temporal_client import connect
@@ -65,12 +70,19 @@ def activity_holders(
     agents: AgentPresence | None = None,
     agent_timeout_s: float = 5.0,
     pattern_min_outcomes: int = 10,
+    *,
+    approval_key: bytes | None = None,
+    approvals: Literal["open", "signed"] = "open",
+    simulated: bool = False,
+    client: Client | None = None,
 ) -> list[object]:
     """Every activity class, wired to its clients; the worker and the tests share this.
 
     agents: the agent set (registered and heartbeating when the caller started it); the
     built-in agents alone when None. The diagnosis asks agents only when a custom one is in
-    the set."""
+    the set. approval_key: what signed approvals are checked with (None: a random one, so
+    nothing signed elsewhere counts). simulated: add the simulated adapter (tests,
+    benchmarks; AIOPS_SIMULATED_ADAPTER=1)."""
     if agents is None:
         agents = AgentPresence(pool, builtin_agents(kg, policy_file), timeout_s=agent_timeout_s)
     custom = any(a.agent_id not in BUILTIN_IDS for a in agents.agents)
@@ -79,11 +91,16 @@ def activity_holders(
         "process": ProcessAdapter(registry, service_logs),
         "http": HttpAdapter(),
         "redis": RedisAdapter(),
-        "simulated": SimulatedAdapter(),
     }
-    executor = ActionExecutor(pool, registry, adapters)
+    if simulated:
+        adapters["simulated"] = SimulatedAdapter()
+    signer = ApprovalSigner(approval_key or os.urandom(32))
+    guard = ActionGuard(
+        pool, registry, PolicyFile(policy_file), signer, approvals, frozenset(adapters)
+    )
+    executor = ActionExecutor(pool, registry, adapters, guard)
     return [
-        HealingActivities(pool, executor, registry, AuditLog(pool)),
+        HealingActivities(pool, executor, registry, AuditLog(pool), signer, approvals, client),
         KnowledgeActivities(
             kg,
             mesh,
@@ -136,6 +153,10 @@ async def running_worker(settings: Settings, client: Client) -> AsyncIterator[Wo
         agents,
         settings.agent_timeout_s,
         settings.pattern_evolve_min_outcomes,
+        approval_key=approval_key(settings),
+        approvals=settings.approvals_mode,
+        simulated=settings.simulated_adapter,
+        client=client,
     )
     try:
         try:
@@ -165,6 +186,15 @@ async def running_worker(settings: Settings, client: Client) -> AsyncIterator[Wo
 
 async def run(settings: Settings) -> None:
     client = await connect(settings, "aiops-worker", serve_metrics=True)
+    if settings.approvals_mode == "open":
+        log.warning(
+            "AIOPS_APPROVALS=open: any `approve` signal counts, whoever sends it (dev mode); "
+            "set AIOPS_APPROVALS=signed before this worker acts on anything that matters"
+        )
+    if settings.simulated_adapter:
+        log.warning(
+            "AIOPS_SIMULATED_ADAPTER=1: services registered adapter: simulated act for show"
+        )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -7,11 +7,14 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from aiops.actions.base import ActionOutcome
     from aiops.actions.executor import ExecuteRequest
     from aiops.models.healing import (
+        ApprovalCheck,
+        ApprovalCheckRequest,
         ApprovalDecision,
         AuditRequest,
         CompensationRecord,
@@ -32,6 +35,9 @@ _QUICK = timedelta(seconds=30)
 _ACT = timedelta(minutes=5)
 _HEARTBEAT = timedelta(seconds=10)
 _RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=5)
+# Runs that started before signed approvals (tests/histories) keep their old decision
+# handling when replayed; every new run takes the checked path.
+SIGNED_APPROVALS = "signed-approvals"
 
 
 @workflow.defn(name="HealingWorkflow")
@@ -45,6 +51,15 @@ class HealingWorkflow:
         self._phase = "starting"
         self._outcome: HealingOutcome | None = None
         self._reporting: list[asyncio.Task[None]] = []
+        self._checked: bool | None = None
+        self._refusals = 0
+
+    def _checks_approvals(self) -> bool:
+        """Whether this run checks decisions (signed grants, the pending step only) and
+        stops on a rejection."""
+        if self._checked is None:
+            self._checked = workflow.patched(SIGNED_APPROVALS)
+        return self._checked
 
     # --- operator interface -------------------------------------------------------------
 
@@ -64,16 +79,24 @@ class HealingWorkflow:
         return decision.action_id or self._pending
 
     @workflow.signal
-    def approve(self, decision: ApprovalDecision) -> None:
-        # a signal cannot be refused, so one that names nothing valid is dropped (and logged)
-        step = self._step_for(decision)
-        if not decision.approver.strip() or step is None or step not in self._step_ids():
-            workflow.logger.warning("ignored approval %s: no such pending step", decision)
+    async def approve(self, decision: ApprovalDecision) -> None:
+        # a signal cannot be refused: one that does not count is dropped, audited and logged
+        if not self._checks_approvals():
+            step = self._step_for(decision)
+            if not decision.approver.strip() or step is None or step not in self._step_ids():
+                workflow.logger.warning("ignored approval %s: no such pending step", decision)
+                return
+            self._decisions.setdefault(step, decision)
             return
-        self._decisions.setdefault(step, decision)
+        try:
+            await self._decide(decision)
+        except ApplicationError as refused:
+            workflow.logger.warning("ignored approval by %s: %s", decision.approver, refused)
 
     @workflow.update
-    def decide(self, decision: ApprovalDecision) -> str:
+    async def decide(self, decision: ApprovalDecision) -> str:
+        if self._checks_approvals():
+            return await self._decide(decision)
         step = self._step_for(decision)
         assert step is not None
         self._decisions.setdefault(step, decision)
@@ -82,7 +105,7 @@ class HealingWorkflow:
 
     @decide.validator
     def _validate_decide(self, decision: ApprovalDecision) -> None:
-        if not decision.approver.strip():
+        if not decision.approver.strip() and decision.grant is None:
             raise ValueError("approver is required")
         step = self._step_for(decision)
         if step is None:
@@ -91,6 +114,51 @@ class HealingWorkflow:
             raise ValueError(f"unknown action_id {step!r}; the plan has {self._step_ids()}")
         if step in self._decisions:
             raise ValueError(f"step {step} was already decided")
+        if self._checked and step != self._pending:
+            raise ValueError(_not_pending(step, self._pending))
+
+    async def _decide(self, decision: ApprovalDecision) -> str:
+        """Record a decision on the pending step if it counts (check_approval says: a
+        signed grant for exactly this step and policy decision, or any named approver in
+        open mode); otherwise audit the refusal and raise."""
+        assert self._input is not None
+        wid = workflow.info().workflow_id
+        step = self._step_for(decision)
+        self._refusals += 1
+        key = f"approval-refused:{step}:{self._refusals}"
+        if step is None or step != self._pending or step in self._decisions:
+            why = (
+                f"step {step} was already decided"
+                if step is not None and step in self._decisions
+                else _not_pending(step, self._pending)
+            )
+            await self._audit(wid, key, None, "refused", f"{decision.approver}: {why}")
+            raise ApplicationError(why, type="ApprovalRefused", non_retryable=True)
+        record = next(r for r in self._steps if r.step == step)
+        check = await workflow.execute_local_activity(
+            "check_approval",
+            ApprovalCheckRequest(
+                workflow_id=wid,
+                step=step,
+                decision_id=record.decision.decision_id if record.decision else None,
+                action=record.action,
+                service=self._input.plan.service,
+                decision=decision,
+                key=key,
+            ),
+            result_type=ApprovalCheck,
+            start_to_close_timeout=_QUICK,
+            retry_policy=_RETRY,
+        )
+        if not check.accepted:
+            raise ApplicationError(
+                f"refused: {check.detail}", type="ApprovalRefused", non_retryable=True
+            )
+        if step != self._pending or step in self._decisions:  # decided or timed out meanwhile
+            raise ApplicationError(_not_pending(step, self._pending), type="ApprovalRefused")
+        self._decisions[step] = decision.model_copy(update={"approver": check.approver})
+        verdict = "approved" if decision.approved else "rejected"
+        return f"step {step} {verdict} by {check.approver}"
 
     async def _report(self) -> None:
         """Tell the parent incident where we are, so its status query shows approvals."""
@@ -114,6 +182,7 @@ class HealingWorkflow:
     @workflow.run
     async def run(self, input: HealingInput) -> HealingResult:
         self._input = input
+        self._checks_approvals()
         wid = workflow.info().workflow_id
         plan = input.plan
         self._steps = [StepRecord(step=p.step, action=p.action) for p in plan.actions]
@@ -146,7 +215,7 @@ class HealingWorkflow:
                     outcome, detail = "failed", f"verification failed: {check.detail}"
                 else:
                     outcome, detail = "healed", check.detail
-            if outcome in ("failed", "refused", "escalated") and saga:
+            if outcome in ("failed", "refused", "escalated", "rejected") and saga:
                 await self._compensate(wid, saga)
                 if outcome == "failed":
                     outcome = "compensated"
@@ -188,7 +257,9 @@ class HealingWorkflow:
         )
         if self._input.service_critical:
             context = context.model_copy(update={"service_critical": True})
-        decision = evaluate(self._input.policy, action, context)
+        decision = evaluate(self._input.policy, action, context).model_copy(
+            update={"decision_id": str(workflow.uuid4())}
+        )
         record.decision = decision
         await self._audit(
             wid, f"policy:{record.step}", action.target, decision.verdict, decision.reason
@@ -202,14 +273,24 @@ class HealingWorkflow:
             if stop is not None:
                 return stop
             if record.status == "rejected":
-                return None
+                if not self._checks_approvals():
+                    return None
+                assert record.approval is not None
+                return "rejected", (
+                    f"step {record.step} rejected by {record.approval.approver}"
+                    + (f": {record.approval.reason}" if record.approval.reason else "")
+                )
         self._phase = f"step {record.step}: acting"
+        approval = record.approval
         request = ExecuteRequest(
             idempotency_key=f"{wid}:{record.step}",
             workflow_id=wid,
             step=record.step,
             action=action,
             service=plan.service,
+            decision_id=decision.decision_id,
+            grant=approval.grant if approval else None,
+            approver=approval.approver if approval else None,
         )
         outcome = await workflow.execute_activity(
             "execute_action",
@@ -221,6 +302,11 @@ class HealingWorkflow:
         )
         # execute_action audits its own result (key action:<step>), in the same attempt
         record.outcome = outcome
+        if outcome.data.get("refused"):
+            # the check where actions run said no (the server's policy, the target, the
+            # parameters, the approval): nothing acted
+            record.status = "refused"
+            return "refused", f"step {record.step} refused: {outcome.detail}"
         if not outcome.success:
             record.status = "failed"
             return "failed", f"step {record.step} failed: {outcome.detail}"
@@ -316,3 +402,9 @@ class HealingWorkflow:
         await workflow.execute_local_activity(
             activity_name, arg, start_to_close_timeout=_QUICK, retry_policy=_RETRY
         )
+
+
+def _not_pending(step: str | None, pending: str | None) -> str:
+    if pending is None:
+        return "no step is waiting for approval"
+    return f"step {step} is not the one waiting for approval (step {pending} is)"

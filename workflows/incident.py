@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeUpdate
+from temporalio.exceptions import ApplicationError
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
@@ -22,6 +23,8 @@ with workflow.unsafe.imports_passed_through():
     from aiops.models.diagnosis import Diagnosis, DiagnosisInput
     from aiops.models.healing import (
         ApprovalDecision,
+        ForwardDecisionRequest,
+        ForwardedDecision,
         HealingInput,
         HealingResult,
         HealingStatus,
@@ -41,6 +44,8 @@ with workflow.unsafe.imports_passed_through():
 
 _QUICK = timedelta(seconds=60)
 _RETRY = RetryPolicy(maximum_attempts=10)
+# Runs from before it (tests/histories) replay with the old signal forwarding.
+FORWARD_DECISIONS = "forward-decisions-as-updates"
 
 
 @workflow.defn(name="IncidentWorkflow")
@@ -61,6 +66,12 @@ class IncidentWorkflow:
             )
         )
         self._fresh = False
+        self._forwards: bool | None = None
+
+    def _forwards_updates(self) -> bool:
+        if self._forwards is None:
+            self._forwards = workflow.patched(FORWARD_DECISIONS)
+        return self._forwards
 
     # --- signals, updates, queries --------------------------------------------------------
 
@@ -89,30 +100,57 @@ class IncidentWorkflow:
 
     @workflow.signal
     async def approve(self, decision: ApprovalDecision) -> None:
-        """Forwarded to the running HealingWorkflow, which records and audits it."""
-        if self._status.healing_workflow_id is None:
+        """Forwarded to the running HealingWorkflow, which checks, records and audits it."""
+        if self._status.healing_workflow_id is None or self._status.healing_result is not None:
             workflow.logger.warning("approval %s ignored: nothing is being healed", decision)
             return
-        await workflow.get_external_workflow_handle(self._status.healing_workflow_id).signal(
-            "approve", decision
-        )
+        if not self._forwards_updates():
+            await workflow.get_external_workflow_handle(self._status.healing_workflow_id).signal(
+                "approve", decision
+            )
+            return
+        # through the child's decide update: a child that has closed meanwhile, or that
+        # refuses the decision, costs a log line, never this incident
+        forwarded = await self._forward(decision)
+        if not forwarded.accepted:
+            workflow.logger.warning("approval %s not taken: %s", decision, forwarded.message)
 
     @workflow.update
     async def decide(self, decision: ApprovalDecision) -> str:
         assert self._status.healing_workflow_id is not None
         step = decision.action_id or self._status.pending_approval
-        await workflow.get_external_workflow_handle(self._status.healing_workflow_id).signal(
-            "approve", decision.model_copy(update={"action_id": step})
+        if not self._forwards_updates():
+            await workflow.get_external_workflow_handle(self._status.healing_workflow_id).signal(
+                "approve", decision.model_copy(update={"action_id": step})
+            )
+            verdict = "approved" if decision.approved else "rejected"
+            return f"step {step} {verdict} by {decision.approver}"
+        forwarded = await self._forward(decision.model_copy(update={"action_id": step}))
+        if not forwarded.accepted:
+            raise ApplicationError(forwarded.message, type="ApprovalRefused", non_retryable=True)
+        return forwarded.message
+
+    async def _forward(self, decision: ApprovalDecision) -> ForwardedDecision:
+        assert self._status.healing_workflow_id is not None
+        forwarded: ForwardedDecision = await workflow.execute_activity(
+            "forward_decision",
+            ForwardDecisionRequest(
+                healing_workflow_id=self._status.healing_workflow_id, decision=decision
+            ),
+            result_type=ForwardedDecision,
+            start_to_close_timeout=_QUICK,
+            retry_policy=RetryPolicy(maximum_attempts=3),
         )
-        verdict = "approved" if decision.approved else "rejected"
-        return f"step {step} {verdict} by {decision.approver}"
+        return forwarded
 
     @decide.validator
     def _validate_decide(self, decision: ApprovalDecision) -> None:
-        if not decision.approver.strip():
+        if not decision.approver.strip() and decision.grant is None:
             raise ValueError("approver is required")
         if self._status.healing_workflow_id is None or self._status.plan is None:
             raise ValueError(f"nothing awaits approval (phase {self._status.phase})")
+        if self._forwards and self._status.healing_result is not None:
+            raise ValueError(f"healing has finished ({self._status.healing_result.outcome})")
         steps = [p.step for p in self._status.plan.actions]
         step = decision.action_id or self._status.pending_approval
         if step is None:
@@ -128,6 +166,7 @@ class IncidentWorkflow:
 
     @workflow.run
     async def run(self, incident: IncidentInput) -> IncidentStatus:
+        self._forwards_updates()
         if self._status.events == 0:
             # started by hand (no signal came with the start): the input is the first event
             self.observe(_observation_from(incident, workflow.now()))

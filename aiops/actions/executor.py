@@ -1,6 +1,7 @@
 """Runs an action through its adapter at most once per idempotency key.
 
-The key (workflow id + step) is recorded before the adapter acts. A retried or replayed
+Nothing reaches an adapter before the guard (aiops/actions/guard.py) has cleared it. The
+key (workflow id + step) is recorded before the adapter acts. A retried or replayed
 activity gets the recorded outcome back. A key left 'started' by a worker that died
 mid-action is reconciled with the real world (did the restart happen?) before anything is
 done again. A per-key advisory lock keeps two attempts of the same key from overlapping.
@@ -16,23 +17,11 @@ import asyncpg
 from pydantic import BaseModel
 
 from aiops.actions.base import ActionContext, ActionError, ActionOutcome, Adapter
+from aiops.actions.guard import ActionGuard, Approval
 from aiops.errors import AiopsError
-from aiops.policy import forbidden_reason
 from aiops.policy.models import ActionSpec
 from aiops.registry import ServiceRegistry
 from aiops.registry.store import UnknownService
-
-# Which adapter acts for an action type when neither the action nor the service names one.
-DEFAULT_ADAPTER = {
-    "restart": "process",
-    "start": "process",
-    "stop": "process",
-    "config_update": "http",
-    "cache_clear": "http",
-    "scale": "http",
-    "log_analysis": "http",
-    "execute": "redis",
-}
 
 
 class ExecuteRequest(BaseModel):
@@ -41,10 +30,10 @@ class ExecuteRequest(BaseModel):
     step: str
     action: ActionSpec
     service: str | None = None
-
-
-class RefusedAction(AiopsError):
-    pass
+    # the step's approval as the workflow holds it; the guard decides whether it counts
+    decision_id: str | None = None
+    grant: str | None = None
+    approver: str | None = None
 
 
 Operation = Callable[[Adapter, ActionContext, dict[str, Any]], Awaitable[ActionOutcome]]
@@ -52,68 +41,92 @@ Operation = Callable[[Adapter, ActionContext, dict[str, Any]], Awaitable[ActionO
 
 class ActionExecutor:
     def __init__(
-        self, pool: asyncpg.Pool, registry: ServiceRegistry, adapters: dict[str, Adapter]
+        self,
+        pool: asyncpg.Pool,
+        registry: ServiceRegistry,
+        adapters: dict[str, Adapter],
+        guard: ActionGuard,
     ) -> None:
         self._pool = pool
         self._registry = registry
         self._adapters = adapters
+        self._guard = guard
 
-    def adapter_name(self, action: ActionSpec, service_metadata: dict[str, Any]) -> str:
-        named = action.parameters.get("adapter") or service_metadata.get("adapter")
-        if isinstance(named, str):
-            return named
-        if action.action_type not in DEFAULT_ADAPTER:
-            raise RefusedAction(f"no adapter acts for action type {action.action_type!r}")
-        return DEFAULT_ADAPTER[action.action_type]
+    async def _recorded(self, key: str) -> ActionOutcome | None:
+        row = await self._pool.fetchrow(
+            "UPDATE action_executions SET attempts = attempts + 1"
+            " WHERE idempotency_key = $1 AND status <> 'started' RETURNING result",
+            key,
+        )
+        if row is None:
+            return None
+        return ActionOutcome.model_validate(row["result"]).model_copy(update={"replayed": True})
 
-    async def _context(self, request: ExecuteRequest) -> tuple[ActionContext, Adapter]:
-        # the hard floor again, below the workflow's policy check: a forbidden action never
-        # reaches an adapter, whatever called us
-        reason = forbidden_reason(request.action)
-        if reason is not None:
-            raise RefusedAction(f"refused: {reason}")
-        service = None
-        if request.service:
-            # unregistered is fine for adapters that need no service (simulated); the others
-            # refuse with "needs a registered service"
-            with contextlib.suppress(UnknownService):
-                service = await self._registry.get(request.service)
-        name = self.adapter_name(request.action, service.metadata if service else {})
-        adapter = self._adapters.get(name)
-        if adapter is None:
-            raise RefusedAction(f"adapter {name!r} is not enabled on this worker")
+    async def execute(self, request: ExecuteRequest) -> ActionOutcome:
+        # a retry of an action that finished gets its outcome back before any check: the
+        # rate limit it counted toward must not refuse its own retry
+        done = await self._recorded(request.idempotency_key)
+        if done is not None:
+            return done
+        try:
+            cleared = await self._guard.clear(
+                workflow_id=request.workflow_id,
+                step=request.step,
+                action=request.action,
+                plan_service=request.service,
+                approval=Approval(request.decision_id, request.grant, request.approver),
+            )
+        except AiopsError as error:  # refused: an outcome, not a retry
+            return ActionOutcome(success=False, detail=str(error), data={"refused": True})
         ctx = ActionContext(
             idempotency_key=request.idempotency_key,
             workflow_id=request.workflow_id,
             step=request.step,
             action=request.action,
-            service=service,
+            service=cleared.service,
         )
-        return ctx, adapter
-
-    async def execute(self, request: ExecuteRequest) -> ActionOutcome:
-        try:
-            ctx, adapter = await self._context(request)
-        except AiopsError as error:  # refused or unknown service: an outcome, not a retry
-            return ActionOutcome(success=False, detail=str(error))
+        adapter = self._adapters[cleared.adapter]
 
         async def apply(a: Adapter, c: ActionContext, intent: dict[str, Any]) -> ActionOutcome:
             return await a.apply(c, intent)
 
-        return await self._once(request.idempotency_key, ctx, adapter, apply, reconcile=True)
+        outcome = await self._once(request.idempotency_key, ctx, adapter, apply, reconcile=True)
+        if cleared.approved_by is not None:
+            outcome = outcome.model_copy(
+                update={"data": {**outcome.data, "approved_by": cleared.approved_by}}
+            )
+        return outcome
 
     async def compensate(self, request: ExecuteRequest) -> ActionOutcome:
-        """Undo the action recorded under request.idempotency_key, once."""
-        try:
-            ctx, adapter = await self._context(request)
-        except AiopsError as error:
-            return ActionOutcome(success=False, detail=str(error))
+        """Undo the action recorded under request.idempotency_key, once. What is undone is
+        what was recorded (action, service, adapter), never what the request says."""
         row = await self._pool.fetchrow(
-            "SELECT intent FROM action_executions WHERE idempotency_key = $1",
+            "SELECT workflow_id, adapter, service, action, intent, status"
+            " FROM action_executions WHERE idempotency_key = $1",
             request.idempotency_key,
         )
         if row is None:
             return ActionOutcome(success=True, detail="nothing to undo: the action never ran")
+        if row["workflow_id"] != request.workflow_id:
+            return ActionOutcome(
+                success=False, detail="refused: that action belongs to another workflow"
+            )
+        adapter = self._adapters.get(row["adapter"])
+        if adapter is None:
+            return ActionOutcome(
+                success=False, detail=f"adapter {row['adapter']!r} is not enabled on this worker"
+            )
+        service = None
+        if row["service"]:
+            with contextlib.suppress(UnknownService):
+                service = await self._registry.get(row["service"])
+        ctx = ActionContext(
+            idempotency_key=request.idempotency_key,
+            workflow_id=request.workflow_id,
+            step=request.step,
+            action=ActionSpec.model_validate(row["action"]),
+            service=service,
+        )
         intent = dict(row["intent"])
 
         async def undo(a: Adapter, c: ActionContext, _: dict[str, Any]) -> ActionOutcome:

@@ -44,7 +44,9 @@ class ProcessAdapter:
     async def start(self, service: ServiceRecord) -> ProcessInfo:
         if not service.restart_argv:
             raise ActionError(f"service {service.name} has no restart_argv in the registry")
-        env = {**os.environ, **service.env}
+        # only what the service declared, plus PATH: the worker's own environment holds
+        # aiops's secrets (AIOPS_SECRET_KEY, DATABASE_URL, tokens), which no service gets
+        env = {"PATH": os.environ.get("PATH", os.defpath), **service.env}
         record = await asyncio.to_thread(
             spawn,
             service.restart_argv,

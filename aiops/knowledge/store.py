@@ -81,6 +81,10 @@ class KnowledgeGraph:
         self._lexical = LexicalScorer()
         self._solvable: tuple[float, int] | None = None  # (when counted, how many)
 
+    @property
+    def pool(self) -> asyncpg.Pool:
+        return self._pool
+
     async def _embed(self, text: str) -> Any:
         return (await self._embedder.embed([text]))[0]
 

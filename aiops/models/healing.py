@@ -132,3 +132,30 @@ class AuditRequest(BaseModel):
     decision: str
     details: dict[str, Any] = Field(default_factory=dict)
     workflow_id: str | None = None
+
+
+class ApprovalCheckRequest(BaseModel):
+    workflow_id: str
+    step: str
+    decision_id: str | None
+    action: ActionSpec
+    service: str | None
+    decision: ApprovalDecision
+    key: str = Field(description="audit key of this decision, unique in the workflow")
+
+
+class ApprovalCheck(BaseModel):
+    accepted: bool
+    approver: str = Field(description="who decided: the grant's verified subject when signed")
+    signed: bool = False
+    detail: str = ""
+
+
+class ForwardDecisionRequest(BaseModel):
+    healing_workflow_id: str
+    decision: ApprovalDecision
+
+
+class ForwardedDecision(BaseModel):
+    accepted: bool
+    message: str

@@ -2,6 +2,6 @@
 
 from aiops.policy.evaluate import evaluate
 from aiops.policy.forbidden import forbidden_reason
-from aiops.policy.loader import PolicyError, load_policy
+from aiops.policy.loader import PolicyError, PolicyFile, load_policy
 
-__all__ = ["PolicyError", "evaluate", "forbidden_reason", "load_policy"]
+__all__ = ["PolicyError", "PolicyFile", "evaluate", "forbidden_reason", "load_policy"]

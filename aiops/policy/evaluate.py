@@ -35,7 +35,11 @@ def evaluate(policy: Policy, action: ActionSpec, context: PolicyContext) -> Poli
     if action_class not in policy.allowed:
         return deny(f"{action_class} is not allowed by this policy", "allowed")
     if action_class == "execute":
-        allowed = {" ".join(c.upper().split()) for c in policy.execute_allow.get(action.target, [])}
+        listed = [
+            *policy.execute_allow.get(action.target, []),
+            *(policy.execute_allow.get(context.target_kind, []) if context.target_kind else []),
+        ]
+        allowed = {" ".join(c.upper().split()) for c in listed}
         command = _command(action)
         if command not in allowed:
             return deny(

@@ -62,3 +62,29 @@ def load_policy(path: Path | None) -> Policy:
         first = error.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise PolicyError(f"{source}: {where}: {first['msg']}") from None
+
+
+class PolicyFile:
+    """The policy in force on this server, read again when its file changes: what the
+    activities that act check, whatever policy a workflow's input carries."""
+
+    def __init__(self, path: Path | None) -> None:
+        self._path = path
+        self._stamp: tuple[float, int] | None = None
+        self._policy = load_policy(path)
+
+    def _stat(self) -> tuple[float, int] | None:
+        if self._path is None:
+            return None
+        try:
+            stat = self._path.stat()
+        except OSError:
+            return None  # gone or unreadable: keep the last good policy, load_policy says why
+        return (stat.st_mtime, stat.st_size)
+
+    def current(self) -> Policy:
+        stamp = self._stat()
+        if stamp != self._stamp:
+            self._policy = load_policy(self._path)
+            self._stamp = stamp
+        return self._policy

@@ -74,6 +74,9 @@ class PolicyContext(BaseModel):
     service_critical: bool = False
     recent_actions_on_target: int = 0
     concurrent_remediations: int = 0
+    target_kind: str | None = Field(
+        default=None, description="redis for a redis:// service: the execute_allow key"
+    )
 
 
 class PolicyDecision(BaseModel):

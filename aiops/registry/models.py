@@ -1,12 +1,62 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 # Admin endpoints are named by the action class they serve.
 ADMIN_ACTIONS = ("config_update", "cache_clear", "scale", "log_analysis")
+ConfigValue = bool | int | float | str
+
+
+class ConfigKey(BaseModel):
+    """One config key aiops may set on a service, and the values it may set it to."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["integer", "number", "string", "boolean"]
+    min: float | None = None
+    max: float | None = None
+    choices: list[ConfigValue] | None = None
+    max_length: int = Field(default=256, ge=1, le=4096, description="for strings")
+
+    def refusal(self, value: object) -> str | None:
+        """Why this value may not be set, or None."""
+        kinds: dict[str, tuple[type, ...]] = {
+            "integer": (int,),
+            "number": (int, float),
+            "string": (str,),
+            "boolean": (bool,),
+        }
+        # bool is an int in Python; True is no pool size
+        if isinstance(value, bool) != (self.type == "boolean") or not isinstance(
+            value, kinds[self.type]
+        ):
+            return f"expects a {self.type}, got {value!r}"
+        if self.choices is not None and value not in self.choices:
+            return f"must be one of {self.choices}, got {value!r}"
+        if isinstance(value, str) and len(value) > self.max_length:
+            return f"is at most {self.max_length} characters"
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            if self.min is not None and value < self.min:
+                return f"must be at least {self.min:g}, got {value}"
+            if self.max is not None and value > self.max:
+                return f"must be at most {self.max:g}, got {value}"
+        return None
+
+
+class ReplicaBounds(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    min: int = Field(default=1, ge=0)
+    max: int = Field(ge=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ReplicaBounds:
+        if self.min > self.max:
+            raise ValueError(f"replicas.min {self.min} is above replicas.max {self.max}")
+        return self
 
 
 class ServiceDefinition(BaseModel):
@@ -26,6 +76,13 @@ class ServiceDefinition(BaseModel):
     owner: str | None = None
     credentials: SecretStr | None = Field(
         default=None, description="bearer token for the admin endpoints; stored encrypted"
+    )
+    config_keys: dict[str, ConfigKey] = Field(
+        default_factory=dict,
+        description="the config keys config_update may set, with their bounds; none: none",
+    )
+    replicas: ReplicaBounds | None = Field(
+        default=None, description="the replica counts scale may set; unset: scale is refused"
     )
     metadata: dict[str, Any] = Field(default_factory=dict)
 

@@ -50,7 +50,13 @@ class ServiceRegistry:
             token,
             service.critical,
             service.owner,
-            {**service.metadata, "working_dir": service.working_dir, "env": service.env},
+            {
+                **service.metadata,
+                "working_dir": service.working_dir,
+                "env": service.env,
+                "config_keys": {k: v.model_dump() for k, v in service.config_keys.items()},
+                "replicas": service.replicas.model_dump() if service.replicas else None,
+            },
         )
         assert row is not None  # RETURNING always yields the row
         return self._record(row)
@@ -108,6 +114,8 @@ class ServiceRegistry:
         process = metadata.pop("process", None)
         working_dir = metadata.pop("working_dir", None)
         env = metadata.pop("env", None) or {}
+        config_keys = metadata.pop("config_keys", None) or {}
+        replicas = metadata.pop("replicas", None)
         credentials = (
             SecretStr(decrypt(self._fernet, row["credentials"]))
             if row["credentials"] is not None
@@ -125,6 +133,8 @@ class ServiceRegistry:
             critical=row["critical"],
             owner=row["owner"],
             credentials=credentials,
+            config_keys=config_keys,
+            replicas=replicas,
             metadata=metadata,
             healthy=row["healthy"],
             last_checked_at=row["last_checked_at"],
