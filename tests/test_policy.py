@@ -177,3 +177,91 @@ def test_a_stricter_file_removes_shipped_permissions(tmp_path: Path) -> None:
     ping = ActionSpec(action_type="execute", target="redis", parameters={"command": "PING"})
     assert evaluate(DEFAULT, ping, CALM).verdict == "allow"
     assert evaluate(policy, ping, CALM).verdict == "deny"  # the file's empty list wins
+
+
+# --- the floor under config_update: key words and values, whatever a policy says ---
+
+_CONFIG_HOLES = [
+    # the finding's holes, each with the class it belongs to
+    ({"key": "db_pwd", "value": "hunter2"}, "credential change"),
+    ({"key": "tls_verify", "value": False}, "system-level change"),
+    ({"key": "upstream_url", "value": "http://10.0.0.9:8080"}, "network modification"),
+    # the same words however the key is spelled
+    ({"key": "dbPassword", "value": "x"}, "credential change"),
+    ({"key": "db_pWd", "value": "x"}, "credential change"),
+    ({"key": "upstream.url", "value": "x"}, "network modification"),
+    ({"key": "tlsVerify", "value": "false"}, "system-level change"),
+    ({"key": "insecure-skip-verify", "value": True}, "system-level change"),
+    ({"key": "ssl_mode", "value": "disable"}, "system-level change"),
+    ({"key": "jwt_signing_key", "value": "x"}, "credential change"),
+    ({"key": "session_key", "value": "x"}, "credential change"),
+    ({"key": "ssh_authorized_keys", "value": "x"}, "credential change"),
+    ({"key": "keystore_path", "value": "/tmp/k"}, "credential change"),
+    ({"key": "listen_port", "value": 9000}, "network modification"),
+    ({"key": "bind_address", "value": "0.0.0.0"}, "network modification"),
+    ({"key": "HTTPProxy", "value": "x"}, "network modification"),
+    ({"key": "dns_servers", "value": ["1.1.1.1"]}, "network modification"),
+    ({"key": "allowed_cidrs", "value": "x"}, "network modification"),
+    ({"key": "webhook", "value": "x"}, "network modification"),
+    ({"key": "dbhostname", "value": "x"}, "network modification"),
+    # a harmless-looking key whose value is a destination
+    ({"key": "mirror", "value": "https://evil.example/"}, "network modification"),
+    ({"key": "replica_of", "value": "10.0.0.1:6379"}, "network modification"),
+    # the seed's form: a mapping of keys to values, nested too
+    ({"db_pool_size": 4, "db_password": "x"}, "credential change"),
+    ({"upstream": {"url": "x"}}, "network modification"),
+    ({"cache": {"backend": "redis://cache:6379/1"}}, "network modification"),
+]
+
+
+@pytest.mark.parametrize(("params", "kind"), _CONFIG_HOLES)
+def test_config_updates_of_credentials_destinations_and_switches_are_refused(
+    params: dict[str, object], kind: str
+) -> None:
+    action = ActionSpec(action_type="config_update", target="import-service", parameters=params)
+    reason = forbidden_reason(action)
+    assert reason is not None and reason.startswith(kind), reason
+    # and no policy file lifts it: not even one that makes config_update routine
+    decision = evaluate(DEFAULT, action, PolicyContext(service_critical=True))
+    assert decision.verdict == "deny" and decision.rule == "forbidden", decision
+    assert kind in decision.reason
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "db_pool_size",
+        "import_workers",
+        "page_size",
+        "cache_ttl_s",
+        "log_level",
+        "max_connections",
+        "import_batch_size",
+        "import_deadline_s",
+        # words that merely contain a short one: sport is not port, monkey is not key
+        "reportsport",
+        "sport_mode",
+        "monkey_patch",
+        "routing_key",
+        # a network or switch word that only bounds something is a tuning knob
+        "upstream_timeout_s",
+        "upstream_retries",
+        "ssl_handshake_timeout_ms",
+    ],
+)
+def test_ordinary_config_keys_pass_the_floor(key: str) -> None:
+    for params in ({"key": key, "value": 8}, {key: 8}):
+        action = ActionSpec(action_type="config_update", target="api", parameters=params)
+        assert forbidden_reason(action) is None, (key, forbidden_reason(action))
+
+
+def test_the_floor_reads_config_update_however_the_type_is_spelled() -> None:
+    for action_type in ("config_update", "configUpdate", "CONFIG-UPDATE"):
+        action = ActionSpec(
+            action_type=action_type, target="api", parameters={"key": "db_pwd", "value": "x"}
+        )
+        assert forbidden_reason(action) == "credential change (config key db_pwd)"
+    plain = ActionSpec(
+        action_type="config_update", target="api", parameters={"key": "log_level", "value": "x"}
+    )
+    assert forbidden_reason(plain) is None
