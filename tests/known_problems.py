@@ -34,7 +34,8 @@ async def seed_import_timeout(
                 ActionSpec(
                     action_type=action_type,
                     target="import-service",
-                    parameters={"success_probability": 1.0},
+                    parameters={"success_probability": 1.0}
+                    | ({"replicas": 3} if action_type == "scale" else {}),
                 )
             ],
         ),

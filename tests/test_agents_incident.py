@@ -9,6 +9,7 @@ import asyncio
 import uuid
 
 from aiops_worker import aiops_worker
+from known_problems import register_simulated
 from temporalio.testing import WorkflowEnvironment
 
 from aiops.agents.models import AgentContext, AgentOutcome, Proposal
@@ -25,7 +26,7 @@ from aiops.policy.models import ActionSpec
 from aiops.registry.agents import AgentRegistry
 from workflows.incident import IncidentWorkflow
 
-SIM = {"adapter": "simulated"}
+SIM: dict[str, float] = {}  # import-service is registered for the simulated adapter
 
 
 class PlanAgent(BaseAgent):
@@ -82,6 +83,7 @@ class Sleeps(BaseAgent):
 
 
 async def _seed(kg: KnowledgeGraph) -> str:
+    await register_simulated(kg.pool, "import-service", config_keys=("batch",))
     problem = await kg.add_problem(
         ProblemIn(
             description="Import requests time out with large bookmark files",

@@ -7,6 +7,7 @@ from __future__ import annotations
 import uuid
 
 from aiops_worker import aiops_worker
+from known_problems import register_simulated
 from temporalio.testing import WorkflowEnvironment
 from test_events_helpers import fingerprinter_for_tests
 
@@ -54,6 +55,7 @@ async def test_pattern_id_flows_from_detection_to_learning(
         assert other is not None and other.pattern_id is None
 
         async with aiops_worker(temporal_env.client, queue, database_url, redis_url) as kg:
+            await register_simulated(pool, service)
             problem = await kg.add_problem(
                 ProblemIn(
                     description="export failed: disk full",
@@ -70,7 +72,7 @@ async def test_pattern_id_flows_from_detection_to_learning(
                         ActionSpec(
                             action_type="cache_clear",
                             target=service,
-                            parameters={"adapter": "simulated", "success_probability": 1.0},
+                            parameters={"success_probability": 1.0},
                         )
                     ],
                 ),

@@ -20,7 +20,7 @@ async def test_temporal_cli_signal_approves(
 ) -> None:
     queue, wid = f"q-{uuid.uuid4().hex[:8]}", f"healing-{uuid.uuid4().hex[:8]}"
     address = temporal_env.client.service_client.config.target_host
-    async with _worker(temporal_env, queue, _activities(pool)):
+    async with _worker(temporal_env, queue, await _activities(pool)):
         handle = await temporal_env.client.start_workflow(
             HealingWorkflow.run,
             _input(_step("1", "restart"), service_critical=True),

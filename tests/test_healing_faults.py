@@ -26,6 +26,7 @@ from aiops.models.healing import HealingInput, HealingPlan, HealingResult, Plann
 from aiops.policy import load_policy
 from aiops.policy.models import ActionSpec
 from aiops.registry import ServiceDefinition, ServiceRegistry
+from aiops.registry.models import ConfigKey
 from workflows.healing import HealingWorkflow
 
 AIOPS = str(Path(sys.executable).parent / "aiops")
@@ -96,6 +97,7 @@ async def test_kill_9_mid_action_completes_without_acting_twice(
                 name="config-svc",
                 endpoint=f"http://127.0.0.1:{config_service.port}",
                 admin_endpoints={"config_update": "/admin/config"},
+                config_keys={"import_batch_size": ConfigKey(type="integer", min=1, max=10_000)},
             )
         )
         queue = f"q-{uuid.uuid4().hex[:8]}"

@@ -10,14 +10,19 @@ import os
 import subprocess
 import sys
 import uuid
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 from aiops_worker import aiops_worker
+from cryptography.fernet import Fernet
 from known_problems import seed_import_timeout
 from temporalio.testing import WorkflowEnvironment
 
+from aiops.auth.keys import derive_approval_key
+from aiops.auth.roles import Role
+from aiops.auth.tokens import issue_token
 from aiops.devstack import binaries
 from aiops.models.incident import IncidentStatus
 
@@ -47,18 +52,33 @@ async def _waiting_row(wid: str, env: dict[str, str]) -> dict[str, Any]:
 
 
 async def test_cli_start_list_and_approve(
-    temporal_env: WorkflowEnvironment, database_url: str, redis_url: str
+    temporal_env: WorkflowEnvironment, database_url: str, redis_url: str, tmp_path: Path
 ) -> None:
+    """In production's signed mode: a forged `temporal workflow signal` changes nothing
+    and is audited as refused; `aiops approve` with the approver's AIOPS_TOKEN heals."""
     queue, wid = f"q-{uuid.uuid4().hex[:8]}", f"incident-cli-{uuid.uuid4().hex[:8]}"
     address = temporal_env.client.service_client.config.target_host
+    secret_key, jwt_secret = Fernet.generate_key(), "test-jwt-secret-" + uuid.uuid4().hex
     env = {
         **os.environ,
         "TEMPORAL_ADDRESS": address,
         "AIOPS_TASK_QUEUE": queue,
         "AIOPS_TRACING": "off",
         "AIOPS_METRICS_BIND": "off",
+        "AIOPS_HOME": str(tmp_path),
+        "AIOPS_SECRET_KEY": secret_key.decode(),
+        "AIOPS_JWT_SECRET": jwt_secret,
+        "AIOPS_APPROVALS": "signed",
+        "AIOPS_TOKEN": issue_token(jwt_secret, "alice", [Role.APPROVER], timedelta(hours=1)),
     }
-    async with aiops_worker(temporal_env.client, queue, database_url, redis_url) as kg:
+    async with aiops_worker(
+        temporal_env.client,
+        queue,
+        database_url,
+        redis_url,
+        approval_key=derive_approval_key(secret_key),
+        approvals="signed",
+    ) as kg:
         # scale is critical in the shipped policy: the incident waits for approval
         _, solution_id = await seed_import_timeout(kg, "scale", "Add an import worker")
         started = await _run(
@@ -92,11 +112,33 @@ async def test_cli_start_list_and_approve(
         assert row["status"] == "RUNNING" and row["pending_approval"] == "1"
         assert "awaiting approval" in row["phase"] or row["phase"] == "healing"
 
-        refused = await _run(_aiops("approve", wid, "--approver", "alice", "--action-id", "9"), env)
-        assert refused.returncode != 0
-        assert "unknown action_id '9'" in refused.stderr
+        forged = {"approver": "mallory", "approved": True, "reason": "", "action_id": None}
+        sent = await _run(
+            [
+                str(binaries.temporal_cli()),
+                "workflow",
+                "signal",
+                "--address",
+                address,
+                "--workflow-id",
+                wid,
+                "--name",
+                "approve",
+                "--input",
+                json.dumps(forged),
+            ],
+            env,
+        )
+        assert sent.returncode == 0, sent.stderr  # a signal is always accepted...
+        refusals = await _refusals(database_url, wid)  # ...and changes nothing
+        assert len(refusals) == 1 and "no signed approval" in refusals[0]
+        assert (await _waiting_row(wid, env))["pending_approval"] == "1"
 
-        approved = await _run(_aiops("approve", wid, "--approver", "alice", "--reason", "ok"), env)
+        refused = await _run(_aiops("approve", wid, "--action-id", "9"), env)
+        assert refused.returncode != 0
+        assert "step 9" in refused.stderr
+
+        approved = await _run(_aiops("approve", wid, "--reason", "ok"), env)
         assert approved.returncode == 0, approved.stderr
         assert "step 1 approved by alice" in approved.stdout
 
@@ -119,4 +161,24 @@ async def test_cli_start_list_and_approve(
         )
     finally:
         await conn.close()
-    assert [(r["decision"], r["detail"]) for r in approvals] == [("approved", "alice: ok")]
+    assert [(r["decision"], r["detail"]) for r in approvals] == [
+        ("refused", refusals[0]),
+        ("approved", "alice: ok"),
+    ]
+
+
+async def _refusals(database_url: str, wid: str) -> list[str]:
+    conn = await asyncpg.connect(database_url)
+    try:
+        for _ in range(100):
+            rows = await conn.fetch(
+                "SELECT details->>'detail' AS detail FROM audit_log WHERE action = 'approval'"
+                " AND decision = 'refused' AND workflow_id LIKE $1",
+                f"{wid}-healing-%",
+            )
+            if rows:
+                return [r["detail"] for r in rows]
+            await asyncio.sleep(0.1)
+    finally:
+        await conn.close()
+    raise AssertionError("the forged approval was never audited as refused")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 from aiops_worker import aiops_worker
+from known_problems import register_simulated
 from temporalio.testing import WorkflowEnvironment
 
 from aiops.knowledge import KnowledgeGraph, ProblemIn, SolutionIn
@@ -37,7 +38,8 @@ async def _seed(kg: KnowledgeGraph) -> tuple[str, str]:
             context={"service": "import-service"},
         )
     )
-    sim = {"adapter": "simulated", "success_probability": 1.0}
+    await register_simulated(kg.pool, "import-service", config_keys=("batch_size",))
+    sim = {"success_probability": 1.0}
     solution = await kg.add_solution(
         problem.id,
         SolutionIn(

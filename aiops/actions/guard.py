@@ -175,7 +175,7 @@ class ActionGuard:
             raise RefusedAction(decision.reason)
         approved_by = None
         if decision.verdict == "needs_approval":
-            approved_by = self._approved_by(workflow_id, step, action, service, approval)
+            approved_by = self._approved_by(workflow_id, step, action, plan_service, approval)
         return Cleared(service, adapter, decision, approved_by)
 
     def _approved_by(
@@ -183,7 +183,7 @@ class ActionGuard:
         workflow_id: str,
         step: str,
         action: ActionSpec,
-        service: ServiceRecord,
+        plan_service: str | None,
         approval: Approval,
     ) -> str:
         if approval.grant is None and self._approvals == "open" and approval.approver:
@@ -194,7 +194,8 @@ class ActionGuard:
                 workflow_id=workflow_id,
                 step=step,
                 decision_id=approval.decision_id,
-                digest=action_digest(action, service.name),
+                # what the approver saw: the action (its target included) and the plan's service
+                digest=action_digest(action, plan_service),
             )
         except ApprovalRefused as error:
             raise RefusedAction(f"refused: the step needs approval and {error}") from None
