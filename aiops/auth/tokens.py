@@ -70,7 +70,7 @@ def _claim(claims: dict[str, Any], path: str) -> object:
 class TokenVerifier:
     """Verifies bearer tokens: HS256 ones signed with the shared secret and, when an OIDC
     issuer is configured, the issuer's tokens against its JWKS (PyJWKClient caches the
-    keys and fetches them again when a token names a key id it has not seen: rotation)."""
+    key set and fetches it again when a token names a key id it has not seen: rotation)."""
 
     def __init__(
         self,
@@ -97,7 +97,11 @@ class TokenVerifier:
     def _jwks_client(self) -> PyJWKClient:
         if self._jwks is None:
             url = self._jwks_url or self._discover()
-            self._jwks = PyJWKClient(url, cache_keys=True, lifespan=3600, timeout=10)
+            # the key set is cached for 5 minutes and fetched again for an unknown key id;
+            # no per-key cache, so a key the provider withdrew stops counting with the set
+            self._jwks = PyJWKClient(
+                url, cache_keys=False, cache_jwk_set=True, lifespan=300, timeout=10
+            )
         return self._jwks
 
     def _discover(self) -> str:

@@ -217,3 +217,11 @@ def decode_entry(
         millis = int(entry_id.split("-", 1)[0])
         derived["timestamp"] = datetime.fromtimestamp(millis / 1000, UTC)
     return event.model_copy(update=derived)
+
+
+# sources aiops' own agents publish under; nobody else may use them (the API refuses them)
+RESERVED_SOURCE_PREFIX: Final = "aiops-"
+
+
+def is_reserved_source(source: str) -> bool:
+    return source.strip().lower().startswith(RESERVED_SOURCE_PREFIX)

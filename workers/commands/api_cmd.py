@@ -1,4 +1,4 @@
-"""`aiops api`: serve the HTTP API (workers/api.py) with uvicorn."""
+"""`aiops api`: serve the HTTP API (the workers/api package) with uvicorn."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ from typing import Annotated
 
 import typer
 
+from aiops.auth import AuthError
+from aiops.auth.keys import token_verifier
 from aiops.config import get_settings
 from aiops.errors import AiopsError
 
@@ -18,20 +20,24 @@ def api(
     host: Annotated[str, typer.Option(help="address to bind")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port")] = 8000,
 ) -> None:
-    """Serve the HTTP API: GET /health (200 only when PostgreSQL, Redis and Temporal answer),
-    /incidents, /incidents/{id}, POST /incidents/{id}/approve, /services, POST /events,
-    /kg/search. POSTs need `Authorization: Bearer $AIOPS_API_TOKEN` when it is set.
-    OpenAPI docs at /docs. SIGTERM finishes the requests in hand."""
+    """Serve the HTTP API: GET /health (open; 200 only when PostgreSQL, Redis and Temporal
+    answer), /incidents, /incidents/{id}, POST /incidents/{id}/approve, /services
+    (GET, POST, DELETE), POST /events, /kg/search. OpenAPI docs at /docs.
+
+    Every route but /health needs `Authorization: Bearer <token>`: a JWT from
+    `aiops token create` (AIOPS_JWT_SECRET, or the secret generated under AIOPS_HOME) or
+    from the OIDC issuer (AIOPS_OIDC_ISSUER, AIOPS_OIDC_AUDIENCE), with roles viewer
+    (reads), operator (POST /events), approver (approvals) or admin (the registry). The
+    static AIOPS_API_TOKEN still works as viewer, operator and approver. The server does
+    not start when tokens cannot be verified. SIGTERM finishes the requests in hand."""
     # FastAPI and uvicorn load here, not for every other command
     import uvicorn
 
     from workers.api import create_app
 
     settings = get_settings()
-    if settings.api_token is None and host not in ("127.0.0.1", "localhost", "::1"):
-        # anyone who reaches the port could approve actions and post events
-        raise ApiConfigError(
-            f"--host {host} serves beyond this machine: set AIOPS_API_TOKEN (POSTs then need "
-            "Authorization: Bearer <token>), or bind 127.0.0.1"
-        )
+    try:
+        token_verifier(settings)
+    except AuthError as error:
+        raise ApiConfigError(f"cannot verify bearer tokens, so not serving: {error}") from None
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info")

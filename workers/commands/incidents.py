@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import typer
 from temporalio.client import (
@@ -21,6 +23,9 @@ from temporalio.service import RPCError
 from temporalio.worker import Replayer
 
 from aiops import search_attributes as sa
+from aiops.auth import ApprovalRefused, ApprovalSigner, AuthError, Role
+from aiops.auth.keys import approval_key, token_verifier
+from aiops.auth.pending import signed_decision
 from aiops.config import get_settings
 from aiops.errors import AiopsError
 from aiops.models.healing import ApprovalDecision, HealingInput
@@ -103,9 +108,65 @@ def incidents(
         )
 
 
+def _token_sub(token: str) -> str | None:
+    """The sub a token claims, unverified: only to catch a mismatching --approver before
+    the server (which verifies it) is asked."""
+    import jwt
+
+    try:
+        sub = jwt.decode(token, options={"verify_signature": False}).get("sub")
+    except jwt.PyJWTError:
+        return None
+    return str(sub) if sub is not None else None
+
+
+def _approve_via_api(
+    api_url: str, token: str, workflow_id: str, approved: bool, reason: str, action_id: str | None
+) -> str:
+    import httpx
+
+    url = f"{api_url.rstrip('/')}/incidents/{quote(workflow_id, safe='')}/approve"
+    try:
+        response = httpx.post(
+            url,
+            json={"approved": approved, "reason": reason, "action_id": action_id},
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=60,
+        )
+    except httpx.HTTPError as error:
+        raise IncidentCommandError(f"cannot reach AIOPS_API_URL {api_url}: {error}") from None
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    if response.status_code != 200:
+        detail = body.get("detail") if isinstance(body, dict) else None
+        raise IncidentCommandError(
+            f"{workflow_id}: {detail or response.text[:300]} (HTTP {response.status_code})"
+        )
+    return str(body["result"])
+
+
+async def _decide(client: Client, workflow_id: str, decision: ApprovalDecision) -> str:
+    handle = client.get_workflow_handle(workflow_id)
+    try:
+        result: str = await handle.execute_update("decide", decision, result_type=str)
+    except Exception as error:  # the validator's message is the useful part
+        cause = getattr(error, "cause", None) or error
+        raise IncidentCommandError(f"{workflow_id}: {cause}") from None
+    return result
+
+
 def approve(
     workflow_id: Annotated[str, typer.Argument(help="incident-<fingerprint> or a healing id")],
-    approver: Annotated[str, typer.Option("--approver", help="who decides (audited)")],
+    approver: Annotated[
+        str | None,
+        typer.Option(
+            "--approver",
+            help="who decides (audited); with AIOPS_TOKEN the token's sub, which this must "
+            "match if given; without a token (open mode only) required",
+        ),
+    ] = None,
     reject: Annotated[bool, typer.Option("--reject", help="reject instead of approve")] = False,
     reason: Annotated[str, typer.Option(help="why (audited)")] = "",
     action_id: Annotated[
@@ -114,26 +175,85 @@ def approve(
 ) -> None:
     """Approve (or --reject) the critical action an incident is waiting on.
 
-    Uses the workflow's `decide` update, so a missing approver or an unknown action id is
-    refused before it reaches the history. The same decision can be sent with the plain CLI:
+    With AIOPS_TOKEN (a token with the approver role: `export AIOPS_TOKEN=$(aiops token
+    create --role approver --sub you)`) the decision is signed for the token's verified
+    identity: by `aiops api` when AIOPS_API_URL is set, else here (which needs the server's
+    AIOPS_SECRET_KEY). AIOPS_APPROVALS=signed requires the token. Without it (open mode,
+    the dev stack) --approver names who decides, unverified.
+
+    Uses the workflow's `decide` update, so a bad decision is refused before it reaches
+    the history. In open mode the same decision can be sent with the plain CLI:
     temporal workflow signal --workflow-id ID --name approve
     --input '{"approver": "me", "approved": true, "reason": "", "action_id": null}'
     """
-    decision = ApprovalDecision(
-        approver=approver, approved=not reject, reason=reason, action_id=action_id
-    )
+    settings = get_settings()
+    token = settings.token.get_secret_value().strip() if settings.token is not None else None
+    if token is None:
+        if settings.approvals_mode == "signed":
+            raise IncidentCommandError(
+                "AIOPS_APPROVALS=signed: an approval must come from a verified approver: "
+                "export AIOPS_TOKEN=$(aiops token create --role approver --sub you)"
+            )
+        if not approver or not approver.strip():
+            raise IncidentCommandError(
+                "--approver NAME is required without AIOPS_TOKEN (or export AIOPS_TOKEN=$(aiops "
+                "token create --role approver --sub you))"
+            )
+        plain = ApprovalDecision(
+            approver=approver, approved=not reject, reason=reason, action_id=action_id
+        )
 
-    async def run() -> str:
-        client = await connect(get_settings())
-        handle = client.get_workflow_handle(workflow_id)
+        async def run_plain() -> str:
+            return await _decide(await connect(settings), workflow_id, plain)
+
+        typer.echo(asyncio.run(run_plain()))
+        return
+
+    if settings.api_url:
+        claimed = _token_sub(token)
+        if approver is not None and claimed is not None and approver != claimed:
+            raise IncidentCommandError(
+                f"--approver {approver} is not AIOPS_TOKEN's subject {claimed}: leave "
+                "--approver out or use that person's token"
+            )
+        typer.echo(
+            _approve_via_api(settings.api_url, token, workflow_id, not reject, reason, action_id)
+        )
+        return
+
+    try:
+        identity = token_verifier(settings).verify(token)
+    except AuthError as error:
+        raise IncidentCommandError(f"AIOPS_TOKEN is not accepted: {error}") from None
+    if approver is not None and approver != identity.sub:
+        raise IncidentCommandError(
+            f"--approver {approver} is not AIOPS_TOKEN's subject {identity.sub}: leave "
+            "--approver out or use that person's token"
+        )
+    if not identity.can(Role.APPROVER):
+        raise IncidentCommandError(
+            f"{identity.sub} has no approver role (roles: "
+            f"{', '.join(r.value for r in identity.roles) or 'none'})"
+        )
+
+    async def run_signed() -> str:
+        client = await connect(settings)
         try:
-            result: str = await handle.execute_update("decide", decision, result_type=str)
-        except Exception as error:  # the validator's message is the useful part
-            cause = getattr(error, "cause", None) or error
-            raise IncidentCommandError(f"{workflow_id}: {cause}") from None
-        return result
+            decision = await signed_decision(
+                client,
+                ApprovalSigner(approval_key(settings)),
+                identity,
+                workflow_id,
+                approved=not reject,
+                reason=reason,
+                action_id=action_id,
+                ttl=timedelta(seconds=settings.approval_timeout_s),
+            )
+        except ApprovalRefused as error:
+            raise IncidentCommandError(str(error)) from None
+        return await _decide(client, workflow_id, decision)
 
-    typer.echo(asyncio.run(run()))
+    typer.echo(asyncio.run(run_signed()))
 
 
 async def _healing_input(client: Client, workflow_id: str) -> tuple[HealingInput, str]:

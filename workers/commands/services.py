@@ -1,12 +1,14 @@
 """`aiops services register | list | deregister` and `aiops agents list`: the registries.
 
 Credentials in a service file are stored encrypted and never printed: listings say only
-whether a service has them.
+whether a service has them. Every registry change, from here or from the API, is written to
+the audit log with who made it and what changed (env keys, never env values).
 """
 
 from __future__ import annotations
 
 import asyncio
+import getpass
 import json
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -18,7 +20,10 @@ import typer
 import yaml
 from pydantic import ValidationError
 
-from aiops.config import get_settings
+from aiops.audit import AuditEntry, AuditLog
+from aiops.auth import AuthError, Role
+from aiops.auth.keys import token_verifier
+from aiops.config import Settings, get_settings
 from aiops.db.pool import create_pool
 from aiops.endpoints import resolve_database_url
 from aiops.errors import AiopsError
@@ -26,6 +31,7 @@ from aiops.monitor.models import ProbeOverrides
 from aiops.registry import ServiceDefinition, ServiceRecord, ServiceRegistry
 from aiops.registry.agents import AgentRecord, AgentRegistry
 from aiops.registry.secrets import load_fernet
+from aiops.registry.store import UnknownService
 
 app = typer.Typer(
     help="The service registry: what aiops probes and may act on.", no_args_is_help=True
@@ -106,16 +112,146 @@ def _age(when: datetime | None) -> str:
     return f"{seconds:.0f}s ago" if seconds < 120 else f"{seconds / 60:.0f}m ago"
 
 
+# what a registry audit row compares field by field: every field of a definition (so new
+# ones are audited too) but env and credentials, which are reported without their values
+_UNAUDITED_VALUES = frozenset({"name", "env", "credentials"})
+
+
+def registry_changes(
+    previous: ServiceDefinition | None, current: ServiceDefinition
+) -> dict[str, Any]:
+    """What a registration changed, for the audit log: field old/new values, env keys
+    added/removed/changed and whether the credentials changed; never an env value or a
+    credential."""
+    fields = set(ServiceDefinition.model_fields) - _UNAUDITED_VALUES
+    new = current.model_dump(mode="json", include=fields)
+    old = previous.model_dump(mode="json", include=fields) if previous else {}
+    changed: dict[str, Any] = {}
+    for name, value in new.items():
+        before = old.get(name)
+        if before == value or (previous is None and value in (None, [], {}, False)):
+            continue
+        changed[name] = {"old": before, "new": value}
+    old_env = previous.env if previous else {}
+    new_env = current.env
+    env = {
+        "added": sorted(set(new_env) - set(old_env)),
+        "removed": sorted(set(old_env) - set(new_env)),
+        "changed": sorted(k for k in set(new_env) & set(old_env) if new_env[k] != old_env[k]),
+    }
+    details: dict[str, Any] = {"created": previous is None, "changes": changed}
+    if any(env.values()):
+        details["env"] = {k: v for k, v in env.items() if v}
+    old_secret = (
+        previous.credentials.get_secret_value() if previous and previous.credentials else None
+    )
+    new_secret = current.credentials.get_secret_value() if current.credentials else None
+    if old_secret != new_secret:
+        details["credentials"] = (
+            "added" if old_secret is None else "removed" if new_secret is None else "changed"
+        )
+    return details
+
+
+async def register_audited(
+    pool: asyncpg.Pool,
+    registry: ServiceRegistry,
+    definition: ServiceDefinition,
+    actor: str,
+    via: str,
+) -> tuple[ServiceRecord, dict[str, Any]]:
+    """Register (create or replace) and write the audit row saying who changed what."""
+    try:
+        previous: ServiceRecord | None = await registry.get(definition.name)
+    except UnknownService:
+        previous = None
+    record = await registry.register(definition)
+    details = {**registry_changes(previous, record), "via": via}
+    await AuditLog(pool).append(
+        AuditEntry(
+            actor=actor,
+            action="registry",
+            target=record.name,
+            decision="registered",
+            details=details,
+        )
+    )
+    return record, details
+
+
+async def deregister_audited(
+    pool: asyncpg.Pool, registry: ServiceRegistry, name: str, actor: str, via: str
+) -> bool:
+    """Remove a service and audit what was removed; False when it was not registered."""
+    try:
+        previous = await registry.get(name)
+    except UnknownService:
+        return False
+    if not await registry.deregister(name):
+        return False
+    await AuditLog(pool).append(
+        AuditEntry(
+            actor=actor,
+            action="registry",
+            target=name,
+            decision="deregistered",
+            details={
+                "via": via,
+                "endpoint": previous.endpoint,
+                "env_keys": sorted(previous.env),
+                "had_credentials": previous.credentials is not None,
+            },
+        )
+    )
+    return True
+
+
+def registry_actor(settings: Settings) -> str:
+    """Who the CLI makes registry changes as: the sub of an admin AIOPS_TOKEN; without one,
+    in open mode only, the OS user (with a warning); refused in signed mode."""
+    if settings.token is not None:
+        try:
+            identity = token_verifier(settings).verify(settings.token.get_secret_value())
+        except AuthError as error:
+            raise ServicesCommandError(f"AIOPS_TOKEN is not accepted: {error}") from None
+        if not identity.can(Role.ADMIN):
+            raise ServicesCommandError(
+                f"AIOPS_TOKEN is {identity.sub}'s, who has no admin role: registry changes "
+                "need one (aiops token create --role admin --sub you)"
+            )
+        return identity.sub
+    if settings.approvals_mode == "signed":
+        raise ServicesCommandError(
+            "AIOPS_APPROVALS=signed: registry changes need an admin token: "
+            "export AIOPS_TOKEN=$(aiops token create --role admin --sub you)"
+        )
+    try:
+        user = getpass.getuser()
+    except (OSError, KeyError):
+        user = "unknown-user"
+    typer.echo(
+        f"aiops: warning: registry changes are unauthenticated without AIOPS_TOKEN; "
+        f"audited as OS user {user!r}",
+        err=True,
+    )
+    return user
+
+
 @app.command()
 def register(
     file: Annotated[Path, typer.Argument(help="YAML or JSON: one service or a list")],
 ) -> None:
-    """Register services (create or replace); credentials are stored encrypted."""
+    """Register services (create or replace); credentials are stored encrypted.
+
+    Audited with who and what changed. The actor is the sub of AIOPS_TOKEN, which must
+    carry the admin role; without AIOPS_TOKEN the OS user (open mode only, with a warning;
+    AIOPS_APPROVALS=signed requires the token)."""
     definitions = load_definitions(file)
+    actor = registry_actor(get_settings())
 
     async def work(pool: asyncpg.Pool) -> list[ServiceRecord]:
         registry = _registry(pool)
-        return [await registry.register(d) for d in definitions]
+        return [(await register_audited(pool, registry, d, actor, "cli"))[0] for d in definitions]
 
     for record in _with_pool(work):
         extra = ", credentials stored encrypted" if record.credentials is not None else ""
@@ -157,10 +293,13 @@ def list_services(
 
 @app.command()
 def deregister(name: Annotated[str, typer.Argument(help="the service's name")]) -> None:
-    """Remove a service; `aiops monitor` deletes its probe schedule at its next sync."""
+    """Remove a service; `aiops monitor` deletes its probe schedule at its next sync.
+
+    Audited; needs an admin AIOPS_TOKEN like `register` (the OS user in open mode)."""
+    actor = registry_actor(get_settings())
 
     async def work(pool: asyncpg.Pool) -> bool:
-        return await _registry(pool).deregister(name)
+        return await deregister_audited(pool, _registry(pool), name, actor, "cli")
 
     if not _with_pool(work):
         raise ServicesCommandError(f"service {name!r} is not registered")
