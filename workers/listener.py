@@ -1,8 +1,9 @@
 """The Redis Streams listener process (`aiops listen`).
 
 Reads every stream matching AIOPS_LISTENER_STREAMS in the consumer group
-AIOPS_LISTENER_GROUP, stores valid events, dead-letters invalid ones and routes problems
-to IncidentWorkflows. Run as many as you like: they share the group. SIGTERM (or Ctrl-C)
+AIOPS_LISTENER_GROUP, stores valid events, dead-letters invalid ones and those their
+stream may not send (AIOPS_EVENT_TRUST, `aiops producers`) and routes problems to
+IncidentWorkflows. Run as many as you like: they share the group. SIGTERM (or Ctrl-C)
 finishes the batch in hand, acknowledges it and exits; a second one exits at once, and
 the unacknowledged entries are taken over by another listener after
 AIOPS_LISTENER_CLAIM_IDLE_MS.
@@ -17,10 +18,12 @@ import secrets
 import signal
 import socket
 from collections.abc import Callable, Sequence
+from typing import Annotated
 
 import redis.asyncio as aioredis
+import typer
 
-from aiops.config import Settings
+from aiops.config import Settings, get_settings
 from aiops.endpoints import resolve_database_url, resolve_redis_url
 from aiops.errors import AiopsError
 from aiops.events.consumer import StreamConsumer, split_patterns
@@ -34,6 +37,7 @@ from aiops.events.routing import (
     is_transient_temporal_error,
 )
 from aiops.events.store import EventStore
+from aiops.events.trust import EventTrust
 from aiops.fingerprint import Fingerprinter as ProblemFingerprinter
 from aiops.patterns.detector import PatternDetector
 
@@ -56,8 +60,10 @@ def make_ingestor(
     consumer: str,
     incidents: IncidentRouter | None = None,
     subscriptions: Sequence[Subscription] = (),
+    trust: EventTrust | None = None,
 ) -> Ingestor:
-    """The listener's pipeline from settings: consume, validate, store, route."""
+    """The listener's pipeline from settings: consume, validate, check trust (when given),
+    store, route."""
     stream_consumer = StreamConsumer(
         client,
         patterns=split_patterns(settings.listener_streams),
@@ -75,6 +81,7 @@ def make_ingestor(
         max_event_bytes=settings.events_max_payload_bytes,
         incidents=incidents,
         subscriptions=subscriptions,
+        trust=trust,
     )
 
 
@@ -105,6 +112,9 @@ async def run_listener(
     )
     router: IncidentRouter | None = None
     patterns: PatternDetector | None = None
+    trust = await retrying(
+        lambda: EventTrust.start(settings, store.pool), "loading the event producers"
+    )
     if incidents:
         from aiops.temporal_client import connect
 
@@ -125,14 +135,21 @@ async def run_listener(
             correlate_s=settings.incident_correlate_s,
         )
     ingestor = make_ingestor(
-        settings, client, store, consumer=name, incidents=router, subscriptions=subscriptions
+        settings,
+        client,
+        store,
+        consumer=name,
+        incidents=router,
+        subscriptions=subscriptions,
+        trust=trust,
     )
     log.info(
-        "listener %s: streams %s, group %s, incidents %s",
+        "listener %s: streams %s, group %s, incidents %s, event trust %s",
         name,
         settings.listener_streams,
         settings.listener_group,
         "on" if router else "off",
+        trust.mode,
     )
     try:
         stream_consumer = ingestor.consumer
@@ -144,6 +161,7 @@ async def run_listener(
         log.info("listener %s stopped: %s", name, stats.line())
         return stats
     finally:
+        await trust.aclose()
         if patterns is not None:
             await patterns.aclose()
         await client.aclose()
@@ -172,13 +190,40 @@ def _stop_on_signals() -> asyncio.Event:
     return stop
 
 
+def listen(
+    consumer: Annotated[
+        str | None,
+        typer.Option(help="consumer name in the group [default: host-pid-random]"),
+    ] = None,
+    incidents: Annotated[
+        bool,
+        typer.Option(
+            "--incidents/--no-incidents",
+            help="signal-with-start an IncidentWorkflow per problem fingerprint",
+        ),
+    ] = True,
+    cool_down: Annotated[
+        float, typer.Option(help="seconds without a new event before an incident closes")
+    ] = 600.0,
+) -> None:
+    """Consume events: store the valid, dead-letter the invalid, route problems to Temporal.
+
+    Streams, group, batch size and timings come from the AIOPS_LISTENER_* settings; which
+    stream may speak for which service from AIOPS_EVENT_TRUST and `aiops producers`. Run
+    several for more throughput or availability; SIGTERM finishes the batch and exits.
+    """
+    from aiops.logging_setup import configure_logging
+
+    settings = get_settings()
+    configure_logging(settings)
+    asyncio.run(
+        run_listener(settings, consumer=consumer, incidents=incidents, cool_down_s=cool_down)
+    )
+
+
 def main() -> None:
     """`python -m workers.listener [OPTIONS]`: the same as `aiops listen`."""
     import sys
-
-    import typer
-
-    from workers.commands.events import listen
 
     code = 0
     try:

@@ -195,6 +195,10 @@ class RedisServer:
     def start(self) -> ProcessRecord:
         data = self.home / "redis"
         data.mkdir(parents=True, exist_ok=True)
+        # `aiops producers add` saves its ACL users here (ACL SAVE); empty, the default
+        # user stays as it is
+        aclfile = data / "users.acl"
+        aclfile.touch(exist_ok=True)
         argv = [
             str(binaries.redis_server()),
             "--port",
@@ -207,6 +211,8 @@ class RedisServer:
             "no",
             "--save",
             "",
+            "--aclfile",
+            str(aclfile),
         ]
         if self.fast_unsafe:
             argv += ["--appendonly", "no"]

@@ -1,8 +1,9 @@
 """The listener's pipeline, batch after batch (the next is read and validated while the
 current one is stored):
 
-    read -> validate -> dead-letter the invalid (and acknowledge them)
-         -> store the valid (one transaction) -> route -> acknowledge the valid
+    read -> validate -> trust (aiops/events/trust.py) -> dead-letter the invalid and the
+         untrusted (and acknowledge them) -> store the valid (one transaction) -> route
+         -> acknowledge the valid
 
 An entry is acknowledged only once its outcome is durable (stored and routed, or in the
 dead-letter stream), so a crash anywhere means redelivery, and the store's idempotence on
@@ -28,6 +29,7 @@ from aiops.events.envelope import Event, InvalidEvent, decode_entry
 from aiops.events.retry import TRANSIENT, Backoff, retrying
 from aiops.events.routing import IncidentRouter, Subscription, deliver
 from aiops.events.store import EventStore, Located, StoreResult
+from aiops.events.trust import EventTrust
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +45,8 @@ class IngestStats:
     stored: int = 0
     repeats: int = 0
     dead_lettered: int = 0
+    # of those dead-lettered: valid events their stream may not send (trust)
+    untrusted: int = 0
     vanished: int = 0
     problems: int = 0
     observations: int = 0
@@ -58,6 +62,7 @@ class Batch:
     entries: int
     valid: list[tuple[Entry, Event]] = field(default_factory=list)
     invalid: list[tuple[Entry, str]] = field(default_factory=list)
+    untrusted: int = 0
     # the same event twice in the batch: stored once, both acknowledged
     repeats: list[Entry] = field(default_factory=list)
     vanished: list[Entry] = field(default_factory=list)
@@ -86,12 +91,15 @@ class Ingestor:
         max_event_bytes: int,
         incidents: IncidentRouter | None = None,
         subscriptions: Sequence[Subscription] = (),
+        trust: EventTrust | None = None,
     ) -> None:
         self.consumer = consumer
         self.store = store
         self.max_event_bytes = max_event_bytes
         self.incidents = incidents
         self.subscriptions = list(subscriptions)
+        # None: every valid event passes (no stream is checked against its producer)
+        self.trust = trust
         self.stats = IngestStats()
         self._read_backoff = Backoff()
 
@@ -114,6 +122,7 @@ class Ingestor:
 
     def _validate(self, entries: Sequence[Entry], batch: Batch) -> Iterator[None]:
         first_by_id: dict[uuid.UUID, Event] = {}
+        check = self.trust.check if self.trust is not None else None
         for n, entry in enumerate(entries, 1):
             if n % YIELD_EVERY == 0:
                 yield
@@ -136,6 +145,13 @@ class Ingestor:
             except InvalidEvent as error:
                 batch.invalid.append((entry, error.reason))
                 continue
+            if check is not None:
+                # before storing and routing: an untrusted event is stored nowhere else
+                refused = check(entry.stream, event)
+                if refused is not None:
+                    batch.invalid.append((entry, refused))
+                    batch.untrusted += 1
+                    continue
             earlier = first_by_id.get(event.id)
             if earlier is None:
                 first_by_id[event.id] = event
@@ -193,6 +209,7 @@ class Ingestor:
         s.stored += report.stored
         s.repeats += report.repeats
         s.dead_lettered += report.dead_lettered
+        s.untrusted += batch.untrusted
         s.vanished += len(batch.vanished)
         s.observations += report.observations
         return report

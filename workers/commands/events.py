@@ -23,6 +23,9 @@ from aiops.events.replay import REPLAY_STREAM
 from aiops.events.replay import replay as run_replay
 from aiops.events.store import CausationNode, EventQuery, EventStore
 
+# `aiops listen` is the listener's own command (python -m workers.listener is the same)
+from workers.listener import listen as listen
+
 app = typer.Typer(
     help=(
         "The event store and streams: replay stored events, query them, show a causation "
@@ -112,37 +115,6 @@ def publish(
     except PublishError as error:
         raise EventsCommandError(str(error)) from None
     typer.echo(str(event.id))
-
-
-def listen(
-    consumer: Annotated[
-        str | None,
-        typer.Option(help="consumer name in the group [default: host-pid-random]"),
-    ] = None,
-    incidents: Annotated[
-        bool,
-        typer.Option(
-            "--incidents/--no-incidents",
-            help="signal-with-start an IncidentWorkflow per problem fingerprint",
-        ),
-    ] = True,
-    cool_down: Annotated[
-        float, typer.Option(help="seconds without a new event before an incident closes")
-    ] = 600.0,
-) -> None:
-    """Consume events: store the valid, dead-letter the invalid, route problems to Temporal.
-
-    Streams, group, batch size and timings come from the AIOPS_LISTENER_* settings. Run
-    several for more throughput or availability; SIGTERM finishes the batch and exits.
-    """
-    from aiops.logging_setup import configure_logging
-    from workers.listener import run_listener
-
-    settings = get_settings()
-    configure_logging(settings)
-    asyncio.run(
-        run_listener(settings, consumer=consumer, incidents=incidents, cool_down_s=cool_down)
-    )
 
 
 @app.command()
