@@ -129,6 +129,8 @@ def start_listener(
         "AIOPS_LISTENER_STREAMS": stream,
         "AIOPS_LISTENER_BATCH_SIZE": str(BATCH),
         "AIOPS_LOG_LEVEL": "WARNING",
+        # the bench writes its stream as the default user, as a dev stack's service does
+        "AIOPS_EVENT_TRUST": "open",
     }
     with open(log, "ab") as out:
         return subprocess.Popen(

@@ -44,6 +44,7 @@ from aiops.knowledge import KnowledgeGraph, ProblemIn, SolutionIn
 from aiops.models.healing import HealingResult
 from aiops.models.incident import IncidentStatus
 from aiops.policy.models import ActionSpec
+from aiops.registry import ServiceDefinition, ServiceRegistry
 from workers.listener import default_fingerprinter, make_ingestor
 from workers.worker import activities_of, activity_holders
 from workflows import ALL_WORKFLOWS
@@ -85,7 +86,7 @@ async def seed(kg: KnowledgeGraph) -> None:
                 ActionSpec(
                     action_type="cache_clear",
                     target="{service}",
-                    parameters={"adapter": "simulated", "success_probability": 1.0},
+                    parameters={"success_probability": 1.0},
                 )
             ],
         ),
@@ -183,9 +184,21 @@ async def main(sequential: int, burst: int, explain: bool) -> None:
         # every incident acts on the same target: lift the rate limit, keep everything else
         policy = home / "policy.yaml"
         policy.write_text("rate_limit:\n  max_actions: 100000\n")
-        holders = activity_holders(
-            pool, Fernet(Fernet.generate_key()), home / "logs", kg, mesh, policy
-        )
+        fernet = Fernet(Fernet.generate_key())
+        holders = activity_holders(pool, fernet, home / "logs", kg, mesh, policy, simulated=True)
+        registry = ServiceRegistry(pool, fernet)
+
+        async def register(name: str) -> None:
+            """A service the simulated adapter acts for (AIOPS_SIMULATED_ADAPTER=1)."""
+            await registry.register(
+                ServiceDefinition(
+                    name=name,
+                    endpoint="http://127.0.0.1:9",
+                    health_check=None,
+                    metadata={"adapter": "simulated"},
+                )
+            )
+
         store = await EventStore.connect(urls["postgres"])
         router = IncidentRouter(
             client,
@@ -213,6 +226,7 @@ async def main(sequential: int, burst: int, explain: bool) -> None:
                     source=f"import-service-{i}",
                     payload={"message": "bookmark import timed out after 30s on a large file"},
                 )
+                await register(event.source)
                 started = time.time()
                 await mesh.publish(event, stream="events:bench")
                 [observation] = router.observe([event])
@@ -235,6 +249,7 @@ async def main(sequential: int, burst: int, explain: bool) -> None:
                     source="import-service-explained",
                     payload={"message": "bookmark import timed out after 30s on a large file"},
                 )
+                await register(explained.source)
                 started = time.time()
                 await mesh.publish(explained, stream="events:bench")
                 [observation] = router.observe([explained])

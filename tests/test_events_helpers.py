@@ -34,6 +34,8 @@ def mesh_settings(redis_url: str, database_url: str, prefix: str, **overrides: A
         "listener_batch_size": 500,
         "listener_block_ms": 100,
         "listener_claim_idle_ms": 500,
+        # these tests write their own streams as the default user: no producer accounts
+        "event_trust": "open",
     }
     values.update(overrides)
     return Settings(**values)
@@ -53,6 +55,7 @@ def mesh_env(settings: Settings, **extra: str) -> dict[str, str]:
             "AIOPS_LISTENER_BLOCK_MS": str(settings.listener_block_ms),
             "AIOPS_LISTENER_CLAIM_IDLE_MS": str(settings.listener_claim_idle_ms),
             "AIOPS_LOG_LEVEL": "INFO",
+            "AIOPS_EVENT_TRUST": settings.event_trust_mode,
         }
     )
     env.update(extra)

@@ -9,7 +9,7 @@ from typing import Final
 
 from pydantic import SecretStr
 
-from aiops.registry.models import ServiceDefinition
+from aiops.registry.models import ConfigKey, ReplicaBounds, ServiceDefinition
 from examples.bookmark_service.options import TOKEN_ENV, ServiceOptions
 
 # `python -m examples.bookmark_service` resolves from here: the repository root
@@ -23,6 +23,14 @@ ADMIN_ENDPOINTS: Final = {
 }
 CAPABILITIES: Final = ["crud", "search", "import"]
 FAULTS: Final = ["slow_imports", "memory_leak", "bad_config", "disk_full", "crash"]
+# What aiops may change, and within what: anything else is refused before it is sent. The
+# page size has no upper bound here on purpose: the service's own cap (1000) refuses it.
+CONFIG_KEYS: Final = {
+    "db_pool_size": ConfigKey(type="integer", min=1, max=64),
+    "import_deadline_s": ConfigKey(type="number", min=1, max=600),
+    "page_size": ConfigKey(type="integer", min=1),
+}
+REPLICAS: Final = ReplicaBounds(min=1, max=16)
 
 
 def restart_argv(options: ServiceOptions, python: str | None = None) -> list[str]:
@@ -55,6 +63,8 @@ def service_definition(
         owner=owner,
         env={TOKEN_ENV: token} if token else {},
         credentials=SecretStr(token) if token else None,
+        config_keys=dict(CONFIG_KEYS),
+        replicas=REPLICAS,
         metadata={
             "example": "examples/bookmark_service",
             "events_stream": options.stream,

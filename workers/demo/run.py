@@ -83,6 +83,11 @@ def demo_settings(settings: Settings, endpoints: Endpoints, home: Path, prefix: 
             "monitor_unhealthy_after_s": 1.5,
             "monitor_sync_interval_s": 2.0,
             "policy_file": policy,
+            # the embedded stack is dev mode, whatever the URLs above make it look like: the
+            # printed `temporal workflow signal` approves, and the service's stream needs no
+            # producer account (both stay as set when AIOPS_APPROVALS/EVENT_TRUST are given)
+            "approvals": settings.approvals or "open",
+            "event_trust": settings.event_trust or "open",
             # the demo's output is its progress lines; spans would drown them
             "tracing": "off",
         }
