@@ -18,8 +18,10 @@ from typing import Any, Literal
 
 import asyncpg
 import pytest
+from aiops_worker import aiops_worker
 from cryptography.fernet import Fernet
-from known_problems import register_simulated
+from known_problems import register_simulated, seed_import_timeout
+from temporalio.client import WorkflowExecutionStatus, WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -33,12 +35,15 @@ from aiops.actions.redis_commands import RedisAdapter
 from aiops.actions.simulated import SimulatedAdapter
 from aiops.audit import AuditLog
 from aiops.auth.approvals import ApprovalSigner, action_digest
+from aiops.auth.pending import signed_decision
 from aiops.auth.roles import Identity, Role
-from aiops.models.healing import HealingInput, HealingPlan, PlannedAction
+from aiops.models.healing import ApprovalDecision, HealingInput, HealingPlan, PlannedAction
+from aiops.models.incident import IncidentInput
 from aiops.policy import PolicyFile, load_policy
 from aiops.policy.models import ActionSpec, CriticalRules, Policy, RateLimit
 from aiops.registry import ServiceDefinition, ServiceRegistry
 from workflows.healing import HealingWorkflow
+from workflows.incident import IncidentWorkflow
 
 KEY = os.urandom(32)
 SIGNER = ApprovalSigner(KEY)
@@ -369,3 +374,56 @@ async def test_a_restarted_process_gets_only_its_declared_env(
     assert "AIOPS_SECRET_KEY" not in names and "DATABASE_URL" not in names
     assert {"PATH", "APP_MODE"} <= names
     assert names - {"PATH", "APP_MODE"} <= {"LC_CTYPE", "PWD"}  # what CPython itself may set
+
+
+# --- the incident's decide and approve -------------------------------------------------------
+
+
+async def test_incident_decide_returns_the_childs_verdict_and_late_signals_are_harmless(
+    temporal_env: WorkflowEnvironment, database_url: str, redis_url: str
+) -> None:
+    """In signed mode an unsigned `decide` on the incident is refused (it used to be
+    confirmed while the child dropped it); a signed one heals; an `approve` signal after
+    healing closed is ignored instead of failing the incident."""
+    queue = f"q-{uuid.uuid4().hex[:8]}"
+    wid = f"incident-attack-{uuid.uuid4().hex[:8]}"
+    async with aiops_worker(
+        temporal_env.client, queue, database_url, redis_url, approval_key=KEY, approvals="signed"
+    ) as kg:
+        await seed_import_timeout(kg, "scale", "Add import workers")  # scale is critical
+        handle = await temporal_env.client.start_workflow(
+            IncidentWorkflow.run,
+            IncidentInput(
+                event_type="ServiceTimeout",
+                source="import-service",
+                service="import-service",
+                payload={"message": "bookmark import timed out after 30s on a large file"},
+                cool_down_s=3,
+            ),
+            id=wid,
+            task_queue=queue,
+        )
+        for _ in range(200):
+            if (await handle.query(IncidentWorkflow.status)).pending_approval == "1":
+                break
+            await asyncio.sleep(0.1)
+        with pytest.raises(WorkflowUpdateFailedError) as refused:
+            await handle.execute_update(
+                IncidentWorkflow.decide, ApprovalDecision(approver="mallory", approved=True)
+            )
+        assert "no signed approval" in str(refused.value.cause)
+        assert (await handle.query(IncidentWorkflow.status)).pending_approval == "1"
+        decision = await signed_decision(
+            temporal_env.client, SIGNER, ALICE, wid, approved=True, ttl=timedelta(minutes=5)
+        )
+        said = await handle.execute_update(IncidentWorkflow.decide, decision)
+        assert said == "step 1 approved by alice"
+        for _ in range(200):
+            status = await handle.query(IncidentWorkflow.status)
+            if status.healing_result is not None:
+                break
+            await asyncio.sleep(0.1)
+        await handle.signal(IncidentWorkflow.approve, decision)  # the child has closed
+        result = await handle.result()
+    assert result.outcome == "healed"
+    assert (await handle.describe()).status == WorkflowExecutionStatus.COMPLETED

@@ -16,6 +16,8 @@ from pydantic import BaseModel
 from temporalio.client import Client
 
 from aiops.actions.process import ProcessAdapter
+from aiops.auth.approvals import ApprovalSigner
+from aiops.auth.keys import approval_key
 from aiops.config import Settings
 from aiops.db.pool import create_pool
 from aiops.embeddings import get_embedder
@@ -156,6 +158,7 @@ async def run_scenario(
     echo: Echo,
     ui_url: str | None,
     namespace: str,
+    signer: ApprovalSigner | None = None,
 ) -> Outcome:
     echo("")
     echo(f"==> {scenario.name}: {scenario.title}")
@@ -163,7 +166,7 @@ async def run_scenario(
     started = time.monotonic()
     echo(f"  [{scenario.name}] fault      {await scenario.trigger(target)}")
     watcher = IncidentWatcher(
-        client, echo, scenario.name, options.approve_after_s, ui_url, namespace
+        client, echo, scenario.name, options.approve_after_s, ui_url, namespace, signer
     )
     met = await follow(
         watcher,
@@ -233,7 +236,14 @@ async def run_demo(
             running.start_monitor()
             results = [
                 await run_scenario(
-                    s, target, client, options, echo, ui_url, endpoints.temporal_namespace
+                    s,
+                    target,
+                    client,
+                    options,
+                    echo,
+                    ui_url,
+                    endpoints.temporal_namespace,
+                    ApprovalSigner(approval_key(settings)),
                 )
                 for s in scenarios
             ]

@@ -11,11 +11,14 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError
 
+from aiops.auth.approvals import ApprovalSigner
+from aiops.auth.pending import signed_decision
+from aiops.auth.roles import Identity, Role
 from aiops.models.healing import ApprovalDecision
 from aiops.models.incident import IncidentStatus
 
@@ -39,6 +42,8 @@ class IncidentWatcher:
     approve_after_s: float | None  # None: wait for a person (--interactive)
     ui_url: str | None = None
     namespace: str = "default"
+    # the demo approves as the approver "aiops-demo", signed as `aiops approve` would sign
+    signer: ApprovalSigner | None = None
     followed: dict[str, Followed] = field(default_factory=dict)
 
     def link(self, workflow_id: str) -> str:
@@ -155,13 +160,21 @@ class IncidentWatcher:
         item.approval_due = None
         if not s.pending_approval:
             return  # somebody approved it first
-        decision = ApprovalDecision(
-            approver="aiops-demo",
-            approved=True,
-            reason=f"auto-approved by the demo after {self.approve_after_s:g} s",
-        )
+        reason = f"auto-approved by the demo after {self.approve_after_s:g} s"
         handle = self.client.get_workflow_handle(item.workflow_id)
         try:
+            if self.signer is not None:
+                decision = await signed_decision(
+                    self.client,
+                    self.signer,
+                    Identity(sub="aiops-demo", roles=[Role.APPROVER]),
+                    item.workflow_id,
+                    approved=True,
+                    reason=reason,
+                    ttl=timedelta(minutes=15),
+                )
+            else:
+                decision = ApprovalDecision(approver="aiops-demo", approved=True, reason=reason)
             said = await handle.execute_update("decide", decision, result_type=str)
         except Exception as error:  # decided meanwhile by a person: fine
             said = f"not sent: {getattr(error, 'cause', None) or error}"
