@@ -19,7 +19,7 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from aiops.auth import AuthError, Identity, Role
-from workers.api.app import Backends
+from workers.api.backends import Backends
 
 log = logging.getLogger("aiops.api")
 
