@@ -21,9 +21,9 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from aiops.auth import ApprovalRefused, Role
 from aiops.auth.pending import signed_decision
+from aiops.incident_list import list_incidents
 from aiops.models.incident import IncidentStatus
 from workers.api.auth import Approver, Deps, Viewer
-from workers.commands.incidents import list_incidents
 
 log = logging.getLogger("aiops.api")
 router = APIRouter(tags=["incidents"])

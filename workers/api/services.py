@@ -10,8 +10,8 @@ from pydantic import ValidationError
 
 from aiops.monitor.models import ProbeOverrides
 from aiops.registry import ServiceDefinition, ServiceRecord
+from aiops.registry.changes import deregister_audited, register_audited
 from workers.api.auth import Admin, Deps, Viewer
-from workers.commands.services import deregister_audited, register_audited
 
 router = APIRouter(tags=["services"])
 
