@@ -602,3 +602,30 @@ async def test_api_approval_is_signed_for_the_token_and_heals(
     finally:
         await conn.close()
     assert [(r["decision"], r["detail"]) for r in approvals] == [("approved", "alice: ok")]
+
+
+async def test_with_producer_trust_the_api_publishes_only_to_its_own_stream(
+    database_url: str, redis_url: str, temporal_env: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    """A producer's stream (events:billing) is that producer's word; the API's operators
+    speak on events:api, which the listener trusts because the API verified them."""
+    settings = api_settings(
+        database_url,
+        redis_url,
+        temporal_env.client.service_client.config.target_host,
+        tmp_path,
+        event_trust="producers",
+    )
+    app = create_app(settings)
+    operator = bearer(token(Role.OPERATOR, sub="ops"))
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as api,
+    ):
+        spoof = await api.post(
+            "/events", params={"stream": "events:billing"}, json=EVENT, headers=operator
+        )
+        assert spoof.status_code == 400 and "events:api only" in spoof.json()["detail"]
+        own = await api.post("/events", json=EVENT, headers=operator)
+        assert own.status_code == 202, own.text
+        assert own.json()["stream"] == "events:api"
