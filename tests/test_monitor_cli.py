@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import asyncpg
@@ -21,6 +22,8 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from typer.testing import CliRunner
 
+from aiops.auth.roles import Role
+from aiops.auth.tokens import issue_token
 from aiops.config import get_settings
 from aiops.errors import AiopsError
 from aiops.events.envelope import Event
@@ -39,6 +42,9 @@ app.add_typer(services.app, name="services")
 app.add_typer(services.agents_app, name="agents")
 app.add_typer(limits.app, name="limits")
 app.command("monitor")(monitor.monitor)
+
+
+JWT_SECRET = "monitor-cli-test-" + "x" * 32
 
 
 @pytest.fixture
@@ -65,6 +71,10 @@ def cli_env(
             "AIOPS_MONITOR_SYNC_INTERVAL_S": "1",
             "AIOPS_LISTENER_BLOCK_MS": "100",
             "AIOPS_ANOMALY_WARMUP": "10",
+            # TEMPORAL_ADDRESS makes this production's signed mode: registry changes need
+            # an admin's token
+            "AIOPS_JWT_SECRET": JWT_SECRET,
+            "AIOPS_TOKEN": issue_token(JWT_SECRET, "admin-alice", [Role.ADMIN], timedelta(hours=1)),
         }
     )
     for name, value in env.items():
