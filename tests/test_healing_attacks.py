@@ -386,7 +386,8 @@ async def test_incident_decide_returns_the_childs_verdict_and_late_signals_are_h
     confirmed while the child dropped it); a signed one heals; an `approve` signal after
     healing closed is ignored instead of failing the incident."""
     queue = f"q-{uuid.uuid4().hex[:8]}"
-    wid = f"incident-attack-{uuid.uuid4().hex[:8]}"
+    # a fixed id: its history is saved (EXPORT_HISTORIES=1) and replays as this id
+    wid = "incident-history-signed-approval"
     async with aiops_worker(
         temporal_env.client, queue, database_url, redis_url, approval_key=KEY, approvals="signed"
     ) as kg:
@@ -425,5 +426,8 @@ async def test_incident_decide_returns_the_childs_verdict_and_late_signals_are_h
             await asyncio.sleep(0.1)
         await handle.signal(IncidentWorkflow.approve, decision)  # the child has closed
         result = await handle.result()
+        if os.environ.get("EXPORT_HISTORIES"):
+            history = await handle.fetch_history()
+            (Path(__file__).parent / "histories" / f"{wid}.json").write_text(history.to_json())
     assert result.outcome == "healed"
     assert (await handle.describe()).status == WorkflowExecutionStatus.COMPLETED

@@ -33,6 +33,10 @@ def test_there_are_histories_of_each_kind() -> None:
         "healing_refused_forbidden",
         "incident-history-healed",
         "incident-history-unknown",
+        # signed approvals: a refused and an accepted decide forwarded to the child as an
+        # update, a late approve; a rejection that rolls the done step back
+        "incident-history-signed-approval",
+        "healing_rejected_rolls_back",
     } <= names
     assert any(n.startswith("healing_fail_at_step_") for n in names)
 
