@@ -23,7 +23,7 @@ from cryptography.fernet import Fernet
 from known_problems import register_simulated, seed_import_timeout
 from temporalio.client import WorkflowExecutionStatus, WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
+from test_healing_workflow import _worker
 
 from activities.healing import HealingActivities
 from aiops.actions.base import ActionContext, Adapter
@@ -294,21 +294,7 @@ async def test_a_hand_started_workflow_with_a_permissive_policy_acts_on_nothing(
     )
     acts = await _acts(pool)
     queue, wid = f"q-{uuid.uuid4().hex[:8]}", f"healing-{uuid.uuid4().hex[:8]}"
-    async with Worker(
-        time_skipping_env.client,
-        task_queue=queue,
-        workflows=[HealingWorkflow],
-        activities=[
-            acts.policy_context,
-            acts.open_remediation,
-            acts.close_remediation,
-            acts.execute_action,
-            acts.compensate_action,
-            acts.verify_health,
-            acts.audit,
-            acts.check_approval,
-        ],
-    ):
+    async with _worker(time_skipping_env, queue, acts):
         result = await time_skipping_env.client.execute_workflow(
             HealingWorkflow.run,
             HealingInput(incident_id="incident-forged", plan=plan, policy=permissive),
