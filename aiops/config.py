@@ -213,6 +213,42 @@ class Settings(BaseSettings):
         validation_alias="AIOPS_TEMPORAL_API_KEY",
         description="API key sent to Temporal (Temporal Cloud, or a cluster's authorizer)",
     )
+    # --- intake (alerts from Alertmanager, Grafana, CloudEvents, PagerDuty senders) ---
+    intake_service_labels: str = Field(
+        default="service,job,instance",
+        validation_alias="AIOPS_INTAKE_SERVICE_LABELS",
+        min_length=1,
+        description="alert labels that name the service, first present wins",
+    )
+    intake_message_annotations: str = Field(
+        default="summary,description",
+        validation_alias="AIOPS_INTAKE_MESSAGE_ANNOTATIONS",
+        min_length=1,
+        description="alert annotations whose text is the problem's message, first present wins",
+    )
+    # --- notifications (apprise) ---
+    notify_urls: str = Field(
+        default="",
+        validation_alias="AIOPS_NOTIFY_URLS",
+        description="comma-separated apprise URLs told about approvals, escalations and "
+        "failed fixes (mailto://, slack://, json://, ...); a registry service's `notify` "
+        "list is added for its incidents",
+    )
+    notify_healed: bool = Field(
+        default=False,
+        validation_alias="AIOPS_NOTIFY_HEALED",
+        description="1: also notify when an incident healed",
+    )
+    public_url: str | None = Field(
+        default=None,
+        validation_alias="AIOPS_PUBLIC_URL",
+        description="base URL where people reach `aiops api` (approve and reject links)",
+    )
+    web_ui_url: str | None = Field(
+        default=None,
+        validation_alias="AIOPS_WEB_UI_URL",
+        description="base URL of the Temporal Web UI for links in notifications",
+    )
     log_level: LogLevel = Field(
         default="INFO",
         validation_alias="AIOPS_LOG_LEVEL",
