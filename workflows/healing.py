@@ -28,6 +28,7 @@ with workflow.unsafe.imports_passed_through():
         VerifyRequest,
         VerifyResult,
     )
+    from aiops.models.incident import SourceResolved
     from aiops.policy import evaluate
     from aiops.policy.models import PolicyContext
 
@@ -53,6 +54,7 @@ class HealingWorkflow:
         self._reporting: list[asyncio.Task[None]] = []
         self._checked: bool | None = None
         self._refusals = 0
+        self._source_resolved: SourceResolved | None = None
 
     def _checks_approvals(self) -> bool:
         """Whether this run checks decisions (signed grants, the pending step only) and
@@ -92,6 +94,11 @@ class HealingWorkflow:
             await self._decide(decision)
         except ApplicationError as refused:
             workflow.logger.warning("ignored approval by %s: %s", decision.approver, refused)
+
+    @workflow.signal
+    def source_resolved(self, note: SourceResolved) -> None:
+        """The problem resolved at its source: a step waiting for approval stops waiting."""
+        self._source_resolved = self._source_resolved or note
 
     @workflow.update
     async def decide(self, decision: ApprovalDecision) -> str:
@@ -332,7 +339,8 @@ class HealingWorkflow:
         )
         try:
             await workflow.wait_condition(
-                lambda: record.step in self._decisions, timeout=timedelta(seconds=timeout_s)
+                lambda: record.step in self._decisions or self._source_resolved is not None,
+                timeout=timedelta(seconds=timeout_s),
             )
         except TimeoutError:
             self._pending = None
@@ -347,6 +355,20 @@ class HealingWorkflow:
             return "escalated", f"step {record.step} got no approval within {timeout_s:.0f}s"
         self._pending = None
         await self._report()
+        resolved = self._source_resolved
+        if record.step not in self._decisions and resolved is not None:
+            record.status = "skipped"
+            await self._audit(
+                wid,
+                f"approval-moot:{record.step}",
+                record.action.target,
+                "skipped",
+                f"{resolved.source} resolved the problem while step {record.step} waited; "
+                "not acting",
+            )
+            return "resolved_by_source", (
+                f"{resolved.source} resolved the problem before step {record.step} was approved"
+            )
         decision = self._decisions[record.step]
         record.approval = decision
         verdict = "approved" if decision.approved else "rejected"

@@ -38,6 +38,7 @@ with workflow.unsafe.imports_passed_through():
         ProblemRecordRequest,
         ProblemRef,
         ProblemSeverity,
+        SourceResolved,
     )
     from aiops.models.learning import LearningInput, LearningResult
     from aiops.policy.models import Policy
@@ -92,6 +93,22 @@ class IncidentWorkflow:
             status.last_seen = observation.last_seen
             status.last_sample = observation.sample
         self._fresh = True
+
+    @workflow.signal
+    async def source_resolved(self, note: SourceResolved) -> None:
+        """The alert's source says it resolved: recorded; a step still waiting for approval
+        stops waiting and nothing more acts (the healing child is told)."""
+        status = self._status
+        if status.source_resolved_at is not None:
+            return
+        status.source_resolved_at = note.at
+        status.source_resolved_by = note.source
+        healing = status.healing_workflow_id
+        if healing is not None and status.healing_result is None:
+            try:
+                await workflow.get_external_workflow_handle(healing).signal("source_resolved", note)
+            except Exception as error:  # closed meanwhile: nothing left to stop
+                workflow.logger.info("source_resolved not forwarded to %s: %s", healing, error)
 
     @workflow.signal
     def healing_progress(self, progress: HealingStatus) -> None:
@@ -234,6 +251,10 @@ class IncidentWorkflow:
                 start_to_close_timeout=_QUICK,
                 retry_policy=_RETRY,
             )
+        elif status.source_resolved_at is not None:
+            # resolved at its source while it was being diagnosed: nothing left to fix
+            status.outcome = "resolved_by_source"
+            self._set_phase("resolved", outcome="resolved_by_source")
         elif incident.replay:
             # a replayed event tries detection and diagnosis on history; it never acts
             status.outcome = "replay"

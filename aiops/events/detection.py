@@ -9,7 +9,9 @@ The default rules, in order (the first that applies wins):
    timeout, ServiceUnhealthy unhealthy, Anomaly an anomaly.
 3. A custom type whose name ends in Error, Failed, Failure or Exception is an error; in
    Timeout or TimedOut a timeout; in Unhealthy unhealthy; in Anomaly an anomaly (any case).
-4. Any other event with severity error or critical is an error.
+4. Any other event with severity error or critical is an error, and so is any alert from
+   intake that is firing (payload.alert.status); a resolved or acknowledged one is not a
+   problem (the router tells its incident instead).
 5. Everything else (ServiceRecovered, MetricReport, BookmarkCreated, ...) is informational:
    stored, not routed to an incident.
 
@@ -109,10 +111,27 @@ def type_category(event_type: str) -> ProblemCategory | None:
     return None
 
 
+def alert_status(event: Event) -> str | None:
+    """firing, resolved or acknowledged for an alert from intake (payload.alert), else None."""
+    alert = event.payload.get("alert")
+    if isinstance(alert, dict):
+        status = alert.get("status")
+        if isinstance(status, str):
+            return status
+    return None
+
+
 def category_of(event: Event) -> ProblemCategory | None:
     if event.event_type in INTERNAL_TYPES:
         return None
+    status = alert_status(event)
+    if status is not None and status != "firing":
+        return None  # resolved or acknowledged: news for the incident, not a problem
     category = type_category(event.event_type)
+    if category is None and status == "firing":
+        # a firing alert is a problem whatever its name: an alertname aiops does not know
+        # is stored, coalesced and escalated as unknown, never dropped
+        return ProblemCategory.ERROR
     if category is not None:
         return category
     if event.severity in (Severity.ERROR, Severity.CRITICAL):

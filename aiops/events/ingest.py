@@ -23,11 +23,17 @@ from typing import Final
 
 import asyncpg
 import redis.exceptions
+from temporalio.service import RPCError
 
 from aiops.events.consumer import MAX_DELIVERIES, Entry, StreamConsumer
 from aiops.events.envelope import Event, InvalidEvent, decode_entry
 from aiops.events.retry import TRANSIENT, Backoff, retrying
-from aiops.events.routing import IncidentRouter, Subscription, deliver
+from aiops.events.routing import (
+    IncidentRouter,
+    Subscription,
+    deliver,
+    is_transient_temporal_error,
+)
 from aiops.events.store import EventStore, Located, StoreResult
 from aiops.events.trust import EventTrust
 
@@ -264,6 +270,17 @@ class Ingestor:
         self.stats.problems += sum(o.count for o in observations)
         if observations:
             await self.incidents.signal_all(observations)
+        # after the batch's own problems: an alert that fired and resolved in one batch
+        # reaches the incident it just opened
+        router = self.incidents
+        try:
+            await retrying(
+                lambda: router.deliver_resolutions(events),
+                "telling incidents their alerts resolved",
+                is_transient=is_transient_temporal_error,
+            )
+        except RPCError as error:  # refused: the events are stored; never stall the stream
+            log.error("alert resolutions not delivered: %s", error)
         return len(observations)
 
     # --- the loop ---

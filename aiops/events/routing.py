@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fnmatch
+import hashlib
 import logging
 import re
 import time
@@ -32,7 +33,7 @@ from aiops import search_attributes
 from aiops.events.detection import Detection, Detector
 from aiops.events.envelope import MONITOR_SOURCE, Event, Severity
 from aiops.events.retry import TRANSIENT, Backoff
-from aiops.models.incident import IncidentInput, IncidentStatus, Observation
+from aiops.models.incident import IncidentInput, IncidentStatus, Observation, SourceResolved
 from aiops.trace_context import context_from
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,7 @@ _TRACER = trace.get_tracer(__name__)
 # The workflow and signal are named, not imported: aiops never imports workflows/.
 INCIDENT_WORKFLOW: Final = "IncidentWorkflow"
 OBSERVE_SIGNAL: Final = "observe"
+SOURCE_RESOLVED_SIGNAL: Final = "source_resolved"
 
 _SEVERITY_ORDER: Final = {s: i for i, s in enumerate(Severity)}
 
@@ -177,6 +179,21 @@ class _Group:
     count: int = 0
 
 
+def alert_fingerprint(event: Event) -> str | None:
+    """The incident fingerprint of an alert from intake: its sender's own identity for it
+    (Alertmanager's fingerprint, PagerDuty's dedup_key), so the same alert firing again is
+    the same incident whatever its text, and its resolution finds that incident."""
+    alert = event.payload.get("alert")
+    if not isinstance(alert, dict):
+        return None
+    key = alert.get("fingerprint")
+    if not isinstance(key, str) or not key:
+        return None
+    origin = alert.get("source") if isinstance(alert.get("source"), str) else event.source
+    scope = f"{origin}:{event.service or event.source}:{key}"
+    return hashlib.sha256(scope.encode()).hexdigest()[:16]
+
+
 def coalesce(
     events: Sequence[Event], detector: Detector, fingerprinter: Fingerprinter
 ) -> list[Observation]:
@@ -196,6 +213,7 @@ def coalesce(
             )
             known = memo[key] = (result.fingerprint, result.template)
         fingerprint, template = known
+        fingerprint = alert_fingerprint(event) or fingerprint
         group = groups.get((fingerprint, event.replay))
         if group is None:
             group = groups[(fingerprint, event.replay)] = _Group(
@@ -421,6 +439,31 @@ class IncidentRouter:
             static_summary=f"{observation.category.value}: {observation.template}"[:200],
             rpc_timeout=timedelta(seconds=10),
         )
+
+    async def deliver_resolutions(self, events: Sequence[Event]) -> int:
+        """Tell the incidents of alerts that resolved at their source (Alertmanager's
+        resolved, PagerDuty's resolve): an incident waiting on approval stops waiting. An
+        alert with no incident open is only stored."""
+        latest: dict[str, Event] = {}
+        for event in events:
+            alert = event.payload.get("alert")
+            if event.replay or not isinstance(alert, dict) or alert.get("status") != "resolved":
+                continue
+            fingerprint = alert_fingerprint(event)
+            if fingerprint is not None:
+                latest[f"incident-{fingerprint}"] = event
+        delivered = 0
+        for workflow_id, event in latest.items():
+            note = SourceResolved(source=event.source, event_id=str(event.id), at=event.timestamp)
+            try:
+                await self.client.get_workflow_handle(workflow_id).signal(
+                    SOURCE_RESOLVED_SIGNAL, note
+                )
+                delivered += 1
+            except RPCError as error:
+                if error.status != RPCStatusCode.NOT_FOUND:
+                    raise
+        return delivered
 
     async def signal_all(self, observations: Sequence[Observation]) -> None:
         """Send every observation. Those that fail because Temporal is away are retried

@@ -75,7 +75,14 @@ class CompensationRecord(BaseModel):
 
 
 HealingOutcome = Literal[
-    "healed", "failed", "compensated", "escalated", "refused", "unverified", "rejected"
+    "healed",
+    "failed",
+    "compensated",
+    "escalated",
+    "refused",
+    "unverified",
+    "rejected",
+    "resolved_by_source",
 ]
 
 

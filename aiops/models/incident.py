@@ -102,6 +102,10 @@ class IncidentStatus(BaseModel):
     learning: LearningResult | None = None
     resolved: bool = False
     resolved_at: datetime | None = None
+    source_resolved_at: datetime | None = Field(
+        default=None, description="when the alert's own source said it resolved"
+    )
+    source_resolved_by: str | None = None
 
     def summary(self) -> str:
         """One line for the Web UI memo and `aiops incidents`."""
@@ -160,3 +164,12 @@ class IncidentInput(BaseModel):
     cool_down_s: float = Field(default=600.0, gt=0)
     # set when the workflow continues as new, so counts survive the new run
     carried: IncidentStatus | None = None
+
+
+class SourceResolved(BaseModel):
+    """The alert behind an incident resolved at its source (Alertmanager, PagerDuty...)."""
+
+    source: str
+    status: str = "resolved"
+    event_id: str | None = None
+    at: datetime
