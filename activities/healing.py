@@ -11,7 +11,11 @@ from typing import Literal
 import asyncpg
 import httpx
 from temporalio import activity
-from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.client import (
+    Client,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
 from temporalio.service import RPCError
 
 from aiops.actions.base import ActionOutcome
@@ -51,6 +55,18 @@ async def _heartbeating(detail: str, every_s: float = 2.0) -> AsyncIterator[None
         yield
     finally:
         task.cancel()
+
+
+def _as_called(request: ExecuteRequest) -> ExecuteRequest:
+    """The request as the workflow that really called: its id and run from the activity's
+    own info, not from the input, so no caller acts or undoes in another's name."""
+    try:
+        info = activity.info()
+    except RuntimeError:  # called directly (tests, tools): the request is all there is
+        return request
+    return request.model_copy(
+        update={"workflow_id": info.workflow_id, "run_id": info.workflow_run_id}
+    )
 
 
 class HealingActivities:
@@ -145,6 +161,10 @@ class HealingActivities:
             return ForwardedDecision(
                 accepted=False, message=f"{request.healing_workflow_id} is no longer running"
             )
+        except WorkflowUpdateRPCTimeoutOrCancelledError:
+            return ForwardedDecision(
+                accepted=False, message=f"{request.healing_workflow_id} did not answer in time"
+            )
         return ForwardedDecision(accepted=True, message=said)
 
     @activity.defn(name="open_remediation")
@@ -169,6 +189,7 @@ class HealingActivities:
     async def execute_action(self, request: ExecuteRequest) -> ActionOutcome:
         """Act once for the key, then audit the result in the same attempt: a retry after a
         crash between the two finds the action done (reconcile) and writes the row once."""
+        request = _as_called(request)
         async with _heartbeating(f"{request.action.action_type} on {request.action.target}"):
             outcome = await self._executor.execute(request)
         refused = bool(outcome.data.get("refused"))
@@ -190,6 +211,7 @@ class HealingActivities:
 
     @activity.defn(name="compensate_action")
     async def compensate_action(self, request: ExecuteRequest) -> ActionOutcome:
+        request = _as_called(request)
         async with _heartbeating(f"undo {request.action.action_type} on {request.action.target}"):
             return await self._executor.compensate(request)
 

@@ -186,6 +186,9 @@ async def test_parameters_stay_within_the_services_declared_bounds(pool: asyncpg
         "an undeclared key": _request("config_update", key="db_pwd", value=1),
         "a value of the wrong type": _request("config_update", key="db_pool_size", value="x"),
         "a bool for an integer": _request("config_update", key="db_pool_size", value=True),
+        "NaN, which passes every bound": _request(
+            "config_update", key="db_pool_size", value=float("nan")
+        ),
     }
     for what, request in refused.items():
         outcome = await acts.execute_action(request)
@@ -195,6 +198,35 @@ async def test_parameters_stay_within_the_services_declared_bounds(pool: asyncpg
         _request("config_update", key="db_pool_size", value=4, success_probability=1.0)
     )
     assert allowed.success
+
+
+async def test_a_plan_without_a_service_acts_on_nothing(pool: asyncpg.Pool) -> None:
+    await register_simulated(pool, "payments")
+    request = _request("cache_clear", service=None)
+    outcome = await (await _acts(pool)).execute_action(request)
+    assert not outcome.success and "names no service" in outcome.detail
+    assert not await _ran(pool, request)
+
+
+async def test_a_new_run_under_a_closed_workflows_id_neither_replays_nor_undoes(
+    pool: asyncpg.Pool,
+) -> None:
+    """Temporal lets a new run reuse a closed workflow's id: it must not get the old run's
+    success back (to put it in its saga) nor undo it."""
+    await register_simulated(pool, "payments", config_keys=("k",))
+    acts = await _acts(pool)
+    first = _request("config_update", key="k", value=3, success_probability=1.0)
+    first = first.model_copy(update={"run_id": "run-1"})
+    assert (await acts.execute_action(first)).success
+    second = first.model_copy(update={"run_id": "run-2"})
+    replayed = await acts.execute_action(second)
+    assert not replayed.success and "another run" in replayed.detail
+    undone = await acts.compensate_action(second)
+    assert not undone.success and "another workflow run" in undone.detail
+    again = await acts.execute_action(first)  # the first run's own retry: its outcome
+    assert again.success and again.replayed
+    misfiled = first.model_copy(update={"idempotency_key": "healing-other:1"})
+    assert "not this workflow's step" in (await acts.execute_action(misfiled)).detail
 
 
 # --- approvals: checked where the action runs ----------------------------------------------

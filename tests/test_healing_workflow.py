@@ -278,6 +278,7 @@ async def test_same_key_never_acts_twice(pool: asyncpg.Pool) -> None:
         workflow_id="wf-1",
         step="1",
         action=_step("1", "restart", 0.5).action,
+        service="import-service",
     )
     first = await acts.execute_action(request)
     second = await acts.execute_action(request)

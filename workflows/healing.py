@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from aiops.actions.base import ActionOutcome
@@ -92,7 +92,9 @@ class HealingWorkflow:
             return
         try:
             await self._decide(decision)
-        except ApplicationError as refused:
+        except FailureError as refused:
+            # refused, or check_approval out of retries: either way a signal must never
+            # fail the plan (whose done steps would then never be rolled back)
             workflow.logger.warning("ignored approval by %s: %s", decision.approver, refused)
 
     @workflow.signal
@@ -132,7 +134,7 @@ class HealingWorkflow:
         wid = workflow.info().workflow_id
         step = self._step_for(decision)
         self._refusals += 1
-        key = f"approval-refused:{step}:{self._refusals}"
+        key = f"approval-check:{step}:{self._refusals}"  # the audit row's, if refused
         if step is None or step != self._pending or step in self._decisions:
             why = (
                 f"step {step} was already decided"

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeUpdate
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, FailureError
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
@@ -61,7 +61,8 @@ class IncidentWorkflow:
                 template=incident.template or "",
                 category=incident.category,
                 severity=incident.severity,
-                service=incident.service,
+                # as the router decides: an event that names no service speaks for its source
+                service=incident.service or incident.source,
                 replay=incident.replay,
                 pattern_id=incident.pattern_id,
             )
@@ -118,7 +119,7 @@ class IncidentWorkflow:
     @workflow.signal
     async def approve(self, decision: ApprovalDecision) -> None:
         """Forwarded to the running HealingWorkflow, which checks, records and audits it."""
-        if self._status.healing_workflow_id is None or self._status.healing_result is not None:
+        if self._status.healing_workflow_id is None:
             workflow.logger.warning("approval %s ignored: nothing is being healed", decision)
             return
         if not self._forwards_updates():
@@ -126,9 +127,16 @@ class IncidentWorkflow:
                 "approve", decision
             )
             return
+        if self._status.healing_result is not None:
+            workflow.logger.warning("approval %s ignored: healing has finished", decision)
+            return
         # through the child's decide update: a child that has closed meanwhile, or that
         # refuses the decision, costs a log line, never this incident
-        forwarded = await self._forward(decision)
+        try:
+            forwarded = await self._forward(decision)
+        except FailureError as error:  # forward_decision out of retries
+            workflow.logger.warning("approval %s not forwarded: %s", decision, error)
+            return
         if not forwarded.accepted:
             workflow.logger.warning("approval %s not taken: %s", decision, forwarded.message)
 

@@ -34,6 +34,8 @@ class ExecuteRequest(BaseModel):
     decision_id: str | None = None
     grant: str | None = None
     approver: str | None = None
+    # set by execute_action from the activity's own info, never taken from the caller
+    run_id: str | None = None
 
 
 Operation = Callable[[Adapter, ActionContext, dict[str, Any]], Awaitable[ActionOutcome]]
@@ -52,20 +54,26 @@ class ActionExecutor:
         self._adapters = adapters
         self._guard = guard
 
-    async def _recorded(self, key: str) -> ActionOutcome | None:
+    async def _recorded(self, request: ExecuteRequest) -> ActionOutcome | None:
+        """The outcome of this run's earlier attempt at the key; refused when another run
+        of the workflow id holds the key (a new run under a closed workflow's id)."""
         row = await self._pool.fetchrow(
             "UPDATE action_executions SET attempts = attempts + 1"
-            " WHERE idempotency_key = $1 AND status <> 'started' RETURNING result",
-            key,
+            " WHERE idempotency_key = $1 AND status <> 'started' RETURNING result, run_id",
+            request.idempotency_key,
         )
         if row is None:
             return None
+        if row["run_id"] is not None and row["run_id"] != request.run_id:
+            return _refused(f"{request.idempotency_key} was acted on by another run")
         return ActionOutcome.model_validate(row["result"]).model_copy(update={"replayed": True})
 
     async def execute(self, request: ExecuteRequest) -> ActionOutcome:
+        if request.idempotency_key != f"{request.workflow_id}:{request.step}":
+            return _refused("the idempotency key is not this workflow's step")
         # a retry of an action that finished gets its outcome back before any check: the
         # rate limit it counted toward must not refuse its own retry
-        done = await self._recorded(request.idempotency_key)
+        done = await self._recorded(request)
         if done is not None:
             return done
         try:
@@ -77,7 +85,7 @@ class ActionExecutor:
                 approval=Approval(request.decision_id, request.grant, request.approver),
             )
         except AiopsError as error:  # refused: an outcome, not a retry
-            return ActionOutcome(success=False, detail=str(error), data={"refused": True})
+            return _refused(str(error))
         ctx = ActionContext(
             idempotency_key=request.idempotency_key,
             workflow_id=request.workflow_id,
@@ -90,7 +98,9 @@ class ActionExecutor:
         async def apply(a: Adapter, c: ActionContext, intent: dict[str, Any]) -> ActionOutcome:
             return await a.apply(c, intent)
 
-        outcome = await self._once(request.idempotency_key, ctx, adapter, apply, reconcile=True)
+        outcome = await self._once(
+            request.idempotency_key, ctx, adapter, apply, reconcile=True, run_id=request.run_id
+        )
         if cleared.approved_by is not None:
             outcome = outcome.model_copy(
                 update={"data": {**outcome.data, "approved_by": cleared.approved_by}}
@@ -101,16 +111,21 @@ class ActionExecutor:
         """Undo the action recorded under request.idempotency_key, once. What is undone is
         what was recorded (action, service, adapter), never what the request says."""
         row = await self._pool.fetchrow(
-            "SELECT workflow_id, adapter, service, action, intent, status"
+            "SELECT workflow_id, run_id, adapter, service, action, intent, status, result"
             " FROM action_executions WHERE idempotency_key = $1",
             request.idempotency_key,
         )
         if row is None:
             return ActionOutcome(success=True, detail="nothing to undo: the action never ran")
-        if row["workflow_id"] != request.workflow_id:
+        if row["workflow_id"] != request.workflow_id or (
+            row["run_id"] is not None and row["run_id"] != request.run_id
+        ):
             return ActionOutcome(
-                success=False, detail="refused: that action belongs to another workflow"
+                success=False, detail="refused: that action belongs to another workflow run"
             )
+        recorded = ActionOutcome.model_validate(row["result"]) if row["result"] else None
+        if row["status"] != "succeeded" or recorded is None or not recorded.compensable:
+            return ActionOutcome(success=True, detail="nothing to undo: no compensable success")
         adapter = self._adapters.get(row["adapter"])
         if adapter is None:
             return ActionOutcome(
@@ -133,7 +148,9 @@ class ActionExecutor:
             return await a.compensate(c, intent)
 
         key = f"{request.idempotency_key}:compensate"
-        return await self._once(key, ctx, adapter, undo, reconcile=False, prepare=False)
+        return await self._once(
+            key, ctx, adapter, undo, reconcile=False, prepare=False, run_id=request.run_id
+        )
 
     async def _once(
         self,
@@ -144,12 +161,15 @@ class ActionExecutor:
         *,
         reconcile: bool,
         prepare: bool = True,
+        run_id: str | None = None,
     ) -> ActionOutcome:
         async with self._pool.acquire() as conn:
             # session lock: released by PostgreSQL if this worker dies mid-action
             await conn.execute("SELECT pg_advisory_lock(hashtext($1))", key)
             try:
-                return await self._locked(conn, key, ctx, adapter, operation, reconcile, prepare)
+                return await self._locked(
+                    conn, key, ctx, adapter, operation, reconcile, prepare, run_id
+                )
             finally:
                 await conn.execute("SELECT pg_advisory_unlock(hashtext($1))", key)
 
@@ -162,12 +182,13 @@ class ActionExecutor:
         operation: Operation,
         reconcile: bool,
         prepare: bool,
+        run_id: str | None,
     ) -> ActionOutcome:
         inserted = await conn.fetchval(
             """
             INSERT INTO action_executions (idempotency_key, workflow_id, step, adapter,
-                action_type, target, service, action, status)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'started')
+                action_type, target, service, action, status, run_id)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'started', $9)
             ON CONFLICT (idempotency_key) DO NOTHING
             RETURNING true
             """,
@@ -179,14 +200,17 @@ class ActionExecutor:
             ctx.action.target,
             ctx.service.name if ctx.service else None,
             ctx.action.model_dump(mode="json"),
+            run_id,
         )
         if not inserted:
             row = await conn.fetchrow(
                 "UPDATE action_executions SET attempts = attempts + 1"
-                " WHERE idempotency_key = $1 RETURNING status, intent, result",
+                " WHERE idempotency_key = $1 RETURNING status, intent, result, run_id",
                 key,
             )
             assert row is not None
+            if row["run_id"] is not None and row["run_id"] != run_id:
+                return _refused(f"{key} was acted on by another run")
             if row["status"] != "started":
                 recorded = ActionOutcome.model_validate(row["result"])
                 return recorded.model_copy(update={"replayed": True})
@@ -223,3 +247,8 @@ class ActionExecutor:
             "succeeded" if outcome.success else "failed",
             outcome.model_dump(mode="json"),
         )
+
+
+def _refused(detail: str) -> ActionOutcome:
+    said = detail if detail.startswith("refused") else f"refused: {detail}"
+    return ActionOutcome(success=False, detail=said, data={"refused": True})

@@ -113,7 +113,8 @@ class ActionGuard:
         self._adapters = adapters
 
     async def resolve(self, action: ActionSpec, plan_service: str | None) -> ServiceRecord:
-        """The registered service the action's target names; it must be the plan's own."""
+        """The registered service the action's target names; it must be the plan's own,
+        and a plan must name one (a learned fix's own target is no licence by itself)."""
         try:
             service = await self._registry.get(action.target)
         except UnknownService:
@@ -121,7 +122,12 @@ class ActionGuard:
                 f"target {action.target!r} is not a registered service; aiops acts only on "
                 "registered services"
             ) from None
-        if plan_service is not None and plan_service != service.name:
+        if plan_service is None:
+            raise RefusedAction(
+                f"the plan names no service: aiops acts only on the incident's own service "
+                f"({action.target} was named)"
+            )
+        if plan_service != service.name:
             raise RefusedAction(
                 f"target {service.name} is not the service this plan is for ({plan_service})"
             )
@@ -175,10 +181,10 @@ class ActionGuard:
             raise RefusedAction(decision.reason)
         approved_by = None
         if decision.verdict == "needs_approval":
-            approved_by = self._approved_by(workflow_id, step, action, plan_service, approval)
+            approved_by = await self._approved_by(workflow_id, step, action, plan_service, approval)
         return Cleared(service, adapter, decision, approved_by)
 
-    def _approved_by(
+    async def _approved_by(
         self,
         workflow_id: str,
         step: str,
@@ -201,4 +207,16 @@ class ActionGuard:
             raise RefusedAction(f"refused: the step needs approval and {error}") from None
         if not grant.approved:
             raise RefusedAction(f"refused: {grant.approver} rejected this step")
+        # a grant is spent on one action: copied out of a history, it runs nothing else
+        key = f"{workflow_id}:{step}"
+        spent_on = await self._pool.fetchval(
+            "INSERT INTO approval_grants_used (grant_id, idempotency_key, approver)"
+            " VALUES ($1, $2, $3) ON CONFLICT (grant_id) DO UPDATE"
+            " SET grant_id = EXCLUDED.grant_id RETURNING idempotency_key",
+            grant.grant_id,
+            key,
+            grant.approver,
+        )
+        if spent_on != key:
+            raise RefusedAction("refused: that signed approval was spent on another action")
         return grant.approver

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import secrets
 import uuid
@@ -14,6 +15,7 @@ from jwt import PyJWKClient
 from aiops.auth.roles import Identity, Role, parse_roles
 from aiops.errors import AiopsError
 
+log = logging.getLogger(__name__)
 ISSUER = "aiops"
 AUDIENCE = "aiops"
 _TTL = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
@@ -87,7 +89,7 @@ class TokenVerifier:
         if oidc_issuer is not None and not oidc_audience:
             raise AuthError("AIOPS_OIDC_AUDIENCE is required with AIOPS_OIDC_ISSUER")
         self._secret = secret
-        self._issuer = oidc_issuer.rstrip("/") if oidc_issuer else None
+        self._issuer = oidc_issuer  # compared exactly: Auth0's issuers end in a slash
         self._audience = oidc_audience
         self._jwks_url = jwks_url
         self._jwks: PyJWKClient | None = None
@@ -107,13 +109,15 @@ class TokenVerifier:
     def _discover(self) -> str:
         import httpx
 
-        url = f"{self._issuer}/.well-known/openid-configuration"
+        url = f"{(self._issuer or '').rstrip('/')}/.well-known/openid-configuration"
         try:
             response = httpx.get(url, timeout=10)
             response.raise_for_status()
             jwks_uri = response.json()["jwks_uri"]
         except (httpx.HTTPError, ValueError, KeyError) as error:
-            raise AuthError(f"cannot read the OIDC discovery document {url}: {error}") from None
+            # the detail is for the server's log; a caller hears only that keys are missing
+            log.error("cannot read the OIDC discovery document %s: %s", url, error)
+            raise AuthError("the identity provider's keys cannot be read now") from None
         return str(jwks_uri)
 
     def verify(self, token: str) -> Identity:
@@ -151,9 +155,12 @@ class TokenVerifier:
         except jwt.ExpiredSignatureError:
             raise AuthError("the token has expired: get a new one") from None
         except jwt.PyJWKClientError as error:
-            raise AuthError(f"cannot find the token's signing key: {error}") from None
+            log.warning("token signing key not found: %s", error)
+            raise AuthError("the token's signing key is not the identity provider's") from None
         except jwt.PyJWTError as error:
             raise AuthError(f"invalid token: {error}") from None
+        if not str(claims.get("sub") or "").strip():
+            raise AuthError("invalid token: it names no subject")
         roles = parse_roles(_claim(claims, self._roles_claim))
         exp = claims.get("exp")
         return Identity(

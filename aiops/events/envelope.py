@@ -224,4 +224,6 @@ RESERVED_SOURCE_PREFIX: Final = "aiops-"
 
 
 def is_reserved_source(source: str) -> bool:
-    return source.strip().lower().startswith(RESERVED_SOURCE_PREFIX)
+    """aiops, aiops-monitor, aiops-healer...: what aiops's own agents publish under."""
+    name = source.strip().lower()
+    return name == RESERVED_SOURCE_PREFIX.rstrip("-") or name.startswith(RESERVED_SOURCE_PREFIX)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import Any, Literal
 
@@ -39,6 +40,8 @@ class ConfigKey(BaseModel):
         if isinstance(value, str) and len(value) > self.max_length:
             return f"is at most {self.max_length} characters"
         if isinstance(value, int | float) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                return f"must be a finite number, got {value}"  # NaN passes every bound
             if self.min is not None and value < self.min:
                 return f"must be at least {self.min:g}, got {value}"
             if self.max is not None and value > self.max:

@@ -24,7 +24,9 @@ from workers.api.backends import Backends
 log = logging.getLogger("aiops.api")
 
 API_TOKEN_SUB = "api-token"
-API_TOKEN_ROLES = [Role.VIEWER, Role.OPERATOR, Role.APPROVER]
+# a shared secret names nobody: it may read and publish, never approve (a signed approval
+# says who decided) nor change the registry
+API_TOKEN_ROLES = [Role.VIEWER, Role.OPERATOR]
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
 _bearer = HTTPBearer(

@@ -10,7 +10,6 @@ written to the audit log.
 from __future__ import annotations
 
 import asyncio
-import getpass
 import json
 import shlex
 from collections.abc import Awaitable, Callable
@@ -33,6 +32,7 @@ from aiops.producers import (
     ProducerStore,
     parse_services,
 )
+from workers.commands.services import registry_actor
 
 app = typer.Typer(help="event producers and the services each may speak for", no_args_is_help=True)
 
@@ -49,7 +49,9 @@ ServicesOption = Annotated[
 
 
 def _actor() -> str:
-    return getpass.getuser()
+    # the same rule as the service registry: an admin's AIOPS_TOKEN, or in open mode the
+    # OS user with a warning
+    return registry_actor(get_settings())
 
 
 def _producer(name: str, services: str, settings: Settings) -> Producer:
