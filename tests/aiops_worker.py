@@ -13,6 +13,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from aiops.agents.builtin import builtin_agents
+from aiops.config import Settings
 from aiops.agents.presence import AgentPresence
 from aiops.agents.protocol import UniversalAgent
 from aiops.db.pool import create_pool
@@ -41,6 +42,7 @@ async def aiops_worker(
     approval_key: bytes | None = None,
     approvals: Literal["open", "signed"] = "open",
     policy_file: Path | None = None,
+    settings: Settings | None = None,
 ) -> AsyncIterator[KnowledgeGraph]:
     """agents: custom agents next to the built-in ones, registered (as the worker does)
     for the test's duration; None: the built-in ones only, as today. The simulated adapter
@@ -70,6 +72,7 @@ async def aiops_worker(
         approvals=approvals,
         simulated=True,
         client=client,
+        settings=settings,
     )
     try:
         async with Worker(

@@ -21,6 +21,7 @@ from activities.agents import AgentActivities
 from activities.healing import HealingActivities
 from activities.knowledge import KnowledgeActivities, PatternLearningActivities
 from activities.monitor import MonitorActivities
+from activities.notify import NotifyActivities
 from aiops.actions.base import Adapter
 from aiops.actions.executor import ActionExecutor
 from aiops.actions.guard import ActionGuard
@@ -75,6 +76,7 @@ def activity_holders(
     approvals: Literal["open", "signed"] = "open",
     simulated: bool = False,
     client: Client | None = None,
+    settings: Settings | None = None,
 ) -> list[object]:
     """Every activity class, wired to its clients; the worker and the tests share this.
 
@@ -114,6 +116,8 @@ def activity_holders(
         PatternLearningActivities(
             PatternEvolver(pool, mesh=mesh, min_outcomes=pattern_min_outcomes)
         ),
+        # AIOPS_NOTIFY_*, AIOPS_PUBLIC_URL: from settings, else the process's own
+        NotifyActivities(pool, registry, AuditLog(pool), settings=settings),
     ]
 
 
@@ -157,6 +161,7 @@ async def running_worker(settings: Settings, client: Client) -> AsyncIterator[Wo
         approvals=settings.approvals_mode,
         simulated=settings.simulated_adapter,
         client=client,
+        settings=settings,
     )
     try:
         try:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError, FailureError
+
+from workflows.notifying import send_notification
 
 with workflow.unsafe.imports_passed_through():
     from aiops.actions.base import ActionOutcome
@@ -29,8 +31,10 @@ with workflow.unsafe.imports_passed_through():
         VerifyResult,
     )
     from aiops.models.incident import SourceResolved
+    from aiops.notify.models import NotificationKind, NotifyRequest
     from aiops.policy import evaluate
     from aiops.policy.models import PolicyContext
+    from workflows.notifying import send_notification
 
 _QUICK = timedelta(seconds=30)
 _ACT = timedelta(minutes=5)
@@ -39,6 +43,7 @@ _RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=5)
 # Runs that started before signed approvals (tests/histories) keep their old decision
 # handling when replayed; every new run takes the checked path.
 SIGNED_APPROVALS = "signed-approvals"
+NOTIFICATIONS = "notifications"
 
 
 @workflow.defn(name="HealingWorkflow")
@@ -55,6 +60,9 @@ class HealingWorkflow:
         self._checked: bool | None = None
         self._refusals = 0
         self._source_resolved: SourceResolved | None = None
+        self._notifies = False
+        self._notifying: list[asyncio.Task[None]] = []
+        self._approval_deadline: datetime | None = None
 
     def _checks_approvals(self) -> bool:
         """Whether this run checks decisions (signed grants, the pending step only) and
@@ -192,6 +200,7 @@ class HealingWorkflow:
     async def run(self, input: HealingInput) -> HealingResult:
         self._input = input
         self._checks_approvals()
+        self._notifies = workflow.patched(NOTIFICATIONS)
         wid = workflow.info().workflow_id
         plan = input.plan
         self._steps = [StepRecord(step=p.step, action=p.action) for p in plan.actions]
@@ -239,7 +248,7 @@ class HealingWorkflow:
             )
         finally:
             # progress reports resolve long before this; a lost one must not fail the plan
-            await asyncio.gather(*self._reporting, return_exceptions=True)
+            await asyncio.gather(*self._reporting, *self._notifying, return_exceptions=True)
             await self._call(
                 "close_remediation",
                 RemediationRequest(workflow_id=wid, service=plan.service, outcome=self._outcome),
@@ -339,12 +348,7 @@ class HealingWorkflow:
             "pending",
             f"waiting up to {timeout_s:.0f}s for approval",
         )
-        try:
-            await workflow.wait_condition(
-                lambda: record.step in self._decisions or self._source_resolved is not None,
-                timeout=timedelta(seconds=timeout_s),
-            )
-        except TimeoutError:
+        if not await self._decided_within(record, timeout_s):
             self._pending = None
             record.status = "escalated"
             await self._audit(
@@ -354,6 +358,8 @@ class HealingWorkflow:
                 "escalated",
                 f"no decision within {timeout_s:.0f}s; not acting",
             )
+            if self._notifies:
+                self._notify(record, NotificationKind.APPROVAL_TIMEOUT, timeout_s)
             return "escalated", f"step {record.step} got no approval within {timeout_s:.0f}s"
         self._pending = None
         await self._report()
@@ -384,6 +390,49 @@ class HealingWorkflow:
         if not decision.approved:
             record.status = "rejected"
         return None
+
+    async def _decided_within(self, record: StepRecord, timeout_s: float) -> bool:
+        """Wait for a decision (or the source resolving the problem); on the notifying
+        path people are told at the start and reminded at half the timeout."""
+
+        def settled() -> bool:
+            return record.step in self._decisions or self._source_resolved is not None
+
+        waits = [timeout_s]
+        if self._notifies:
+            self._notify(record, NotificationKind.APPROVAL_REQUESTED, timeout_s)
+            waits = [timeout_s / 2, timeout_s / 2]
+        for i, wait_s in enumerate(waits):
+            try:
+                await workflow.wait_condition(settled, timeout=timedelta(seconds=wait_s))
+                return True
+            except TimeoutError:
+                if i + 1 < len(waits):
+                    self._notify(record, NotificationKind.APPROVAL_REMINDER, timeout_s)
+        return False
+
+    def _notify(self, record: StepRecord, kind: NotificationKind, timeout_s: float) -> None:
+        """Tell people, without waiting on it: a channel that is down costs a log line,
+        never the plan."""
+        assert self._input is not None
+        plan = self._input.plan
+        if self._approval_deadline is None or kind == NotificationKind.APPROVAL_REQUESTED:
+            self._approval_deadline = workflow.now() + timedelta(seconds=timeout_s)
+        request = NotifyRequest(
+            kind=kind,
+            key=f"{kind.value}:{record.step}",
+            incident_id=self._input.incident_id,
+            workflow_id=workflow.info().workflow_id,
+            service=plan.service,
+            step=record.step,
+            action=record.action,
+            decision_id=record.decision.decision_id if record.decision else None,
+            why=record.decision.reason if record.decision else "",
+            plan_description=plan.description,
+            approval_timeout_s=timeout_s,
+            expires_at=self._approval_deadline,
+        )
+        self._notifying.append(asyncio.create_task(send_notification(request)))
 
     async def _compensate(self, wid: str, saga: list[ExecuteRequest]) -> None:
         self._phase = "compensating"

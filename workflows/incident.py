@@ -17,6 +17,8 @@ from temporalio.common import RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import ApplicationError, FailureError
 from temporalio.workflow import ParentClosePolicy
 
+from workflows.notifying import send_notification
+
 with workflow.unsafe.imports_passed_through():
     from aiops import search_attributes as sa
     from aiops.events.envelope import Event
@@ -41,12 +43,14 @@ with workflow.unsafe.imports_passed_through():
         SourceResolved,
     )
     from aiops.models.learning import LearningInput, LearningResult
+    from aiops.notify.models import NotificationKind, NotifyRequest
     from aiops.policy.models import Policy
 
 _QUICK = timedelta(seconds=60)
 _RETRY = RetryPolicy(maximum_attempts=10)
 # Runs from before it (tests/histories) replay with the old signal forwarding.
 FORWARD_DECISIONS = "forward-decisions-as-updates"
+NOTIFICATIONS = "notifications"
 
 
 @workflow.defn(name="IncidentWorkflow")
@@ -69,6 +73,8 @@ class IncidentWorkflow:
         )
         self._fresh = False
         self._forwards: bool | None = None
+        self._notifies = False
+        self._notifying: list[asyncio.Task[None]] = []
 
     def _forwards_updates(self) -> bool:
         if self._forwards is None:
@@ -192,6 +198,7 @@ class IncidentWorkflow:
     @workflow.run
     async def run(self, incident: IncidentInput) -> IncidentStatus:
         self._forwards_updates()
+        self._notifies = workflow.patched(NOTIFICATIONS)
         if self._status.events == 0:
             # started by hand (no signal came with the start): the input is the first event
             self.observe(_observation_from(incident, workflow.now()))
@@ -259,6 +266,7 @@ class IncidentWorkflow:
                 start_to_close_timeout=_QUICK,
                 retry_policy=_RETRY,
             )
+            self._notify(NotificationKind.ESCALATED_UNKNOWN, diagnosis.why)
         elif status.source_resolved_at is not None:
             # resolved at its source while it was being diagnosed: nothing left to fix
             status.outcome = "resolved_by_source"
@@ -287,6 +295,17 @@ class IncidentWorkflow:
             status.healing_result = result
             status.pending_approval = None
             status.outcome = result.outcome
+            if result.outcome in ("failed", "compensated", "refused"):
+                undone = ", ".join(
+                    f"step {c.step} {'undone' if c.outcome.success else 'NOT undone'}"
+                    for c in result.compensations
+                )
+                self._notify(
+                    NotificationKind.REMEDIATION_FAILED,
+                    result.detail + (f"; rolled back: {undone}" if undone else ""),
+                )
+            elif result.outcome == "healed":
+                self._notify(NotificationKind.HEALED, result.detail)
             self._set_phase("learning", outcome=result.outcome)
         resolution = (workflow.now() - started).total_seconds()
         learned = await workflow.execute_child_workflow(
@@ -311,6 +330,8 @@ class IncidentWorkflow:
             result_type=LearningResult,
         )
         status.learning = learned
+        # sent beside learning; a channel that is down never holds the incident up for long
+        await asyncio.gather(*self._notifying, return_exceptions=True)
         status.resolved = True
         status.resolved_at = workflow.now()
         self._set_phase("cooling_down", outcome=status.outcome)
@@ -328,6 +349,22 @@ class IncidentWorkflow:
             if workflow.info().is_continue_as_new_suggested():
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 workflow.continue_as_new(incident.model_copy(update={"carried": self._status}))
+
+    def _notify(self, kind: NotificationKind, detail: str) -> None:
+        if not self._notifies:
+            return
+        status = self._status
+        plan = status.plan
+        request = NotifyRequest(
+            kind=kind,
+            key=f"{kind.value}:{workflow.info().run_id[:8]}",
+            incident_id=workflow.info().workflow_id,
+            workflow_id=status.healing_workflow_id,
+            service=status.service,
+            plan_description=plan.description if plan else "",
+            detail=detail,
+        )
+        self._notifying.append(asyncio.create_task(send_notification(request)))
 
     def _set_phase(self, phase: str, outcome: str | None = None) -> None:
         self._status.phase = phase
