@@ -23,6 +23,7 @@ import pytest_asyncio
 import redis.asyncio as aioredis
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
+from webhook import Receiver
 
 from aiops import search_attributes
 from aiops.db.migrate import migrate
@@ -128,6 +129,14 @@ async def mesh(redis_url: str) -> AsyncIterator[EventMesh]:
     mesh = EventMesh(aioredis.Redis.from_url(redis_url))
     yield mesh
     await mesh.aclose()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A JSON webhook on a free port that keeps the bodies it is sent."""
+    found = Receiver()
+    yield found
+    found.server.shutdown()
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ from Temporal and PostgreSQL, not from what it printed."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
+from webhook import Receiver
 
 from aiops.audit import AuditLog
 from aiops.db.pool import create_pool
@@ -26,6 +28,7 @@ async def test_quick_demo_heals_rolls_back_and_escalates(
     redis_url: str,
     stream_prefix: str,
     tmp_path: Path,
+    receiver: Receiver,
 ) -> None:
     queue = f"demo-{uuid.uuid4().hex[:8]}"
     env = {
@@ -49,6 +52,8 @@ async def test_quick_demo_heals_rolls_back_and_escalates(
             "1",
             "--stream-prefix",
             stream_prefix,
+            "--notify",
+            f"json://127.0.0.1:{receiver.port}/hook",
         ],
         capture_output=True,
         text=True,
@@ -77,6 +82,9 @@ async def test_quick_demo_heals_rolls_back_and_escalates(
     assert [c.step for c in rolled.healing_result.compensations] == ["1"]
     unknown = by_outcome["unknown"]
     assert unknown.plan is None and unknown.healing_workflow_id is None
+    # --notify: people heard of the rolled-back runbook and of the unknown problem
+    told = " ".join(json.dumps(body) for body in receiver.bodies)
+    assert rolled.fingerprint in told and unknown.fingerprint in told
 
     pool = await create_pool(database_url)
     try:

@@ -6,52 +6,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import uuid
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
-import pytest
 from aiops_worker import aiops_worker
 from known_problems import seed_import_timeout
 from temporalio.testing import WorkflowEnvironment
+from webhook import Receiver
 
 from aiops.config import Settings
 from aiops.devstack.ports import free_port
-from aiops.models.incident import IncidentInput, IncidentStatus
+from aiops.models.incident import IncidentInput
 from workflows.incident import IncidentWorkflow
-
-
-class Receiver:
-    """A JSON webhook (apprise's json://) that keeps what it is sent."""
-
-    def __init__(self) -> None:
-        self.bodies: list[dict[str, Any]] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                data = self.rfile.read(int(self.headers["Content-Length"]))
-                receiver.bodies.append(json.loads(data))
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    found = Receiver()
-    yield found
-    found.server.shutdown()
 
 
 async def test_an_approval_wait_is_announced_reminded_and_timed_out(
@@ -86,7 +52,6 @@ async def test_an_approval_wait_is_announced_reminded_and_timed_out(
             ),
             id=wid,
             task_queue=queue,
-            result_type=IncidentStatus,
         )
         for _ in range(50):  # the last one is sent beside learning
             if len(receiver.bodies) >= 3:

@@ -74,6 +74,15 @@ def demo(
     stream_prefix: Annotated[
         str, typer.Option(help="the events streams the demo's service and listener use")
     ] = "events",
+    notify: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--notify",
+            metavar="URL",
+            help="also tell this apprise URL what aiops does (repeatable), e.g. "
+            "json://localhost:8000/hook or mailto://user:pass@smtp.example.com?to=you@example.com",
+        ),
+    ] = None,
 ) -> None:
     """Heal a real, misbehaving bookmark service end to end.
 
@@ -103,6 +112,12 @@ def demo(
                 f"    {name:<9} {svc.url}" + (f"  (Web UI {svc.ui_url})" if svc.ui_url else "")
             )
             ui_url = svc.ui_url or ui_url
+    if notify:
+        # the demo's approvals, escalations and failed fixes go there too, with Web UI links
+        urls = [u for u in (settings.notify_urls, *notify) if u]
+        settings = settings.model_copy(
+            update={"notify_urls": ",".join(urls), "web_ui_url": settings.web_ui_url or ui_url}
+        )
     endpoints = resolve(settings)
     options = DemoOptions(
         approve_after_s=None if interactive else approve_after, stream_prefix=stream_prefix
