@@ -189,9 +189,10 @@ def alert_fingerprint(event: Event) -> str | None:
     key = alert.get("fingerprint")
     if not isinstance(key, str) or not key:
         return None
+    # scoped by the sending system only: a PagerDuty resolve names no component, yet must
+    # find the incident its trigger opened (its dedup_key is the sender's identity of it)
     origin = alert.get("source") if isinstance(alert.get("source"), str) else event.source
-    scope = f"{origin}:{event.service or event.source}:{key}"
-    return hashlib.sha256(scope.encode()).hexdigest()[:16]
+    return hashlib.sha256(f"{origin}:{key}".encode()).hexdigest()[:16]
 
 
 def coalesce(

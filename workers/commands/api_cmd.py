@@ -22,13 +22,15 @@ def api(
 ) -> None:
     """Serve the HTTP API: GET /health (open; 200 only when PostgreSQL, Redis and Temporal
     answer), /incidents, /incidents/{id}, POST /incidents/{id}/approve, /services
-    (GET, POST, DELETE), POST /events, /kg/search. OpenAPI docs at /docs.
+    (GET, POST, DELETE), POST /events, /kg/search; alert intake POST /intake/alertmanager,
+    /intake/grafana, /intake/cloudevents, /intake/pagerduty (and /v2/enqueue); approve
+    links /approve/{token} (the link is the credential). OpenAPI docs at /docs.
 
     Every route but /health needs `Authorization: Bearer <token>`: a JWT from
     `aiops token create` (AIOPS_JWT_SECRET, or the secret generated under AIOPS_HOME) or
     from the OIDC issuer (AIOPS_OIDC_ISSUER, AIOPS_OIDC_AUDIENCE), with roles viewer
-    (reads), operator (POST /events), approver (approvals) or admin (the registry). The
-    static AIOPS_API_TOKEN still works as viewer, operator and approver. The server does
+    (reads), operator (POST /events, intake), approver (approvals) or admin (the
+    registry). The static AIOPS_API_TOKEN still works as viewer and operator. The server does
     not start when tokens cannot be verified. SIGTERM finishes the requests in hand."""
     # FastAPI and uvicorn load here, not for every other command
     import uvicorn
