@@ -34,7 +34,10 @@ from aiops.producers import (
 )
 from workers.commands.services import registry_actor
 
-app = typer.Typer(help="event producers and the services each may speak for", no_args_is_help=True)
+app = typer.Typer(
+    help="Event producers: a Redis user per producer, and the services it may speak for.",
+    no_args_is_help=True,
+)
 
 T = TypeVar("T")
 
