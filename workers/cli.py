@@ -35,6 +35,7 @@ def _register() -> None:
         kg,
         limits,
         migrate,
+        mode,
         monitor,
         patterns,
         producers,
@@ -66,6 +67,8 @@ def _register() -> None:
     app.command("api")(api_cmd.api)
     app.add_typer(token.app, name="token")
     app.add_typer(producers.app, name="producers")
+    app.add_typer(mode.app, name="mode")
+    app.add_typer(mode.shadow_app, name="shadow")
 
 
 def _run() -> int:

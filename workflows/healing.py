@@ -217,6 +217,13 @@ class HealingWorkflow:
                     outcome, detail = stop
                     break
             verified: bool | None = None
+            if outcome is None and any(r.status == "would_run" for r in self._steps):
+                outcome = "shadow"
+                detail = "shadow mode: would run " + ", ".join(
+                    f"step {r.step} ({r.action.action_type} on {r.action.target})"
+                    for r in self._steps
+                    if r.status == "would_run"
+                )
             if outcome is None:
                 self._phase = "verifying"
                 check = await workflow.execute_activity(
@@ -285,6 +292,13 @@ class HealingWorkflow:
         if decision.verdict == "deny":
             record.status = "refused"
             return "refused", decision.reason
+        if context.mode == "shadow":
+            # what would run, and on what terms; no approval is asked, nothing acts
+            record.status = "would_run"
+            await self._audit(
+                wid, f"would-run:{record.step}", action.target, decision.verdict, decision.reason
+            )
+            return None
         if decision.verdict == "needs_approval":
             timeout_s = decision.approval_timeout_s or self._input.policy.approval_timeout_s
             stop = await self._await_approval(wid, record, timeout_s)

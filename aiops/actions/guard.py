@@ -17,6 +17,7 @@ import asyncpg
 from aiops.actions.params import parameter_refusal
 from aiops.auth.approvals import ApprovalRefused, ApprovalSigner, action_digest
 from aiops.errors import AiopsError
+from aiops.modes import ModeStore
 from aiops.policy import PolicyFile, evaluate, forbidden_reason
 from aiops.policy.models import ActionSpec, PolicyContext, PolicyDecision
 from aiops.registry import ServiceRegistry
@@ -72,6 +73,7 @@ async def policy_context(
         window_s,
         workflow_id,
     )
+    mode = await ModeStore(pool).effective(service.name if service else None)
     concurrent = await pool.fetchval(
         "SELECT count(*) FROM remediations WHERE service = $1 AND finished_at IS NULL"
         " AND workflow_id <> $2",
@@ -83,6 +85,7 @@ async def policy_context(
         recent_actions_on_target=int(recent or 0),
         concurrent_remediations=int(concurrent or 0),
         target_kind=target_kind(service) if service else None,
+        mode=mode,
     )
 
 
@@ -179,6 +182,11 @@ class ActionGuard:
         decision = evaluate(policy, action, context)
         if decision.verdict == "deny":
             raise RefusedAction(decision.reason)
+        if context.mode == "shadow":
+            raise RefusedAction(
+                f"refused: {service.name} is in shadow mode: aiops records what it would "
+                "do and runs nothing (aiops mode set --service ... act)"
+            )
         approved_by = None
         if decision.verdict == "needs_approval":
             approved_by = await self._approved_by(workflow_id, step, action, plan_service, approval)

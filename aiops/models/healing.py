@@ -57,6 +57,7 @@ StepStatus = Literal[
     "rejected",
     "escalated",
     "skipped",
+    "would_run",
 ]
 
 
@@ -83,6 +84,7 @@ HealingOutcome = Literal[
     "unverified",
     "rejected",
     "resolved_by_source",
+    "shadow",
 ]
 
 

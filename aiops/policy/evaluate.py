@@ -69,6 +69,8 @@ def evaluate(policy: Policy, action: ActionSpec, context: PolicyContext) -> Poli
         why = f"{action.target} is a critical target"
     elif rules.critical_services and context.service_critical:
         why = "the service is marked critical"
+    if why is None and context.mode == "approve-all":
+        why = "the service is in approve-all mode"
     if why is not None:
         return PolicyDecision(
             verdict="needs_approval",

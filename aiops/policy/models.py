@@ -77,6 +77,9 @@ class PolicyContext(BaseModel):
     target_kind: str | None = Field(
         default=None, description="redis for a redis:// service: the execute_allow key"
     )
+    mode: Literal["act", "approve-all", "shadow"] = Field(
+        default="act", description="the service's operating mode (aiops mode set)"
+    )
 
 
 class PolicyDecision(BaseModel):

@@ -1,0 +1,61 @@
+"""The operating modes in PostgreSQL (schema/014), read where actions are planned and run."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Final, Literal, get_args
+
+import asyncpg
+from pydantic import BaseModel
+
+Mode = Literal["act", "approve-all", "shadow"]
+MODES: Final[tuple[str, ...]] = get_args(Mode)
+GLOBAL: Final = "*"
+
+
+class ModeSetting(BaseModel):
+    scope: str
+    mode: Mode
+    reason: str
+    set_by: str
+    set_at: datetime
+
+
+class ModeStore:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def effective(self, service: str | None) -> Mode:
+        """The service's own mode, else the global one, else act."""
+        found: str | None = await self._pool.fetchval(
+            "SELECT mode FROM operating_modes WHERE scope = ANY($1::text[])"
+            " ORDER BY scope = $2 LIMIT 1",
+            [service or GLOBAL, GLOBAL],
+            GLOBAL,
+        )
+        return found if found in MODES else "act"  # type: ignore[return-value]
+
+    async def set(self, scope: str, mode: Mode, set_by: str, reason: str = "") -> ModeSetting:
+        row = await self._pool.fetchrow(
+            "INSERT INTO operating_modes (scope, mode, reason, set_by) VALUES ($1, $2, $3, $4)"
+            " ON CONFLICT (scope) DO UPDATE SET mode = EXCLUDED.mode, reason = EXCLUDED.reason,"
+            " set_by = EXCLUDED.set_by, set_at = now() RETURNING *",
+            scope,
+            mode,
+            reason,
+            set_by,
+        )
+        assert row is not None
+        return ModeSetting.model_validate(dict(row))
+
+    async def clear(self, scope: str) -> bool:
+        result: str = await self._pool.execute(
+            "DELETE FROM operating_modes WHERE scope = $1", scope
+        )
+        return result.endswith(" 1")
+
+    async def all(self) -> list[ModeSetting]:
+        rows = await self._pool.fetch(
+            "SELECT * FROM operating_modes ORDER BY scope <> $1, scope", GLOBAL
+        )
+        return [ModeSetting.model_validate(dict(r)) for r in rows]
