@@ -40,6 +40,7 @@ def _register() -> None:
         patterns,
         producers,
         services,
+        silence,
         token,
         worker_cmd,
     )
@@ -69,6 +70,7 @@ def _register() -> None:
     app.add_typer(producers.app, name="producers")
     app.add_typer(mode.app, name="mode")
     app.add_typer(mode.shadow_app, name="shadow")
+    app.add_typer(silence.app, name="silence")
 
 
 def _run() -> int:

@@ -22,6 +22,7 @@ from activities.healing import HealingActivities
 from activities.knowledge import KnowledgeActivities, PatternLearningActivities
 from activities.monitor import MonitorActivities
 from activities.notify import NotifyActivities
+from activities.silences import SilenceActivities
 from aiops.actions.base import Adapter
 from aiops.actions.executor import ActionExecutor
 from aiops.actions.guard import ActionGuard
@@ -118,6 +119,7 @@ def activity_holders(
         ),
         # AIOPS_NOTIFY_*, AIOPS_PUBLIC_URL: from settings, else the process's own
         NotifyActivities(pool, registry, AuditLog(pool), settings=settings),
+        SilenceActivities(pool, registry, AuditLog(pool)),
     ]
 
 

@@ -10,6 +10,7 @@ incident; a recurrence after that starts a new run.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import datetime, timedelta
 
 from temporalio import workflow
@@ -45,12 +46,14 @@ with workflow.unsafe.imports_passed_through():
     from aiops.models.learning import LearningInput, LearningResult
     from aiops.notify.models import NotificationKind, NotifyRequest
     from aiops.policy.models import Policy
+    from aiops.silences.models import SilenceCheck, SilenceVerdict
 
 _QUICK = timedelta(seconds=60)
 _RETRY = RetryPolicy(maximum_attempts=10)
 # Runs from before it (tests/histories) replay with the old signal forwarding.
 FORWARD_DECISIONS = "forward-decisions-as-updates"
 NOTIFICATIONS = "notifications"
+SILENCES = "silences"
 
 
 @workflow.defn(name="IncidentWorkflow")
@@ -203,10 +206,52 @@ class IncidentWorkflow:
             # started by hand (no signal came with the start): the input is the first event
             self.observe(_observation_from(incident, workflow.now()))
         if not self._status.resolved:
+            if workflow.patched(SILENCES):
+                await self._wait_out_silences()
             await self._handle(incident)
         await self._cool_down(incident)
         self._status.open = False
         return self._status
+
+    async def _wait_out_silences(self) -> None:
+        """While a silence or maintenance window holds the problem, neither act nor notify
+        (the events are still counted); when it ends with the problem still there (not
+        resolved at its source), go on."""
+        status = self._status
+        wid = workflow.info().workflow_id
+        while status.source_resolved_at is None:
+            sample = status.last_sample
+            labels = sample.payload.get("labels") if sample else None
+            verdict = await workflow.execute_local_activity(
+                "check_silence",
+                SilenceCheck(
+                    service=status.service,
+                    event_type=sample.event_type if sample else None,
+                    source=sample.source if sample else None,
+                    severity=sample.severity.value if sample and sample.severity else None,
+                    labels={str(k): str(v) for k, v in labels.items()}
+                    if isinstance(labels, dict)
+                    else {},
+                    key=f"silenced:{workflow.info().run_id[:8]}",
+                    workflow_id=wid,
+                ),
+                result_type=SilenceVerdict,
+                start_to_close_timeout=_QUICK,
+                retry_policy=_RETRY,
+            )
+            if not verdict.silenced or verdict.until is None:
+                status.silenced_until = None
+                return
+            status.silenced_until = verdict.until
+            status.silence_reason = verdict.reason
+            self._set_phase("silenced")
+            # looked at again at least every minute: `aiops silence expire` ends it early
+            left = (verdict.until - workflow.now()).total_seconds()
+            with contextlib.suppress(TimeoutError):
+                await workflow.wait_condition(
+                    lambda: status.source_resolved_at is not None,
+                    timeout=timedelta(seconds=min(max(left, 1.0), 60.0)),
+                )
 
     async def _handle(self, incident: IncidentInput) -> None:
         wid = workflow.info().workflow_id

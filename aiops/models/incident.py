@@ -106,6 +106,10 @@ class IncidentStatus(BaseModel):
         default=None, description="when the alert's own source said it resolved"
     )
     source_resolved_by: str | None = None
+    silenced_until: datetime | None = Field(
+        default=None, description="held back by a silence or maintenance window until then"
+    )
+    silence_reason: str | None = None
 
     def summary(self) -> str:
         """One line for the Web UI memo and `aiops incidents`."""

@@ -111,31 +111,31 @@ def _age(when: datetime | None) -> str:
     return f"{seconds:.0f}s ago" if seconds < 120 else f"{seconds / 60:.0f}m ago"
 
 
-def registry_actor(settings: Settings) -> str:
-    """Who the CLI makes registry changes as: the sub of an admin AIOPS_TOKEN; without one,
+def registry_actor(settings: Settings, role: Role = Role.ADMIN, what: str = "registry") -> str:
+    """Who the CLI makes a change as: the sub of an AIOPS_TOKEN with `role`; without one,
     in open mode only, the OS user (with a warning); refused in signed mode."""
     if settings.token is not None:
         try:
             identity = token_verifier(settings).verify(settings.token.get_secret_value())
         except AuthError as error:
             raise ServicesCommandError(f"AIOPS_TOKEN is not accepted: {error}") from None
-        if not identity.can(Role.ADMIN):
+        if not identity.can(role):
             raise ServicesCommandError(
-                f"AIOPS_TOKEN is {identity.sub}'s, who has no admin role: registry changes "
-                "need one (aiops token create --role admin --sub you)"
+                f"AIOPS_TOKEN is {identity.sub}'s, who has no {role.value} role: {what} "
+                f"changes need one (aiops token create --role {role.value} --sub you)"
             )
         return identity.sub
     if settings.approvals_mode == "signed":
         raise ServicesCommandError(
-            "AIOPS_APPROVALS=signed: registry changes need an admin token: "
-            "export AIOPS_TOKEN=$(aiops token create --role admin --sub you)"
+            f"AIOPS_APPROVALS=signed: {what} changes need a token with the {role.value} role: "
+            f"export AIOPS_TOKEN=$(aiops token create --role {role.value} --sub you)"
         )
     try:
         user = getpass.getuser()
     except (OSError, KeyError):
         user = "unknown-user"
     typer.echo(
-        f"aiops: warning: registry changes are unauthenticated without AIOPS_TOKEN; "
+        f"aiops: warning: {what} changes are unauthenticated without AIOPS_TOKEN; "
         f"audited as OS user {user!r}",
         err=True,
     )
