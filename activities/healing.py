@@ -35,6 +35,7 @@ from aiops.models.healing import (
     VerifyResult,
 )
 from aiops.policy.models import PolicyContext
+from aiops.privacy import mask, mask_json
 from aiops.registry import ServiceRegistry
 from aiops.registry.models import ServiceRecord
 from aiops.registry.store import UnknownService
@@ -192,6 +193,10 @@ class HealingActivities:
         request = _as_called(request)
         async with _heartbeating(f"{request.action.action_type} on {request.action.target}"):
             outcome = await self._executor.execute(request)
+        # a service's own words (an error body, a log report) go into the history masked
+        outcome = outcome.model_copy(
+            update={"detail": mask(outcome.detail), "data": mask_json(outcome.data)}
+        )
         refused = bool(outcome.data.get("refused"))
         details: dict[str, object] = {"detail": outcome.detail}
         if "approved_by" in outcome.data:
@@ -213,7 +218,10 @@ class HealingActivities:
     async def compensate_action(self, request: ExecuteRequest) -> ActionOutcome:
         request = _as_called(request)
         async with _heartbeating(f"undo {request.action.action_type} on {request.action.target}"):
-            return await self._executor.compensate(request)
+            outcome = await self._executor.compensate(request)
+        return outcome.model_copy(
+            update={"detail": mask(outcome.detail), "data": mask_json(outcome.data)}
+        )
 
     @activity.defn(name="verify_service_health")
     async def verify_health(self, request: VerifyRequest) -> VerifyResult:
@@ -267,7 +275,7 @@ class HealingActivities:
                 action=request.action,
                 target=request.target,
                 decision=request.decision,
-                details={**request.details, "audit_key": request.key},
+                details={**mask_json(request.details), "audit_key": request.key},
                 workflow_id=request.workflow_id,
             )
         )

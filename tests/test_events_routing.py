@@ -337,7 +337,7 @@ async def test_a_failed_health_probe_joins_the_services_own_incident(
     await together.signal_all(observations)
     assert together.stats.correlated == 1
     own_id, probe_id = (
-        workflow_id_for(o) for o in sorted(observations, key=lambda o: o.sample is probe)
+        workflow_id_for(o) for o in sorted(observations, key=lambda o: o.sample.id == probe.id)
     )
     history = await temporal_env.client.get_workflow_handle(own_id).fetch_history()
     signals = [

@@ -34,6 +34,7 @@ from aiops.events.detection import Detection, Detector
 from aiops.events.envelope import MONITOR_SOURCE, Event, Severity
 from aiops.events.retry import TRANSIENT, Backoff
 from aiops.models.incident import IncidentInput, IncidentStatus, Observation, SourceResolved
+from aiops.privacy import mask, mask_json
 from aiops.trace_context import context_from
 
 log = logging.getLogger(__name__)
@@ -179,6 +180,11 @@ class _Group:
     count: int = 0
 
 
+def masked_event(event: Event) -> Event:
+    """The event with every string of its payload masked (PII, secrets)."""
+    return event.model_copy(update={"payload": mask_json(event.payload)})
+
+
 def alert_fingerprint(event: Event) -> str | None:
     """The incident fingerprint of an alert from intake: its sender's own identity for it
     (Alertmanager's fingerprint, PagerDuty's dedup_key), so the same alert firing again is
@@ -209,8 +215,10 @@ def coalesce(
         key = (detection.text, detection.service, detection.category.value)
         known = memo.get(key)
         if known is None:
+            # masked first: an e-mail or a token in a message is neither part of the
+            # problem's identity nor something a workflow history may hold
             result = fingerprinter.add(
-                detection.text, service=detection.service, category=detection.category.value
+                mask(detection.text), service=detection.service, category=detection.category.value
             )
             known = memo[key] = (result.fingerprint, result.template)
         fingerprint, template = known
@@ -235,7 +243,9 @@ def coalesce(
             severity=g.detection.severity,
             service=g.detection.service,
             count=g.count,
-            sample=g.newest,
+            # what becomes a workflow input and signal: masked; the raw event stays in the
+            # event store only
+            sample=masked_event(g.newest),
             first_seen=g.first.timestamp,
             last_seen=g.newest.timestamp,
             replay=g.newest.replay,
