@@ -13,9 +13,9 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from aiops.agents.builtin import builtin_agents
-from aiops.config import Settings
 from aiops.agents.presence import AgentPresence
 from aiops.agents.protocol import UniversalAgent
+from aiops.config import Settings
 from aiops.db.pool import create_pool
 from aiops.diagnosis.llm import RootCauseWriter
 from aiops.embeddings import CachedEmbedder, MiniLMEmbedder
