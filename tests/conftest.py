@@ -132,6 +132,18 @@ async def mesh(redis_url: str) -> AsyncIterator[EventMesh]:
 
 
 @pytest.fixture
+def cli_db(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """This test's database for in-process CLI calls, in open (dev) mode."""
+    from aiops.config import get_settings
+
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("AIOPS_APPROVALS", "open")
+    get_settings.cache_clear()
+    yield database_url
+    get_settings.cache_clear()
+
+
+@pytest.fixture
 def receiver() -> Iterator[Receiver]:
     """A JSON webhook on a free port that keeps the bodies it is sent."""
     found = Receiver()

@@ -7,11 +7,9 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Iterator
 from datetime import timedelta
 
 import asyncpg
-import pytest
 from aiops_worker import aiops_worker
 from known_problems import register_simulated, seed_import_timeout
 from temporalio.client import Client
@@ -21,7 +19,6 @@ from test_healing_attacks import _acts, _ran, _request
 from typer.testing import CliRunner
 
 from aiops import search_attributes as sa
-from aiops.config import get_settings
 from aiops.models.incident import IncidentInput, IncidentStatus
 from aiops.modes import GLOBAL, ModeStore
 from aiops.modes.report import shadow_report
@@ -109,15 +106,6 @@ async def test_a_shadowed_incident_plans_records_and_runs_nothing(
     assert entry.would_run[0].action == "cache_clear on import-service"
     assert entry.ended_on_its_own is False
     assert "1 shadowed incident(s)" in report.line()
-
-
-@pytest.fixture
-def cli_db(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    monkeypatch.setenv("DATABASE_URL", database_url)
-    monkeypatch.setenv("AIOPS_APPROVALS", "open")
-    get_settings.cache_clear()
-    yield database_url
-    get_settings.cache_clear()
 
 
 def test_mode_cli_sets_shows_clears_and_audits(cli_db: str) -> None:

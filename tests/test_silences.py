@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -18,7 +17,7 @@ from temporalio.testing import WorkflowEnvironment
 from typer.testing import CliRunner
 from webhook import Receiver
 
-from aiops.config import Settings, get_settings
+from aiops.config import Settings
 from aiops.models.incident import IncidentInput, IncidentStatus
 from aiops.silences import SilenceCheck, SilenceStore, maintenance_window
 from aiops.silences.store import SilenceError, parse_matchers
@@ -112,15 +111,6 @@ async def test_a_fault_during_a_silence_does_nothing_and_heals_once_it_ends(
     assert result.outcome == "healed"
     assert result.silenced_until is None
     assert (stats.attempt_count, stats.success_count) == (1, 1)
-
-
-@pytest.fixture
-def cli_db(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    monkeypatch.setenv("DATABASE_URL", database_url)
-    monkeypatch.setenv("AIOPS_APPROVALS", "open")
-    get_settings.cache_clear()
-    yield database_url
-    get_settings.cache_clear()
 
 
 def test_silence_cli_add_list_expire_and_audit(cli_db: str) -> None:

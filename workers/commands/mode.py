@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import Awaitable, Callable
-from typing import Annotated, TypeVar, cast
+from typing import Annotated, cast
 
 import asyncpg
 import typer
@@ -13,12 +11,11 @@ import typer
 from aiops.audit import AuditEntry, AuditLog
 from aiops.auth.tokens import parse_ttl
 from aiops.config import get_settings
-from aiops.db.pool import create_pool
-from aiops.endpoints import resolve_database_url
 from aiops.errors import AiopsError
 from aiops.modes import GLOBAL, MODES, Mode, ModeStore
 from aiops.modes.report import ShadowReport, shadow_report
 from aiops.temporal_client import connect
+from workers.commands.pooled import with_pool
 from workers.commands.services import registry_actor
 
 app = typer.Typer(
@@ -30,22 +27,9 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-T = TypeVar("T")
-
 
 class ModeError(AiopsError):
     exit_code = 2
-
-
-def _with_pool(work: Callable[[asyncpg.Pool], Awaitable[T]]) -> T:
-    async def run() -> T:
-        pool = await create_pool(resolve_database_url(get_settings()), max_size=2)
-        try:
-            return await work(pool)
-        finally:
-            await pool.close()
-
-    return asyncio.run(run())
 
 
 async def _audit(pool: asyncpg.Pool, actor: str, scope: str, decision: str, reason: str) -> None:
@@ -78,7 +62,7 @@ def set_mode(
         await ModeStore(pool).set(scope, cast(Mode, mode), actor, reason)
         await _audit(pool, actor, scope, mode, reason)
 
-    _with_pool(work)
+    with_pool(work)
     where = f"service {service}" if service else "every service without a mode of its own"
     typer.echo(f"mode {mode} for {where} (set by {actor})")
 
@@ -99,7 +83,7 @@ def clear(
             await _audit(pool, actor, scope, "cleared", "")
         return cleared
 
-    if not _with_pool(work):
+    if not with_pool(work):
         raise ModeError(f"no mode was set for {service or 'every service (global)'}")
     typer.echo(f"cleared the mode of {service or 'every service (global)'}")
 
@@ -111,7 +95,7 @@ def show(as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = F
     async def work(pool: asyncpg.Pool) -> list[dict[str, object]]:
         return [s.model_dump(mode="json") for s in await ModeStore(pool).all()]
 
-    rows = _with_pool(work)
+    rows = with_pool(work)
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
@@ -142,7 +126,7 @@ def report(
     async def work(pool: asyncpg.Pool) -> ShadowReport:
         return await shadow_report(await connect(settings), pool, window)
 
-    found = _with_pool(work)
+    found = with_pool(work)
     if as_json:
         typer.echo(found.model_dump_json(indent=2))
         return

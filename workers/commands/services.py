@@ -7,13 +7,11 @@ the audit log with who made it and what changed (env keys, never env values).
 
 from __future__ import annotations
 
-import asyncio
 import getpass
 import json
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import asyncpg
 import typer
@@ -23,14 +21,13 @@ from pydantic import ValidationError
 from aiops.auth import AuthError, Role
 from aiops.auth.keys import token_verifier
 from aiops.config import Settings, get_settings
-from aiops.db.pool import create_pool
-from aiops.endpoints import resolve_database_url
 from aiops.errors import AiopsError
 from aiops.monitor.models import ProbeOverrides
 from aiops.registry import ServiceDefinition, ServiceRecord, ServiceRegistry
 from aiops.registry.agents import AgentRecord, AgentRegistry
 from aiops.registry.changes import deregister_audited, register_audited
 from aiops.registry.secrets import load_fernet
+from workers.commands.pooled import with_pool
 
 app = typer.Typer(
     help="The service registry: what aiops probes and may act on.", no_args_is_help=True
@@ -39,22 +36,9 @@ agents_app = typer.Typer(
     help="The agents registry: who is running and alive.", no_args_is_help=True
 )
 
-T = TypeVar("T")
-
 
 class ServicesCommandError(AiopsError):
     exit_code = 2
-
-
-def _with_pool(work: Callable[[asyncpg.Pool], Awaitable[T]]) -> T:
-    async def run() -> T:
-        pool = await create_pool(resolve_database_url(get_settings()), max_size=2)
-        try:
-            return await work(pool)
-        finally:
-            await pool.close()
-
-    return asyncio.run(run())
 
 
 def _registry(pool: asyncpg.Pool) -> ServiceRegistry:
@@ -158,7 +142,7 @@ def register(
         registry = _registry(pool)
         return [(await register_audited(pool, registry, d, actor, "cli"))[0] for d in definitions]
 
-    for record in _with_pool(work):
+    for record in with_pool(work):
         extra = ", credentials stored encrypted" if record.credentials is not None else ""
         caps = ",".join(record.capabilities) or "-"
         typer.echo(f"registered {record.name}: {record.endpoint} (capabilities {caps}{extra})")
@@ -179,7 +163,7 @@ def list_services(
     async def work(pool: asyncpg.Pool) -> list[ServiceRecord]:
         return await _registry(pool).discover(capability or None, healthy_only)
 
-    records = _with_pool(work)
+    records = with_pool(work)
     if as_json:
         typer.echo(json.dumps([_service_row(r) for r in records], indent=2))
         return
@@ -206,7 +190,7 @@ def deregister(name: Annotated[str, typer.Argument(help="the service's name")]) 
     async def work(pool: asyncpg.Pool) -> bool:
         return await deregister_audited(pool, _registry(pool), name, actor, "cli")
 
-    if not _with_pool(work):
+    if not with_pool(work):
         raise ServicesCommandError(f"service {name!r} is not registered")
     typer.echo(f"deregistered {name}")
 
@@ -225,7 +209,7 @@ def list_agents(
     async def work(pool: asyncpg.Pool) -> list[AgentRecord]:
         return await AgentRegistry(pool).discover(capability=capability)
 
-    records = _with_pool(work)
+    records = with_pool(work)
     if as_json:
         typer.echo(json.dumps([_agent_row(r) for r in records], indent=2))
         return

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 import asyncpg
 import typer
@@ -14,10 +12,9 @@ import typer
 from aiops.audit import AuditEntry, AuditLog
 from aiops.auth.roles import Role
 from aiops.config import get_settings
-from aiops.db.pool import create_pool
-from aiops.endpoints import resolve_database_url
 from aiops.silences import Silence, SilenceStore
 from aiops.silences.store import parse_duration, parse_matchers
+from workers.commands.pooled import with_pool
 from workers.commands.services import registry_actor
 
 app = typer.Typer(
@@ -29,19 +26,6 @@ app = typer.Typer(
     ),
     no_args_is_help=True,
 )
-
-T = TypeVar("T")
-
-
-def _with_pool(work: Callable[[asyncpg.Pool], Awaitable[T]]) -> T:
-    async def run() -> T:
-        pool = await create_pool(resolve_database_url(get_settings()), max_size=2)
-        try:
-            return await work(pool)
-        finally:
-            await pool.close()
-
-    return asyncio.run(run())
 
 
 async def _audit(pool: asyncpg.Pool, actor: str, silence: Silence, decision: str) -> None:
@@ -98,7 +82,7 @@ def add(
         await _audit(pool, actor, silence, "added")
         return silence
 
-    typer.echo(_line(_with_pool(work)))
+    typer.echo(_line(with_pool(work)))
 
 
 @app.command("list")
@@ -112,7 +96,7 @@ def list_silences(
         store = SilenceStore(pool)
         return await (store.all() if include_ended else store.active())
 
-    found = _with_pool(work)
+    found = with_pool(work)
     if as_json:
         typer.echo(json.dumps([s.model_dump(mode="json") for s in found], indent=2))
         return
@@ -134,4 +118,4 @@ def expire(silence_id: Annotated[str, typer.Argument(help="the id `silence add` 
         await _audit(pool, actor, silence, "expired")
         return silence
 
-    typer.echo(f"expired: {_line(_with_pool(work))}")
+    typer.echo(f"expired: {_line(with_pool(work))}")
