@@ -58,6 +58,10 @@ async def _heartbeating(detail: str, every_s: float = 2.0) -> AsyncIterator[None
         task.cancel()
 
 
+# who decided stays readable in the audit log; everything else in details is masked
+_IDENTITY_KEYS = frozenset({"approved_by", "approver"})
+
+
 def _as_called(request: ExecuteRequest) -> ExecuteRequest:
     """The request as the workflow that really called: its id and run from the activity's
     own info, not from the input, so no caller acts or undoes in another's name."""
@@ -275,7 +279,13 @@ class HealingActivities:
                 action=request.action,
                 target=request.target,
                 decision=request.decision,
-                details={**mask_json(request.details), "audit_key": request.key},
+                details={
+                    **{
+                        k: v if k in _IDENTITY_KEYS else mask_json(v)
+                        for k, v in request.details.items()
+                    },
+                    "audit_key": request.key,
+                },
                 workflow_id=request.workflow_id,
             )
         )

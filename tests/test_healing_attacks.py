@@ -139,7 +139,7 @@ async def test_an_adapter_parameter_cannot_fake_a_success(pool: asyncpg.Pool) ->
 
 async def test_the_simulated_adapter_exists_only_when_enabled(pool: asyncpg.Pool) -> None:
     await register_simulated(pool, "payments")
-    request = _request("cache_clear")
+    request = _request("cache_clear", success_probability=1.0)
     outcome = await (await _acts(pool, simulated=False)).execute_action(request)
     assert not outcome.success and "AIOPS_SIMULATED_ADAPTER=1" in outcome.detail
     assert not await _ran(pool, request)

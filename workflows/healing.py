@@ -400,6 +400,8 @@ class HealingWorkflow:
             record.action.target,
             verdict,
             f"{decision.approver}: {decision.reason}",
+            # who decided is the row's actor: details are masked, an approver's name is not
+            actor=decision.approver,
         )
         if not decision.approved:
             record.status = "rejected"
@@ -469,13 +471,19 @@ class HealingWorkflow:
             )
 
     async def _audit(
-        self, wid: str, key: str, target: str | None, decision: str, detail: str
+        self,
+        wid: str,
+        key: str,
+        target: str | None,
+        decision: str,
+        detail: str,
+        actor: str = "aiops-healer",
     ) -> None:
         await self._call(
             "record_audit",
             AuditRequest(
                 key=key,
-                actor="aiops-healer",
+                actor=actor,
                 action=key.split(":")[0],
                 target=target,
                 decision=decision,
