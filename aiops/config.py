@@ -213,6 +213,13 @@ class Settings(BaseSettings):
         validation_alias="AIOPS_TEMPORAL_API_KEY",
         description="API key sent to Temporal (Temporal Cloud, or a cluster's authorizer)",
     )
+    payload_key: SecretStr | None = Field(
+        default=None,
+        validation_alias="AIOPS_PAYLOAD_KEY",
+        description="AES-256-GCM keys that encrypt every Temporal payload, "
+        "`id1:base64key[,id0:base64key...]` (32-byte keys): the first encrypts, all decrypt "
+        "(rotation); unset: payloads are stored in clear (docs/payload-encryption.md)",
+    )
     # --- intake (alerts from Alertmanager, Grafana, CloudEvents, PagerDuty senders) ---
     intake_service_labels: str = Field(
         default="service,job,instance",

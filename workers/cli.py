@@ -26,6 +26,7 @@ def _register() -> None:
     from workers.commands import (
         api_cmd,
         audit,
+        codec_server,
         config_cmd,
         demo,
         dev,
@@ -71,6 +72,7 @@ def _register() -> None:
     app.add_typer(mode.app, name="mode")
     app.add_typer(mode.shadow_app, name="shadow")
     app.add_typer(silence.app, name="silence")
+    app.command("codec-server")(codec_server.codec_server)
 
 
 def _run() -> int:

@@ -17,7 +17,6 @@ from temporalio.client import (
     WorkflowHistory,
 )
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 from aiops import search_attributes as sa
@@ -28,7 +27,7 @@ from aiops.config import get_settings
 from aiops.errors import AiopsError
 from aiops.incident_list import list_incidents
 from aiops.models.healing import ApprovalDecision, HealingInput
-from aiops.temporal_client import connect
+from aiops.temporal_client import connect, data_converter
 from workflows import ALL_WORKFLOWS
 
 
@@ -265,7 +264,8 @@ def replay(
     """Replay histories against the current workflow code; non-zero exit on a divergence."""
     if (workflow_id is None) == (directory is None):
         raise IncidentCommandError("give a WORKFLOW_ID or --dir, not both and not neither")
-    replayer = Replayer(workflows=ALL_WORKFLOWS, data_converter=pydantic_data_converter)
+    # the converter every process uses: with AIOPS_PAYLOAD_KEY, encrypted histories replay
+    replayer = Replayer(workflows=ALL_WORKFLOWS, data_converter=data_converter(get_settings()))
 
     async def run() -> list[str]:
         if directory is not None:
