@@ -308,6 +308,13 @@ class Settings(BaseSettings):
         ge=1024,
         description="largest accepted event (bytes of its JSON); larger ones are dead-lettered",
     )
+    events_retention_days: float = Field(
+        default=30.0,
+        validation_alias="AIOPS_EVENTS_RETENTION_DAYS",
+        ge=0,
+        description="stored events (the only copy of raw, unmasked payloads) older than this "
+        "are pruned hourly by the listener and by `aiops events prune`; 0 keeps them forever",
+    )
     listener_streams: str = Field(
         default="events:*",
         validation_alias="AIOPS_LISTENER_STREAMS",

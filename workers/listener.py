@@ -18,6 +18,7 @@ import secrets
 import signal
 import socket
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 from typing import Annotated
 
 import redis.asyncio as aioredis
@@ -151,6 +152,11 @@ async def run_listener(
         "on" if router else "off",
         trust.mode,
     )
+    pruning = (
+        asyncio.create_task(prune_periodically(store, settings.events_retention_days))
+        if settings.events_retention_days > 0
+        else None
+    )
     try:
         stream_consumer = ingestor.consumer
         await retrying(lambda: stream_consumer.discover(force=True), "discovering streams")
@@ -161,11 +167,28 @@ async def run_listener(
         log.info("listener %s stopped: %s", name, stats.line())
         return stats
     finally:
+        if pruning is not None:
+            pruning.cancel()
         await trust.aclose()
         if patterns is not None:
             await patterns.aclose()
         await client.aclose()
         await store.close()
+
+
+async def prune_periodically(
+    store: EventStore, retention_days: float, every_s: float = 3600.0
+) -> None:
+    """The event store's retention: the raw payloads are kept this long, no longer. Every
+    listener does it (a DELETE is idempotent); a failure waits for the next round."""
+    while True:
+        try:
+            removed = await store.prune(timedelta(days=retention_days))
+            if removed:
+                log.info("pruned %d stored event(s) older than %g days", removed, retention_days)
+        except Exception:
+            log.exception("pruning the event store failed; trying again in %.0f s", every_s)
+        await asyncio.sleep(every_s)
 
 
 def _stop_on_signals() -> asyncio.Event:

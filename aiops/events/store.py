@@ -11,7 +11,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 import asyncpg
@@ -271,6 +271,24 @@ class EventStore:
         async with self.pool.acquire() as conn:
             value = await conn.fetchval("SELECT count(*) FROM events" + where, *args)
         return int(value)
+
+    async def prune(self, older_than: timedelta, *, batch: int = 10_000) -> int:
+        """Delete stored events whose time is older than `older_than`, in batches (short
+        locks, no long transaction); returns how many went. The raw events are the only
+        copy of unmasked payloads: retention is how long that copy lives."""
+        removed = 0
+        while True:
+            async with self.pool.acquire() as conn:
+                done: str = await conn.execute(
+                    "DELETE FROM events WHERE id IN (SELECT id FROM events"
+                    " WHERE ts < now() - make_interval(secs => $1) LIMIT $2)",
+                    older_than.total_seconds(),
+                    batch,
+                )
+            count = int(done.rsplit(" ", 1)[-1])
+            removed += count
+            if count < batch:
+                return removed
 
     async def processed_since(self, seconds: float) -> int:
         """Events stored in the last `seconds`. The ts bound lets the BRIN index skip old

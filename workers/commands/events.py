@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import redis.asyncio as aioredis
 import typer
 
+from aiops.auth.tokens import parse_ttl
 from aiops.config import get_settings
 from aiops.endpoints import resolve_database_url, resolve_redis_url
 from aiops.errors import AiopsError
@@ -242,6 +243,33 @@ def dead(
     for entry_id, fields in asyncio.run(go()):
         shown = {as_text(k): as_text(v)[:500] for k, v in (fields or {}).items()}
         typer.echo(json.dumps({"id": as_text(entry_id), **shown}))
+
+
+@app.command()
+def prune(
+    older_than: Annotated[
+        str | None,
+        typer.Option(help="e.g. 30d, 12h; default: AIOPS_EVENTS_RETENTION_DAYS"),
+    ] = None,
+) -> None:
+    """Delete stored events older than the retention (the raw payloads live only here;
+    the listener also prunes every hour)."""
+    settings = get_settings()
+    if older_than is not None:
+        window = parse_ttl(older_than)
+    elif settings.events_retention_days > 0:
+        window = timedelta(days=settings.events_retention_days)
+    else:
+        raise EventsCommandError("AIOPS_EVENTS_RETENTION_DAYS=0 keeps events: give --older-than")
+
+    async def go() -> int:
+        store = await EventStore.connect(resolve_database_url(settings))
+        try:
+            return await store.prune(window)
+        finally:
+            await store.close()
+
+    typer.echo(f"pruned {asyncio.run(go())} event(s) older than {window}")
 
 
 @app.command()
