@@ -8,6 +8,8 @@ from typing import Final, Literal, get_args
 import asyncpg
 from pydantic import BaseModel
 
+from aiops.audit import AuditEntry, AuditLog
+
 Mode = Literal["act", "approve-all", "shadow"]
 MODES: Final[tuple[str, ...]] = get_args(Mode)
 GLOBAL: Final = "*"
@@ -35,7 +37,10 @@ class ModeStore:
         )
         return found if found in MODES else "act"  # type: ignore[return-value]
 
-    async def set(self, scope: str, mode: Mode, set_by: str, reason: str = "") -> ModeSetting:
+    async def set(
+        self, scope: str, mode: Mode, set_by: str, reason: str = "", via: str = "cli"
+    ) -> ModeSetting:
+        """Set and audit (every change of a mode is in the audit log, whoever made it)."""
         row = await self._pool.fetchrow(
             "INSERT INTO operating_modes (scope, mode, reason, set_by) VALUES ($1, $2, $3, $4)"
             " ON CONFLICT (scope) DO UPDATE SET mode = EXCLUDED.mode, reason = EXCLUDED.reason,"
@@ -46,13 +51,28 @@ class ModeStore:
             set_by,
         )
         assert row is not None
+        await self._audit(set_by, scope, mode, reason, via)
         return ModeSetting.model_validate(dict(row))
 
-    async def clear(self, scope: str) -> bool:
+    async def clear(self, scope: str, cleared_by: str, via: str = "cli") -> bool:
         result: str = await self._pool.execute(
             "DELETE FROM operating_modes WHERE scope = $1", scope
         )
-        return result.endswith(" 1")
+        cleared = result.endswith(" 1")
+        if cleared:
+            await self._audit(cleared_by, scope, "cleared", "", via)
+        return cleared
+
+    async def _audit(self, actor: str, scope: str, decision: str, reason: str, via: str) -> None:
+        await AuditLog(self._pool).append(
+            AuditEntry(
+                actor=actor,
+                action="mode",
+                target=scope,
+                decision=decision,
+                details={"reason": reason, "via": via},
+            )
+        )
 
     async def all(self) -> list[ModeSetting]:
         rows = await self._pool.fetch(

@@ -11,6 +11,7 @@ from typing import Any
 import asyncpg
 from croniter import croniter
 
+from aiops.audit import AuditEntry, AuditLog
 from aiops.errors import AiopsError
 from aiops.silences.models import LABEL_PREFIX, MATCH_FIELDS, Silence, SilenceCheck
 
@@ -87,6 +88,7 @@ class SilenceStore:
         duration: timedelta,
         reason: str,
         created_by: str,
+        via: str = "cli",
     ) -> Silence:
         if not reason.strip():
             raise SilenceError("a silence needs a reason (--reason), for whoever wonders later")
@@ -101,7 +103,26 @@ class SilenceStore:
             created_by,
         )
         assert row is not None
-        return _silence(row)
+        silence = _silence(row)
+        await self._audit(created_by, silence, "added", via)
+        return silence
+
+    async def _audit(self, actor: str, silence: Silence, decision: str, via: str) -> None:
+        await AuditLog(self._pool).append(
+            AuditEntry(
+                actor=actor,
+                action="silence",
+                target=silence.service or "*",
+                decision=decision,
+                details={
+                    "silence": str(silence.id),
+                    "matchers": silence.matchers,
+                    "ends_at": silence.ends_at.isoformat(),
+                    "reason": silence.reason,
+                    "via": via,
+                },
+            )
+        )
 
     async def active(self) -> list[Silence]:
         rows = await self._pool.fetch(
@@ -116,7 +137,7 @@ class SilenceStore:
         )
         return [_silence(r) for r in rows]
 
-    async def expire(self, silence_id: str) -> Silence:
+    async def expire(self, silence_id: str, expired_by: str, via: str = "cli") -> Silence:
         try:
             key = uuid.UUID(silence_id)
         except ValueError:
@@ -130,7 +151,9 @@ class SilenceStore:
         )
         if row is None:
             raise SilenceError(f"no active silence {silence_id}")
-        return _silence(row)
+        silence = _silence(row)
+        await self._audit(expired_by, silence, "expired", via)
+        return silence
 
     async def matching(
         self, check: SilenceCheck, windows: Any = None

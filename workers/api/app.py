@@ -13,7 +13,16 @@ from aiops.config import Settings
 from aiops.db.pool import create_pool
 from aiops.endpoints import resolve_database_url, resolve_redis_url
 from aiops.temporal_client import connect
-from workers.api import approve_links, events, health, incidents, intake, kg, services
+from workers.api import (
+    adoption,
+    approve_links,
+    events,
+    health,
+    incidents,
+    intake,
+    kg,
+    services,
+)
 from workers.api.backends import Backends
 
 
@@ -42,6 +51,6 @@ def create_app(settings: Settings) -> FastAPI:
         ),
         lifespan=lifespan,
     )
-    for module in (health, incidents, services, events, intake, kg, approve_links):
+    for module in (health, incidents, services, events, intake, kg, approve_links, adoption):
         app.include_router(module.router)
     return app

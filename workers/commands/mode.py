@@ -8,7 +8,6 @@ from typing import Annotated, cast
 import asyncpg
 import typer
 
-from aiops.audit import AuditEntry, AuditLog
 from aiops.auth.tokens import parse_ttl
 from aiops.config import get_settings
 from aiops.errors import AiopsError
@@ -32,18 +31,6 @@ class ModeError(AiopsError):
     exit_code = 2
 
 
-async def _audit(pool: asyncpg.Pool, actor: str, scope: str, decision: str, reason: str) -> None:
-    await AuditLog(pool).append(
-        AuditEntry(
-            actor=actor,
-            action="mode",
-            target=scope,
-            decision=decision,
-            details={"reason": reason, "via": "cli"},
-        )
-    )
-
-
 @app.command("set")
 def set_mode(
     mode: Annotated[str, typer.Argument(help=f"one of {', '.join(MODES)}")],
@@ -60,7 +47,6 @@ def set_mode(
 
     async def work(pool: asyncpg.Pool) -> None:
         await ModeStore(pool).set(scope, cast(Mode, mode), actor, reason)
-        await _audit(pool, actor, scope, mode, reason)
 
     with_pool(work)
     where = f"service {service}" if service else "every service without a mode of its own"
@@ -78,10 +64,7 @@ def clear(
     scope = service or GLOBAL
 
     async def work(pool: asyncpg.Pool) -> bool:
-        cleared = await ModeStore(pool).clear(scope)
-        if cleared:
-            await _audit(pool, actor, scope, "cleared", "")
-        return cleared
+        return await ModeStore(pool).clear(scope, actor)
 
     if not with_pool(work):
         raise ModeError(f"no mode was set for {service or 'every service (global)'}")

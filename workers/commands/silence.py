@@ -9,7 +9,6 @@ from typing import Annotated
 import asyncpg
 import typer
 
-from aiops.audit import AuditEntry, AuditLog
 from aiops.auth.roles import Role
 from aiops.config import get_settings
 from aiops.silences import Silence, SilenceStore
@@ -26,23 +25,6 @@ app = typer.Typer(
     ),
     no_args_is_help=True,
 )
-
-
-async def _audit(pool: asyncpg.Pool, actor: str, silence: Silence, decision: str) -> None:
-    await AuditLog(pool).append(
-        AuditEntry(
-            actor=actor,
-            action="silence",
-            target=silence.service or "*",
-            decision=decision,
-            details={
-                "silence": str(silence.id),
-                "matchers": silence.matchers,
-                "ends_at": silence.ends_at.isoformat(),
-                "reason": silence.reason,
-            },
-        )
-    )
 
 
 def _line(silence: Silence) -> str:
@@ -76,11 +58,9 @@ def add(
     actor = registry_actor(get_settings(), Role.OPERATOR, "silence")
 
     async def work(pool: asyncpg.Pool) -> Silence:
-        silence = await SilenceStore(pool).add(
+        return await SilenceStore(pool).add(
             service=service, matchers=matchers, duration=length, reason=reason, created_by=actor
         )
-        await _audit(pool, actor, silence, "added")
-        return silence
 
     typer.echo(_line(with_pool(work)))
 
@@ -114,8 +94,6 @@ def expire(silence_id: Annotated[str, typer.Argument(help="the id `silence add` 
     actor = registry_actor(get_settings(), Role.OPERATOR, "silence")
 
     async def work(pool: asyncpg.Pool) -> Silence:
-        silence = await SilenceStore(pool).expire(silence_id)
-        await _audit(pool, actor, silence, "expired")
-        return silence
+        return await SilenceStore(pool).expire(silence_id, actor)
 
     typer.echo(f"expired: {_line(with_pool(work))}")
