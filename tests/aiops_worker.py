@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -74,6 +75,10 @@ async def aiops_worker(
         client=client,
         settings=settings,
     )
+    # Finalizers first (a never-awaited coroutine imports `warnings` when collected): run
+    # during the sandbox's validation import they can trip CPython 3.11's non-reentrant
+    # module lock (KeyError: <thread id>, temporalio/sdk-python#585)
+    gc.collect()
     try:
         async with Worker(
             client, task_queue=queue, workflows=ALL_WORKFLOWS, activities=activities_of(*holders)
