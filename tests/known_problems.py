@@ -6,11 +6,23 @@ import asyncpg
 from cryptography.fernet import Fernet
 
 from aiops.knowledge import KnowledgeGraph, ProblemIn, SolutionIn
+from aiops.models.incident import IncidentInput
 from aiops.policy.models import ActionSpec
 from aiops.registry import ServiceDefinition, ServiceRegistry
 from aiops.registry.models import ConfigKey, ReplicaBounds
 
 IMPORT_TIMEOUT = "Import requests time out with large bookmark files"
+
+
+def import_timeout_incident(cool_down_s: float = 1) -> IncidentInput:
+    """An incident of the known import timeout on import-service, as a hand start gives it."""
+    return IncidentInput(
+        event_type="ServiceTimeout",
+        source="import-service",
+        service="import-service",
+        payload={"message": "bookmark import timed out after 30s on a large file"},
+        cool_down_s=cool_down_s,
+    )
 
 
 async def seed_import_timeout(

@@ -20,7 +20,7 @@ import asyncpg
 import pytest
 from aiops_worker import aiops_worker
 from cryptography.fernet import Fernet
-from known_problems import register_simulated, seed_import_timeout
+from known_problems import import_timeout_incident, register_simulated, seed_import_timeout
 from temporalio.client import WorkflowExecutionStatus, WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
 from test_healing_workflow import _worker
@@ -38,7 +38,6 @@ from aiops.auth.approvals import ApprovalSigner, action_digest
 from aiops.auth.pending import signed_decision
 from aiops.auth.roles import Identity, Role
 from aiops.models.healing import ApprovalDecision, HealingInput, HealingPlan, PlannedAction
-from aiops.models.incident import IncidentInput
 from aiops.policy import PolicyFile, load_policy
 from aiops.policy.models import ActionSpec, CriticalRules, Policy, RateLimit
 from aiops.registry import ServiceDefinition, ServiceRegistry
@@ -412,13 +411,7 @@ async def test_incident_decide_returns_the_childs_verdict_and_late_signals_are_h
         await seed_import_timeout(kg, "scale", "Add import workers")  # scale is critical
         handle = await temporal_env.client.start_workflow(
             IncidentWorkflow.run,
-            IncidentInput(
-                event_type="ServiceTimeout",
-                source="import-service",
-                service="import-service",
-                payload={"message": "bookmark import timed out after 30s on a large file"},
-                cool_down_s=3,
-            ),
+            import_timeout_incident(cool_down_s=3),
             id=wid,
             task_queue=queue,
         )

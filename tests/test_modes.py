@@ -11,7 +11,7 @@ from datetime import timedelta
 
 import asyncpg
 from aiops_worker import aiops_worker
-from known_problems import register_simulated, seed_import_timeout
+from known_problems import import_timeout_incident, register_simulated, seed_import_timeout
 from temporalio.client import Client
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.testing import WorkflowEnvironment
@@ -19,7 +19,7 @@ from test_healing_attacks import _acts, _ran, _request
 from typer.testing import CliRunner
 
 from aiops import search_attributes as sa
-from aiops.models.incident import IncidentInput, IncidentStatus
+from aiops.models.incident import IncidentStatus
 from aiops.modes import GLOBAL, ModeStore
 from aiops.modes.report import shadow_report
 from workers import cli
@@ -32,13 +32,7 @@ async def _incident(client: Client, queue: str) -> IncidentStatus:
     fingerprint = uuid.uuid4().hex[:16]
     return await client.execute_workflow(
         IncidentWorkflow.run,
-        IncidentInput(
-            event_type="ServiceTimeout",
-            source="import-service",
-            service="import-service",
-            payload={"message": "bookmark import timed out after 30s on a large file"},
-            cool_down_s=1,
-        ),
+        import_timeout_incident(cool_down_s=1),
         id=f"incident-mode-{fingerprint}",
         task_queue=queue,
         # as the router starts incidents: with the search attributes the report queries

@@ -22,7 +22,7 @@ import pytest
 from aiops_worker import aiops_worker
 from aiosmtpd.controller import Controller
 from cryptography.fernet import Fernet
-from known_problems import seed_import_timeout
+from known_problems import import_timeout_incident, seed_import_timeout
 from pydantic import SecretStr
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
@@ -35,7 +35,7 @@ from aiops.config import Settings
 from aiops.db.pool import create_pool
 from aiops.devstack.ports import free_port
 from aiops.models.healing import HealingStatus
-from aiops.models.incident import IncidentInput, IncidentStatus
+from aiops.models.incident import IncidentStatus
 from aiops.notify import LinkRefused, LinkSigner, NotificationKind, NotifyRequest, link_key
 from aiops.notify.links import derive_link_key
 from aiops.notify.sender import redact, split_urls
@@ -186,13 +186,7 @@ async def test_approval_email_link_approves_once_and_a_down_channel_is_audited(
             wid = f"incident-notify-{uuid.uuid4().hex[:8]}"
             handle = await temporal_env.client.start_workflow(
                 IncidentWorkflow.run,
-                IncidentInput(
-                    event_type="ServiceTimeout",
-                    source="import-service",
-                    service="import-service",
-                    payload={"message": "bookmark import timed out after 30s on a large file"},
-                    cool_down_s=1,
-                ),
+                import_timeout_incident(cool_down_s=1),
                 id=wid,
                 task_queue=queue,
             )

@@ -10,13 +10,12 @@ import uuid
 from pathlib import Path
 
 from aiops_worker import aiops_worker
-from known_problems import seed_import_timeout
+from known_problems import import_timeout_incident, seed_import_timeout
 from temporalio.testing import WorkflowEnvironment
 from webhook import Receiver
 
 from aiops.config import Settings
 from aiops.devstack.ports import free_port
-from aiops.models.incident import IncidentInput
 from workflows.incident import IncidentWorkflow
 
 
@@ -43,13 +42,7 @@ async def test_an_approval_wait_is_announced_reminded_and_timed_out(
         await seed_import_timeout(kg, "scale", "Add import workers")
         result = await temporal_env.client.execute_workflow(
             IncidentWorkflow.run,
-            IncidentInput(
-                event_type="ServiceTimeout",
-                source="import-service",
-                service="import-service",
-                payload={"message": "bookmark import timed out after 30s on a large file"},
-                cool_down_s=1,
-            ),
+            import_timeout_incident(cool_down_s=1),
             id=wid,
             task_queue=queue,
         )

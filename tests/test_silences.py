@@ -11,14 +11,14 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 from aiops_worker import aiops_worker
-from known_problems import seed_import_timeout
+from known_problems import import_timeout_incident, seed_import_timeout
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 from typer.testing import CliRunner
 from webhook import Receiver
 
 from aiops.config import Settings
-from aiops.models.incident import IncidentInput, IncidentStatus
+from aiops.models.incident import IncidentStatus
 from aiops.silences import SilenceCheck, SilenceStore, maintenance_window
 from aiops.silences.store import SilenceError, parse_matchers
 from workers import cli
@@ -85,13 +85,7 @@ async def test_a_fault_during_a_silence_does_nothing_and_heals_once_it_ends(
         )
         handle = await client.start_workflow(
             IncidentWorkflow.run,
-            IncidentInput(
-                event_type="ServiceTimeout",
-                source="import-service",
-                service="import-service",
-                payload={"message": "bookmark import timed out after 30s on a large file"},
-                cool_down_s=1,
-            ),
+            import_timeout_incident(cool_down_s=1),
             id=wid,
             task_queue=queue,
         )
