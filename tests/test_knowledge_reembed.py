@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from aiops.config import get_settings
 from aiops.db.migrate import MigrationError
 from aiops.db.pool import create_pool
 from aiops.embeddings import MiniLMEmbedder, OpenAICompatEmbedder
+from aiops.embeddings.base import Vectors
 from aiops.knowledge import KnowledgeGraph, ProblemIn
 from aiops.knowledge.reembed import reembed
 from aiops.knowledge.texts import node_text
@@ -178,6 +179,26 @@ async def test_a_failed_reembed_leaves_the_old_vectors(
     assert await _state(database_url) == before
 
 
+class _HeldAfterFirstBatch:
+    """The new model, holding phase 1 after its first batch until the late node is written,
+    so the node lands during the run whatever the machine's load (it raced the column swap
+    under load and met the new dimension)."""
+
+    def __init__(self, inner: OpenAICompatEmbedder) -> None:
+        self.inner = inner
+        self.model = inner.model
+        self.dim = inner.dim
+        self.first_batch = asyncio.Event()
+        self.late_written = asyncio.Event()
+
+    async def embed(self, texts: Sequence[str]) -> Vectors:
+        vectors = await self.inner.embed(texts)
+        if self.first_batch.is_set():
+            await self.late_written.wait()
+        self.first_batch.set()
+        return vectors
+
+
 async def test_nodes_added_during_a_reembed_get_new_vectors(
     database_url: str,
     fake_server: FakeOpenAI,  # noqa: F811
@@ -189,21 +210,19 @@ async def test_nodes_added_during_a_reembed_get_new_vectors(
             await kg.add_problem(ProblemIn(description=f"queue {name} backlog keeps growing"))
         fake_server.reset()
         fake_server.dim = FAKE_DIM
-        embedder = OpenAICompatEmbedder(model="fake-embed", dim=FAKE_DIM, base_url=fake_server.url)
-        first_batch = asyncio.Event()
-
-        def progress(done: int, total: int) -> None:
-            if done:
-                first_batch.set()
+        embedder = _HeldAfterFirstBatch(
+            OpenAICompatEmbedder(model="fake-embed", dim=FAKE_DIM, base_url=fake_server.url)
+        )
 
         async def add_late() -> str:
-            await first_batch.wait()
+            await embedder.first_batch.wait()
             # the old model and the old column: what a worker not yet restarted writes
             record = await kg.add_problem(ProblemIn(description="late arrival: disk full"))
+            embedder.late_written.set()
             return record.id
 
         late_id, report = await asyncio.gather(
-            add_late(), reembed(database_url, embedder, batch_size=1, progress=progress)
+            add_late(), reembed(database_url, embedder, batch_size=1)
         )
     finally:
         await pool.close()
