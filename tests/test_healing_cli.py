@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import subprocess
 import uuid
 
 import asyncpg
+from temporal_signal import cli_signal
 from temporalio.testing import WorkflowEnvironment
 from test_healing_workflow import _activities, _input, _step, _worker
 
-from aiops.devstack import binaries
 from workflows.healing import HealingWorkflow
 
 
@@ -32,25 +30,7 @@ async def test_temporal_cli_signal_approves(
                 break
             await asyncio.sleep(0.1)
         decision = {"approver": "oncall-alice", "approved": True, "reason": "ok", "action_id": None}
-        sent = await asyncio.to_thread(
-            subprocess.run,
-            [
-                str(binaries.temporal_cli()),
-                "workflow",
-                "signal",
-                "--address",
-                address,
-                "--workflow-id",
-                wid,
-                "--name",
-                "approve",
-                "--input",
-                json.dumps(decision),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        sent = await cli_signal(address, wid, "approve", decision)
         assert sent.returncode == 0, sent.stderr
         result = await handle.result()
     assert result.outcome == "healed"

@@ -18,6 +18,7 @@ import asyncpg
 from aiops_worker import aiops_worker
 from cryptography.fernet import Fernet
 from known_problems import seed_import_timeout
+from temporal_signal import cli_signal
 from temporalio.testing import WorkflowEnvironment
 
 from aiops.auth.keys import derive_approval_key
@@ -113,22 +114,7 @@ async def test_cli_start_list_and_approve(
         assert "awaiting approval" in row["phase"] or row["phase"] == "healing"
 
         forged = {"approver": "mallory", "approved": True, "reason": "", "action_id": None}
-        sent = await _run(
-            [
-                str(binaries.temporal_cli()),
-                "workflow",
-                "signal",
-                "--address",
-                address,
-                "--workflow-id",
-                wid,
-                "--name",
-                "approve",
-                "--input",
-                json.dumps(forged),
-            ],
-            env,
-        )
+        sent = await cli_signal(address, wid, "approve", forged)
         assert sent.returncode == 0, sent.stderr  # a signal is always accepted...
         refusals = await _refusals(database_url, wid)  # ...and changes nothing
         assert len(refusals) == 1 and "no signed approval" in refusals[0]
