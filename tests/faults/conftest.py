@@ -27,7 +27,9 @@ class FaultTable:
     def __init__(self) -> None:
         self.rows: list[FaultRow] = []
 
-    def record(self, row: FaultRow) -> FaultRow:
+    def record(self, **counts: object) -> FaultRow:
+        """Record one fault's counts (the fields of FaultRow) and return the row."""
+        row = FaultRow.model_validate(counts)
         self.rows.append(row)
         return row
 
