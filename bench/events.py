@@ -1,6 +1,8 @@
 """The event mesh end to end: figures with baselines from the same run, not a test.
 
     .venv/bin/python bench/events.py [--events 100000] [--latency-seconds 10]
+    .venv/bin/python bench/events.py --problem-share 0.1 [--events 30000] [--sources 7]
+    .venv/bin/python bench/events.py --stopped-seconds 60 [--rate 2000] [--maxlen 10000]
 
 Starts its own PostgreSQL and Redis (durable settings: fsync and AOF on, as in production;
 track_commit_timestamp on so latency is measured to the commit), then measures:
@@ -11,6 +13,17 @@ track_commit_timestamp on so latency is measured to the commit), then measures:
    of a backlog; plus COPY alone into a plain table for scale;
 2. publish-to-commit latency (p50/p99/max) at a steady 1,000 events/s;
 3. bytes per stored event, indexes included, for a 200-byte payload.
+
+--problem-share F measures a storm instead (Temporal started too, no worker: the cost
+measured is the listener's): F of the events are problem events of --sources services,
+the rest informational, on one stream per source, with one listener routing incidents;
+events/s from the first XADD to the last commit with exact counts (every event stored
+once, every problem event counted on an incident), against raw XADD + XREADGROUP + XACK
+of the same entries in the same run.
+
+--stopped-seconds S publishes at --rate events/s for S seconds with no listener running,
+on a stream trimmed to --maxlen, then starts one and counts what it stores: an entry
+trimmed before the group read it would be missing.
 """
 
 from __future__ import annotations
@@ -39,6 +52,7 @@ import redis.asyncio as aioredis
 from aiops.db.migrate import migrate
 from aiops.devstack import DevStack
 from aiops.devstack.ports import free_port
+from aiops.devstack.stack import ServiceName
 from aiops.events.envelope import Event
 from aiops.events.mesh import EventMesh
 
@@ -150,15 +164,19 @@ def start_raw(redis_url: str, stream: str, name: str) -> subprocess.Popen[bytes]
 
 
 async def raw_consumer(redis_url: str, stream: str, name: str) -> None:
-    """XREADGROUP + XACK, nothing else: the ceiling for one Python consumer."""
+    """XREADGROUP + XACK, nothing else: the ceiling for one Python consumer. `stream` may
+    name several, comma-separated."""
     client = aioredis.Redis.from_url(redis_url)
+    streams = stream.split(",")
     # a read of our own (empty) history registers the consumer; a blocking read on 6.2
     # does not until it is served
-    await client.xreadgroup(GROUP, name, {stream: "0"}, count=1)
+    await client.xreadgroup(GROUP, name, dict.fromkeys(streams, "0"), count=1)
     while True:
         reply = cast(
             list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]],
-            await client.xreadgroup(GROUP, name, {stream: ">"}, count=BATCH, block=1000),
+            await client.xreadgroup(
+                GROUP, name, dict.fromkeys(streams, ">"), count=BATCH, block=1000
+            ),
         )
         for stream_name, rows in reply or []:
             await client.xack(stream_name, GROUP, *(entry_id for entry_id, _ in rows))
@@ -270,6 +288,205 @@ def percentile(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))]
 
 
+# --- a storm: problem events among informational ones, incidents routed -----------------
+
+
+def storm_events(count: int, share: float, sources: int) -> list[tuple[str, Event]]:
+    """(source, event) pairs: the i-th event comes from source i % sources, and `share` of
+    them, spread evenly, are problem events whose text varies only in masked numbers, so
+    each source's problems are one fingerprint (one incident) however many there are."""
+    out: list[tuple[str, Event]] = []
+    for i in range(count):
+        source = f"storm-{i % sources}"
+        if int((i + 1) * share) > int(i * share):
+            event = Event(
+                event_type="ServiceError",
+                source=source,
+                service=source,
+                severity="error",
+                payload={
+                    "message": f"upstream timed out after {1000 + i % 5000} ms reading from "
+                    f"db-{i % sources}:5432",
+                    "request_id": uuid.UUID(int=i).hex,
+                },
+            )
+        else:
+            event = Event(
+                event_type="MetricReport", source=source, service=source, payload=payload(i)
+            )
+        out.append((source, event))
+    return out
+
+
+async def publish_many_streams(
+    client: aioredis.Redis, entries: list[tuple[str, bytes]], *, maxlen: int | None = None
+) -> None:
+    """Pipelined XADD of (stream, data) pairs, 1,000 per round trip."""
+    for start in range(0, len(entries), 1000):
+        async with client.pipeline(transaction=False) as pipe:
+            for stream, data in entries[start : start + 1000]:
+                if maxlen is None:
+                    pipe.xadd(stream, {"event": data})
+                else:
+                    pipe.xadd(stream, {"event": data}, maxlen=maxlen, approximate=True)
+            await pipe.execute()
+
+
+async def wait_all_done(client: aioredis.Redis, streams: list[str]) -> None:
+    for stream in streams:
+        await wait_done(client, stream)
+
+
+def start_routing_listener(
+    env: dict[str, str], pattern: str, name: str, log: Path
+) -> subprocess.Popen[bytes]:
+    child_env = {
+        **env,
+        "AIOPS_LISTENER_STREAMS": pattern,
+        "AIOPS_LISTENER_BATCH_SIZE": str(BATCH),
+        "AIOPS_LOG_LEVEL": "INFO",
+        "AIOPS_EVENT_TRUST": "open",
+        # no worker polls it: what is measured is the listener's routing, not the incidents
+        "AIOPS_TASK_QUEUE": "bench-nobody",
+    }
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "workers.listener", "--incidents", "--consumer", name],
+            env=child_env,
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def listener_totals(log: Path, name: str) -> dict[str, int]:
+    """The counters of the listener's last `stopped:` line in its log."""
+    found: dict[str, int] = {}
+    for line in log.read_text(errors="replace").splitlines():
+        if f"listener {name} stopped:" in line:
+            fields = line.split("stopped:", 1)[1].split()
+            found = {k: int(v) for k, v in (f.split("=", 1) for f in fields if "=" in f)}
+    return found
+
+
+async def storm_run(
+    client: aioredis.Redis,
+    env: dict[str, str],
+    database_url: str,
+    count: int,
+    share: float,
+    sources: int,
+    log: Path,
+) -> None:
+    pairs = storm_events(count, share, sources)
+    problems = sum(1 for _, e in pairs if e.event_type == "ServiceError")
+    figures: dict[str, float] = {}
+    for mode in ("raw", "e2e"):
+        tag = uuid.uuid4().hex[:6]
+        streams = [f"events:storm{tag}-{k}" for k in range(sources)]
+        entries = [(f"events:storm{tag}-{s.rsplit('-', 1)[1]}", e.to_wire()) for s, e in pairs]
+        for stream in streams:
+            await client.xgroup_create(stream, GROUP, id="0", mkstream=True)
+        name = f"{mode}-{tag}"
+        process = (
+            start_raw(env["REDIS_URL"], ",".join(streams), name)
+            if mode == "raw"
+            else start_routing_listener(env, f"events:storm{tag}-*", name, log)
+        )
+        try:
+            for stream in streams:
+                await wait_consumer(client, stream, name, 60)
+            watched = psutil.Process(process.pid)
+            cpu_before = sum(watched.cpu_times()[:2])
+            started = time.perf_counter()
+            await publish_many_streams(client, entries)
+            await wait_all_done(client, streams)
+            elapsed = time.perf_counter() - started
+            CPU[f"{mode}-storm"] = (sum(watched.cpu_times()[:2]) - cpu_before) / count
+        finally:
+            process.terminate()
+            process.wait(timeout=60)
+        figures[mode] = count / elapsed
+        if mode == "e2e":
+            conn = await asyncpg.connect(database_url)
+            try:
+                stored = await conn.fetchval(
+                    "SELECT count(DISTINCT id) FROM events WHERE stream LIKE $1",
+                    f"events:storm{tag}-%",
+                )
+            finally:
+                await conn.close()
+            totals = listener_totals(log, name)
+            print(
+                f"storm of {count} events, {share:.0%} problem events ({problems}) from "
+                f"{sources} sources; one listener routing incidents, batch {BATCH}"
+            )
+            print(
+                f"  stored {stored} of {count} ({'exact' if stored == count else 'NOT EXACT'});"
+                f" problem events counted for incidents {totals.get('problems')} of {problems}"
+                f" ({'exact' if totals.get('problems') == problems else 'NOT EXACT'});"
+                f" observations {totals.get('observations')}, signals {totals.get('signals')}"
+            )
+        for stream in streams:
+            await client.delete(stream)
+    raw, e2e = figures["raw"], figures["e2e"]
+    print(
+        f"  end to end {e2e:>9,.0f} events/s   raw XADD+XREADGROUP+XACK {raw:>9,.0f}"
+        f"   ratio {e2e / raw:.2f}   goal 25,000: {'met' if e2e >= 25_000 else 'not met'}"
+    )
+    for label, seconds in sorted(CPU.items()):
+        print(f"  CPU of the consumer process, {label}: {seconds * 1e6:.1f} us/event")
+
+
+async def stopped_run(
+    client: aioredis.Redis,
+    env: dict[str, str],
+    database_url: str,
+    seconds: float,
+    rate: int,
+    maxlen: int,
+    log: Path,
+) -> None:
+    """The listener away for `seconds` under load on a stream published with the mesh's
+    own XADD (and its trimming): what comes back once it returns."""
+    stream = f"events:stopped-{uuid.uuid4().hex[:6]}"
+    await client.xgroup_create(stream, GROUP, id="0", mkstream=True)
+    mesh = EventMesh(client, maxlen=maxlen)
+    sent = 0
+    started = time.perf_counter()
+    tick = 0.1
+    per_tick = max(1, int(rate * tick))
+    while time.perf_counter() - started < seconds:
+        batch = [
+            Event(event_type="MetricReport", source="stopped", payload=payload(sent + k))
+            for k in range(per_tick)
+        ]
+        await mesh.publish_many(batch, stream=stream)
+        sent += len(batch)
+        delay = started + (sent / per_tick) * tick - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+    length = int(await client.xlen(stream))
+    child_env = {**env, "AIOPS_EVENTS_MAXLEN": str(maxlen)}
+    process = start_listener(child_env, stream, "stopped", log)
+    try:
+        await wait_consumer(client, stream, "stopped", 60)
+        await wait_done(client, stream)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    conn = await asyncpg.connect(database_url)
+    try:
+        stored = await conn.fetchval("SELECT count(*) FROM events WHERE stream = $1", stream)
+    finally:
+        await conn.close()
+    print(
+        f"listener stopped for {seconds:.0f}s while {sent} events were published at "
+        f"{rate}/s onto a stream with MAXLEN ~{maxlen}: {length} entries in the stream when "
+        f"it came back, {stored} stored, {sent - stored} lost"
+    )
+
+
 async def bench(count: int, latency_seconds: float) -> None:
     home = Path(tempfile.mkdtemp(prefix="aiops-bench-events-"))
     stack = DevStack(
@@ -349,15 +566,67 @@ async def bench(count: int, latency_seconds: float) -> None:
         shutil.rmtree(home, ignore_errors=True)
 
 
+async def special(args: argparse.Namespace) -> None:
+    """--problem-share or --stopped-seconds, on a stack of their own."""
+    home = Path(tempfile.mkdtemp(prefix="aiops-bench-events-"))
+    storm = args.problem_share is not None
+    services: tuple[ServiceName, ...] = (
+        ("postgres", "redis", "temporal") if storm else ("postgres", "redis")
+    )
+    stack = DevStack(
+        home,
+        postgres_port=free_port(),
+        redis_port=free_port(),
+        temporal_port=free_port(),
+        temporal_ui_port=free_port(),
+        services=services,
+    )
+    try:
+        state = (await stack.up()).state
+        database_url = state.services["postgres"].url
+        await migrate(database_url, 384)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AIOPS_")}
+        env.update(state.env())
+        client = aioredis.Redis.from_url(state.services["redis"].url)
+        log = home / "listener.log"
+        print(f"machine: {os.cpu_count()} cores, servers on the same machine\n")
+        if storm:
+            await storm_run(
+                client, env, database_url, args.events, args.problem_share, args.sources, log
+            )
+        else:
+            await stopped_run(
+                client, env, database_url, args.stopped_seconds, args.rate, args.maxlen, log
+            )
+        await client.aclose()
+        print(f"\n(run at {datetime.now(UTC).isoformat(timespec='seconds')})")
+    finally:
+        stack.down(timeout=30)
+        shutil.rmtree(home, ignore_errors=True)
+
+
 def main() -> None:
     if len(sys.argv) == 5 and sys.argv[1] == "--raw-consumer":
         asyncio.run(raw_consumer(*sys.argv[2:]))
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--events", type=int, default=None)
     parser.add_argument("--latency-seconds", type=float, default=10.0)
+    parser.add_argument(
+        "--problem-share", type=float, default=None, help="measure a storm with this share"
+    )
+    parser.add_argument("--sources", type=int, default=7)
+    parser.add_argument(
+        "--stopped-seconds", type=float, default=None, help="listener away this long"
+    )
+    parser.add_argument("--rate", type=int, default=2000)
+    parser.add_argument("--maxlen", type=int, default=10_000)
     args = parser.parse_args()
-    asyncio.run(bench(args.events, args.latency_seconds))
+    if args.problem_share is not None or args.stopped_seconds is not None:
+        args.events = args.events or 30_000
+        asyncio.run(special(args))
+        return
+    asyncio.run(bench(args.events or 100_000, args.latency_seconds))
 
 
 if __name__ == "__main__":
