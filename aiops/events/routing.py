@@ -8,20 +8,23 @@ errors is one workflow and a handful of signals, not 10,000 workflows.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import fnmatch
 import hashlib
 import logging
 import re
 import time
+import uuid
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Final, Literal, Protocol
 
+import redis.asyncio as aioredis
 from opentelemetry import trace
 from pydantic import BaseModel, Field, model_validator
-from temporalio.client import Client, WorkflowQueryFailedError
+from pydantic_core import to_json
+from temporalio.client import Client, WorkflowHandle, WorkflowQueryFailedError
 from temporalio.common import (
     SearchAttributePair,
     TypedSearchAttributes,
@@ -30,10 +33,18 @@ from temporalio.common import (
 from temporalio.service import RPCError, RPCStatusCode
 
 from aiops import search_attributes
-from aiops.events.detection import Detection, Detector
+from aiops.events.correlation import CorrelationWindow
+from aiops.events.detection import TEXT_FIELDS, Detection, Detector
 from aiops.events.envelope import MONITOR_SOURCE, Event, Severity
-from aiops.events.retry import TRANSIENT, Backoff
-from aiops.models.incident import IncidentInput, IncidentStatus, Observation, SourceResolved
+from aiops.events.retry import TRANSIENT, Backoff, retrying
+from aiops.models.incident import (
+    OBSERVED_EVENT_IDS,
+    SAMPLE_PAYLOAD_BYTES,
+    IncidentInput,
+    IncidentStatus,
+    Observation,
+    SourceResolved,
+)
 from aiops.privacy import mask, mask_json
 from aiops.trace_context import context_from
 
@@ -178,11 +189,50 @@ class _Group:
     newest: Event
     first: Event
     count: int = 0
+    # the newest ids, oldest first (a storm's group keeps only the last few)
+    ids: deque[tuple[datetime, uuid.UUID]] = field(
+        default_factory=lambda: deque(maxlen=OBSERVED_EVENT_IDS)
+    )
 
 
 def masked_event(event: Event) -> Event:
     """The event with every string of its payload masked (PII, secrets)."""
     return event.model_copy(update={"payload": mask_json(event.payload)})
+
+
+def sample_event(event: Event) -> Event:
+    """What a signal carries of an event: masked, its payload cut to SAMPLE_PAYLOAD_BYTES
+    (the text that identifies the problem and the size are kept; the whole event is in the
+    event store), so every observe signal adds bounded bytes to an incident's history."""
+    masked = masked_event(event)
+    data = to_json(masked.payload)
+    if len(data) <= SAMPLE_PAYLOAD_BYTES:
+        return masked
+    cut: dict[str, Any] = {"truncated": True, "payload_bytes": len(data)}
+    for name in TEXT_FIELDS:
+        value = masked.payload.get(name)
+        if isinstance(value, str) and value.strip():
+            cut[name] = value[: SAMPLE_PAYLOAD_BYTES // 2]
+            break
+    # the start of the JSON, cut on a character boundary
+    cut["head"] = data[: SAMPLE_PAYLOAD_BYTES // 4].decode("utf-8", "ignore")
+    return masked.model_copy(update={"payload": cut})
+
+
+def merge(a: Observation, b: Observation) -> Observation:
+    """Two observations of one incident as one signal: counts added, the newest sample and
+    ids, the worse severity. The incident receives what both would have told it."""
+    newer, older = (b, a) if b.last_seen >= a.last_seen else (a, b)
+    ids = list(dict.fromkeys([*older.event_ids, *newer.event_ids]))[-OBSERVED_EVENT_IDS:]
+    worse = a if a.severity.rank >= b.severity.rank else b
+    return newer.model_copy(
+        update={
+            "count": a.count + b.count,
+            "first_seen": min(a.first_seen, b.first_seen),
+            "severity": worse.severity,
+            "event_ids": ids,
+        }
+    )
 
 
 def alert_fingerprint(event: Event) -> str | None:
@@ -229,6 +279,13 @@ def coalesce(
                 detection, fingerprint, template, event, event
             )
         group.count += 1
+        if not group.ids or event.timestamp >= group.ids[-1][0]:
+            group.ids.append((event.timestamp, event.id))
+        elif len(group.ids) < OBSERVED_EVENT_IDS or event.timestamp > group.ids[0][0]:
+            # out of order: keep the newest ones, oldest first
+            newest = sorted([*group.ids, (event.timestamp, event.id)])[-OBSERVED_EVENT_IDS:]
+            group.ids.clear()
+            group.ids.extend(newest)
         if event.timestamp >= group.newest.timestamp:
             group.newest = event
             if detection.severity.rank >= group.detection.severity.rank:
@@ -245,11 +302,12 @@ def coalesce(
             count=g.count,
             # what becomes a workflow input and signal: masked; the raw event stays in the
             # event store only
-            sample=masked_event(g.newest),
+            sample=sample_event(g.newest),
             first_seen=g.first.timestamp,
             last_seen=g.newest.timestamp,
             replay=g.newest.replay,
             pattern_id=g.detection.pattern_id,
+            event_ids=[event_id for _, event_id in g.ids],
         )
         for g in groups.values()
     ]
@@ -285,25 +343,43 @@ def is_transient_temporal_error(error: BaseException) -> bool:
 
 
 @dataclass
-class _Recent:
-    """A service's latest own problem, for its health-probe failures to join."""
-
-    workflow_id: str
-    at: float
-    started: asyncio.Event = field(default_factory=asyncio.Event)
-
-
-@dataclass
 class RoutingStats:
     observations: int = 0
     signals: int = 0
     failed: int = 0
     correlated: int = 0  # health-probe failures counted on the service's open incident
+    # observations sent inside another's signal: the same incident, while one was in flight
+    merged: int = 0
+
+
+@dataclass
+class _Outbox:
+    """One incident's observations waiting while a signal to it is in flight."""
+
+    pending: Observation | None = None
+    waiters: list[asyncio.Future[None]] = field(default_factory=list)
+    sending: asyncio.Task[None] | None = None
+
+
+# How long a health-probe failure waits for the incident it belongs to to be started (by
+# this listener or another) before it stands on its own.
+JOIN_WAIT_S: Final = 10.0
 
 
 @dataclass
 class IncidentRouter:
-    """Signal-with-start IncidentWorkflow `incident-<fingerprint>` per observation."""
+    """Signal-with-start IncidentWorkflow `incident-<fingerprint>` per observation.
+
+    What decides which incident an event goes to is never this process's memory alone:
+    the incident itself is Temporal's (one running workflow per id, signal-with-start),
+    and the correlation of health-probe failures with their service's own problem is in
+    Redis when `redis` is given (the listener gives it), so any number of listeners, or
+    one restarted, route a problem to one incident.
+
+    At most one signal per incident is in flight from this router: observations for it that
+    arrive meanwhile (the next batches of a storm) are merged and go as one signal when it
+    returns, so the signals an incident receives follow Temporal's pace, not the stream's.
+    """
 
     client: Client
     task_queue: str
@@ -317,21 +393,25 @@ class IncidentRouter:
     # second one whose fix (a restart) would race the first's. 0 turns this off.
     correlate_s: float = 120.0
     stats: RoutingStats = field(default_factory=RoutingStats)
-    _recent: dict[str, _Recent] = field(default_factory=dict)
+    redis: aioredis.Redis | None = None
+    namespace: str = "aiops"
+    correlation: CorrelationWindow = field(init=False)
+    _outboxes: dict[str, _Outbox] = field(default_factory=dict)
+    _limit: asyncio.Semaphore | None = None
+
+    def __post_init__(self) -> None:
+        self.correlation = CorrelationWindow(
+            self.correlate_s, redis=self.redis, namespace=self.namespace
+        )
 
     def observe(self, events: Sequence[Event]) -> list[Observation]:
         return coalesce(events, self.detector, self.fingerprinter)
 
-    def _symptom_of(self, observation: Observation) -> _Recent | None:
+    async def _symptom_owner(self, observation: Observation) -> str | None:
         """The incident a health-probe failure belongs to, if one is recent enough."""
-        if self.correlate_s <= 0 or observation.service is None:
+        if observation.service is None or not is_health_symptom(observation.sample):
             return None
-        if not is_health_symptom(observation.sample):
-            return None
-        recent = self._recent.get(observation.service)
-        if recent is None or time.monotonic() - recent.at > self.correlate_s:
-            return None
-        return recent
+        return await self.correlation.owner(observation.service)
 
     async def signal(self, observation: Observation) -> None:
         sample = observation.sample
@@ -362,50 +442,46 @@ class IncidentRouter:
             await self._signal(observation, incident)
 
     async def _signal(self, observation: Observation, incident: IncidentInput) -> None:
-        owner = self._symptom_of(observation)
+        owner = await self._symptom_owner(observation)
         if owner is not None and await self._joined(owner, observation):
             return
-        recent: _Recent | None = None
-        own_problem = not is_health_symptom(observation.sample) and not observation.replay
-        if observation.service is not None and own_problem:
-            # before any await: a symptom in the same batch must find it
-            recent = _Recent(workflow_id_for(observation), time.monotonic())
-            self._recent[observation.service] = recent
         try:
             await self._start_or_fall_back(observation, incident)
         except BaseException:
-            if recent is not None and self._recent.get(observation.service or "") is recent:
-                del self._recent[observation.service or ""]  # no incident to join
+            if _owns(observation) and observation.service is not None:
+                # no incident to join
+                await self.correlation.forget(observation.service, workflow_id_for(observation))
             raise
-        finally:
-            if recent is not None:
-                recent.started.set()
 
-    async def _joined(self, owner: _Recent, observation: Observation) -> bool:
+    async def _joined(self, workflow_id: str, observation: Observation) -> bool:
         """Count the symptom on its service's incident while that incident still works on
         the problem; once it has resolved, a failing probe is news and opens its own."""
-        # the owner may be starting in this very batch: signal once it exists
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(owner.started.wait(), timeout=10)
-        if owner.workflow_id not in {r.workflow_id for r in self._recent.values()}:
-            return False  # its start failed
-        handle = self.client.get_workflow_handle(owner.workflow_id)
-        try:
-            status = await asyncio.wait_for(
-                handle.query("status", result_type=IncidentStatus), timeout=5
-            )
-            if status.resolved:
-                return False
-        except (TimeoutError, RPCError, WorkflowQueryFailedError):
-            pass  # no worker answers now: it has not resolved either
-        try:
-            await handle.signal(OBSERVE_SIGNAL, observation)
-        except RPCError as error:
-            if error.status != RPCStatusCode.NOT_FOUND:
-                raise
-            return False  # closed since: the symptom stands on its own
-        self.stats.correlated += 1
-        return True
+        handle = self.client.get_workflow_handle(workflow_id)
+        deadline = time.monotonic() + JOIN_WAIT_S
+        while True:
+            try:
+                status = await asyncio.wait_for(
+                    handle.query("status", result_type=IncidentStatus), timeout=5
+                )
+                if status.resolved:
+                    return False
+            except (TimeoutError, RPCError, WorkflowQueryFailedError):
+                pass  # no worker answers now (or not started yet): it has not resolved
+            try:
+                await handle.signal(OBSERVE_SIGNAL, observation)
+            except RPCError as error:
+                if error.status != RPCStatusCode.NOT_FOUND:
+                    raise
+                # closed since (the symptom stands on its own), or being started right now
+                # by whichever listener read the service's own problem: wait for it
+                if await _has_run(handle) or time.monotonic() > deadline:
+                    return False
+                if await self.correlation.owner(observation.service or "") != workflow_id:
+                    return False  # its start failed
+                await asyncio.sleep(0.1)
+                continue
+            self.stats.correlated += 1
+            return True
 
     async def _start_or_fall_back(self, observation: Observation, incident: IncidentInput) -> None:
         try:
@@ -477,46 +553,120 @@ class IncidentRouter:
         return delivered
 
     async def signal_all(self, observations: Sequence[Observation]) -> None:
-        """Send every observation. Those that fail because Temporal is away are retried
-        with backoff until they go through; a refusal (bad request) is logged and dropped,
-        since retrying it would stall the stream for nothing: the events are stored."""
-        limit = asyncio.Semaphore(self.concurrency)
+        """Send every observation; return once each has gone (or was refused). Those that
+        fail because Temporal is away are retried with backoff until they go through; a
+        refusal (bad request) is logged and dropped, since retrying it would stall the
+        stream for nothing: the events are stored."""
+        if not observations:
+            return
+        self.stats.observations += len(observations)
+        # a service's own problems first, shared before any of them is sent, so its
+        # health-probe failures in this batch (here or in another listener) find them
+        owners = {o.service: workflow_id_for(o) for o in observations if _owns(o) and o.service}
+        await retrying(lambda: self.correlation.remember(owners), "sharing incident owners")
+        await asyncio.gather(*(self._submit(o) for o in observations))
 
-        async def one(observation: Observation) -> None:
-            async with limit:
-                await self.signal(observation)
+    async def _submit(self, observation: Observation) -> None:
+        if self._limit is None:
+            self._limit = asyncio.Semaphore(self.concurrency)
+        if observation.service is not None and is_health_symptom(observation.sample):
+            # may join another incident: sent on its own, never merged
+            await self._deliver(observation)
+            return
+        workflow_id = workflow_id_for(observation)
+        box = self._outboxes.get(workflow_id)
+        if box is None:
+            box = self._outboxes[workflow_id] = _Outbox()
+        if box.pending is None:
+            box.pending = observation
+        else:
+            box.pending = merge(box.pending, observation)
+            self.stats.merged += 1
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        box.waiters.append(done)
+        if box.sending is None:
+            box.sending = asyncio.create_task(self._drain(workflow_id, box))
+        # shielded: a caller that gives up does not cancel a signal that others wait on
+        await asyncio.shield(done)
 
-        # a service's own problems first, so its health-probe failures in the same batch
-        # find the incident they belong to
-        pending = sorted(observations, key=lambda o: is_health_symptom(o.sample))
-        self.stats.observations += len(pending)
+    async def _drain(self, workflow_id: str, box: _Outbox) -> None:
+        try:
+            while box.pending is not None:
+                observation, waiters = box.pending, box.waiters
+                box.pending, box.waiters = None, []
+                try:
+                    await self._deliver(observation)
+                except BaseException as error:
+                    _settle(waiters, error)
+                    if not isinstance(error, Exception):
+                        _settle(box.waiters, error)
+                        box.pending, box.waiters = None, []
+                        raise
+                    continue
+                _settle(waiters, None)
+        finally:
+            box.sending = None
+            if self._outboxes.get(workflow_id) is box and box.pending is None:
+                del self._outboxes[workflow_id]
+
+    async def _deliver(self, observation: Observation) -> None:
+        """One signal(-with-start), retried while Temporal is away."""
+        assert self._limit is not None
         backoff = Backoff(first=0.2, cap=10.0)
-        while pending:
-            results = await asyncio.gather(*(one(o) for o in pending), return_exceptions=True)
-            retry: list[Observation] = []
-            for observation, result in zip(pending, results, strict=True):
-                if not isinstance(result, BaseException):
-                    self.stats.signals += 1
-                elif isinstance(result, TRANSIENT) or is_transient_temporal_error(result):
-                    retry.append(observation)
-                elif isinstance(result, Exception):
-                    self.stats.failed += 1
-                    log.error(
-                        "incident %s refused by Temporal, not retried: %s",
+        while True:
+            try:
+                async with self._limit:
+                    await self.signal(observation)
+            except Exception as error:
+                if isinstance(error, TRANSIENT) or is_transient_temporal_error(error):
+                    delay = backoff.next_delay()
+                    log.warning(
+                        "Temporal unavailable for incident %s (%s); retrying in %.1fs",
                         workflow_id_for(observation),
-                        result,
+                        error,
+                        delay,
                     )
-                else:
-                    raise result
-            pending = retry
-            if pending:
-                delay = backoff.next_delay()
-                log.warning(
-                    "Temporal unavailable for %d incident signal(s); retrying in %.1fs",
-                    len(pending),
-                    delay,
+                    await asyncio.sleep(delay)
+                    continue
+                self.stats.failed += 1
+                log.error(
+                    "incident %s refused by Temporal, not retried: %s",
+                    workflow_id_for(observation),
+                    error,
                 )
-                await asyncio.sleep(delay)
+                return
+            self.stats.signals += 1
+            return
+
+
+def _owns(observation: Observation) -> bool:
+    """A service's own problem (not a probe's verdict on it, not a replay)."""
+    return (
+        observation.service is not None
+        and not is_health_symptom(observation.sample)
+        and not observation.replay
+    )
+
+
+def _settle(waiters: Sequence[asyncio.Future[None]], error: BaseException | None) -> None:
+    for waiter in waiters:
+        if waiter.done():
+            continue
+        if error is None:
+            waiter.set_result(None)
+        else:
+            waiter.set_exception(error)
+
+
+async def _has_run(handle: WorkflowHandle[Any, Any]) -> bool:
+    """Whether the workflow id has a run at all (open or closed)."""
+    try:
+        await handle.describe()
+    except RPCError as error:
+        if error.status == RPCStatusCode.NOT_FOUND:
+            return False
+        raise
+    return True
 
 
 async def deliver(subscriptions: Sequence[Subscription], events: Sequence[Event]) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -51,6 +51,14 @@ _RANK = {
 }
 
 
+# An observe signal names at most this many of its events (the newest); the rest are in
+# the event store, found by fingerprint and time. With the sample's bounded size, a long
+# storm adds bounded bytes per signal to the incident's history.
+OBSERVED_EVENT_IDS: Final = 16
+# The sample's payload, as JSON, beyond which it is cut (the full event is in the store).
+SAMPLE_PAYLOAD_BYTES: Final = 4096
+
+
 class Observation(BaseModel):
     """One batch's worth of events for one fingerprint, coalesced into one signal."""
 
@@ -68,6 +76,12 @@ class Observation(BaseModel):
     replay: bool = False
     pattern_id: str | None = Field(
         default=None, description="the library pattern that matched the sample, if any"
+    )
+    # optional, so histories recorded before it replay unchanged
+    event_ids: list[uuid.UUID] = Field(
+        default_factory=list,
+        max_length=OBSERVED_EVENT_IDS,
+        description="ids of the newest events counted (at most 16), newest last",
     )
 
 
