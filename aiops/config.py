@@ -300,7 +300,8 @@ class Settings(BaseSettings):
         default=1_000_000,
         validation_alias="AIOPS_EVENTS_MAXLEN",
         ge=1000,
-        description="approximate MAXLEN each events:<domain> stream is trimmed to",
+        description="approximate length each events:<domain> stream is trimmed to by the "
+        "listener; entries a consumer group has not read yet are never trimmed",
     )
     events_max_payload_bytes: int = Field(
         default=1_048_576,
@@ -352,6 +353,21 @@ class Settings(BaseSettings):
         ge=0,
         description="a failed health probe of a service that reported its own problem this "
         "recently is counted on that incident instead of opening another; 0 turns it off",
+    )
+    events_stale_after_s: float = Field(
+        default=300.0,
+        validation_alias="AIOPS_EVENTS_STALE_AFTER_S",
+        ge=0,
+        description="events that waited in their stream longer than this when the listener "
+        "reads them (a backlog after an outage) are stored and counted, never acted on; "
+        "0 acts on every event however old",
+    )
+    events_trim_every_s: float = Field(
+        default=1.0,
+        validation_alias="AIOPS_EVENTS_TRIM_EVERY_S",
+        gt=0,
+        description="how often the listener trims its streams to AIOPS_EVENTS_MAXLEN, never "
+        "past an entry a consumer group has not read and acknowledged",
     )
     dead_letter_stream: str = Field(
         default="events:dead",

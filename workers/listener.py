@@ -38,6 +38,7 @@ from aiops.events.routing import (
     is_transient_temporal_error,
 )
 from aiops.events.store import EventStore
+from aiops.events.trim import StreamTrimmer
 from aiops.events.trust import EventTrust
 from aiops.fingerprint import Fingerprinter as ProblemFingerprinter
 from aiops.patterns.detector import PatternDetector
@@ -64,7 +65,7 @@ def make_ingestor(
     trust: EventTrust | None = None,
 ) -> Ingestor:
     """The listener's pipeline from settings: consume, validate, check trust (when given),
-    store, route."""
+    store, route (what is not stale)."""
     stream_consumer = StreamConsumer(
         client,
         patterns=split_patterns(settings.listener_streams),
@@ -83,6 +84,7 @@ def make_ingestor(
         incidents=incidents,
         subscriptions=subscriptions,
         trust=trust,
+        stale_after_s=settings.events_stale_after_s,
     )
 
 
@@ -134,6 +136,9 @@ async def run_listener(
             fingerprinter=fingerprinter or default_fingerprinter(),
             cool_down_s=cool_down_s,
             correlate_s=settings.incident_correlate_s,
+            # shared by every listener of the group: which incident a symptom joins
+            redis=client,
+            namespace=settings.listener_group,
         )
     ingestor = make_ingestor(
         settings,
@@ -157,16 +162,29 @@ async def run_listener(
         if settings.events_retention_days > 0
         else None
     )
+    stream_consumer = ingestor.consumer
+    trimmer = StreamTrimmer(client, settings.events_maxlen)
+    trimming = asyncio.create_task(
+        trimmer.run(lambda: stream_consumer.streams, settings.events_trim_every_s)
+    )
     try:
-        stream_consumer = ingestor.consumer
         await retrying(lambda: stream_consumer.discover(force=True), "discovering streams")
         if on_ready is not None:
             on_ready(stream_consumer)
         stats = await ingestor.run(stop)
         await stream_consumer.leave()
-        log.info("listener %s stopped: %s", name, stats.line())
+        routed = router.stats if router is not None else None
+        log.info(
+            "listener %s stopped: %s%s",
+            name,
+            stats.line(),
+            f" signals={routed.signals} merged={routed.merged} correlated={routed.correlated}"
+            if routed is not None
+            else "",
+        )
         return stats
     finally:
+        trimming.cancel()
         if pruning is not None:
             pruning.cancel()
         await trust.aclose()

@@ -48,6 +48,11 @@ class ConsumerStats:
     dead_lettered: int = 0
 
 
+def listener_counters_key(group: str) -> str:
+    """The Redis hash of counters every listener of a group adds to (stale, ...)."""
+    return f"aiops:listener-counters:{group}"
+
+
 def as_text(value: object) -> str:
     """A Redis reply item as text (the clients here are made without decode_responses)."""
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
@@ -331,6 +336,10 @@ class StreamConsumer:
         self.stats.acked += len(items)
         for entry, reason in items:
             log.warning("dead-lettered %s %s: %s", entry.stream, entry.entry_id, reason)
+
+    async def count_stale(self, count: int) -> None:
+        """Add to the group's shared count of events stored but never acted on (stale)."""
+        await self.redis.hincrby(listener_counters_key(self.group), "stale", count)
 
     async def leave(self) -> None:
         """On a clean exit, remove this consumer from groups where it holds nothing."""

@@ -13,7 +13,12 @@ import redis.exceptions
 from pydantic import BaseModel
 
 from aiops.config import Settings
-from aiops.events.consumer import as_text, matching_streams, split_patterns
+from aiops.events.consumer import (
+    as_text,
+    listener_counters_key,
+    matching_streams,
+    split_patterns,
+)
 from aiops.events.store import EventStore
 
 # Beyond this many undelivered entries on Redis < 7 (no lag in XINFO GROUPS) the count
@@ -45,6 +50,9 @@ class MeshHealth(BaseModel):
     dead_letters: int
     processed_1h: int | None
     errors: list[str]
+    # events every listener of the group stored but did not act on: they waited in their
+    # stream longer than AIOPS_EVENTS_STALE_AFTER_S (a backlog read after an outage)
+    stale_total: int = 0
 
 
 def _id_millis(entry_id: str) -> int:
@@ -111,12 +119,14 @@ async def mesh_health(
     errors: list[str] = []
     streams: list[StreamHealth] = []
     dead_letters = 0
+    stale = 0
     try:
         names = await matching_streams(
             client, patterns, exclude=dead_letter_stream, only_existing=True
         )
         streams = list(await asyncio.gather(*(stream_health(client, n, group) for n in names)))
         dead_letters = int(await client.xlen(dead_letter_stream))
+        stale = int(await client.hget(listener_counters_key(group), "stale") or 0)
     except (redis.exceptions.RedisError, OSError) as error:
         errors.append(f"redis: {type(error).__name__}: {error}")
     processed: int | None = None
@@ -142,6 +152,7 @@ async def mesh_health(
         dead_letters=dead_letters,
         processed_1h=processed,
         errors=errors,
+        stale_total=stale,
     )
 
 

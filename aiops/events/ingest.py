@@ -8,6 +8,17 @@ current one is stored):
 An entry is acknowledged only once its outcome is durable (stored and routed, or in the
 dead-letter stream), so a crash anywhere means redelivery, and the store's idempotence on
 event id turns redelivery into exactly-once storage.
+
+Routing and acknowledging a batch overlap storing the next ones (up to ROUTING_IN_FLIGHT
+batches): in a storm, the signals to an incident go at Temporal's pace, each carrying the
+merged observations of the batches stored meanwhile (aiops/events/routing.py), while
+storing goes at PostgreSQL's.
+
+Stale backlog: an event that waited in its stream longer than stale_after_s when read
+(its entry id is the time Redis accepted it), as after a long outage of the listeners, is
+stored and counted but never acted on: it opens no incident, signals none, and reaches no
+subscription. The count is in the listener's stats, in a log line, and in Redis for
+`aiops events health` (stale_total).
 """
 
 from __future__ import annotations
@@ -40,6 +51,8 @@ from aiops.events.trust import EventTrust
 log = logging.getLogger(__name__)
 
 STATS_EVERY_S: Final = 30.0
+# batches stored and still being routed (then acknowledged) while the next are stored
+ROUTING_IN_FLIGHT: Final = 8
 # entries validated between two turns of the event loop in prepare_async
 YIELD_EVERY: Final = 32
 
@@ -56,6 +69,8 @@ class IngestStats:
     vanished: int = 0
     problems: int = 0
     observations: int = 0
+    # stored, never acted on: they waited in the stream longer than stale_after_s
+    stale: int = 0
 
     def line(self) -> str:
         return " ".join(f"{k}={v}" for k, v in vars(self).items())
@@ -81,7 +96,18 @@ class BatchReport:
     repeats: int = 0
     dead_lettered: int = 0
     observations: int = 0
+    stale: int = 0
     reasons: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Stored:
+    """A batch stored (or dead-lettered), not yet routed nor acknowledged."""
+
+    batch: Batch
+    result: StoreResult
+    conflicts: list[tuple[int, str]]
+    repeats: set[int]
 
 
 def _same_event(a: Event, b: Event) -> bool:
@@ -98,8 +124,11 @@ class Ingestor:
         incidents: IncidentRouter | None = None,
         subscriptions: Sequence[Subscription] = (),
         trust: EventTrust | None = None,
+        stale_after_s: float = 0.0,
     ) -> None:
         self.consumer = consumer
+        # 0: every event is acted on, however long it waited
+        self.stale_after_s = stale_after_s
         self.store = store
         self.max_event_bytes = max_event_bytes
         self.incidents = incidents
@@ -175,6 +204,9 @@ class Ingestor:
 
     async def commit(self, batch: Batch) -> BatchReport:
         """Dead-letter, store, route, acknowledge: each step retried until it holds."""
+        return await self._finish(await self._store_batch(batch))
+
+    async def _store_batch(self, batch: Batch) -> _Stored:
         valid = batch.valid
         if batch.vanished:
             log.warning("%d entries were trimmed before they were processed", len(batch.vanished))
@@ -188,15 +220,28 @@ class Ingestor:
         result = await self._store([item for _, item in to_store])
         conflicts = [(to_store[i][0], reason) for i, reason in result.conflicts]
         repeats = {to_store[i][0] for i in result.repeats}
-        conflict_ids = {i for i, _ in conflicts}
         await self._dead_letter([(valid[i][0], reason) for i, reason in conflicts])
+        return _Stored(batch, result, conflicts, repeats)
 
-        routed = [
-            event
-            for i, (_, event) in enumerate(valid)
+    async def _finish(self, stored: _Stored) -> BatchReport:
+        """Route what is fresh, then acknowledge: the batch's outcome is durable."""
+        batch, result, conflicts, repeats = (
+            stored.batch,
+            stored.result,
+            stored.conflicts,
+            stored.repeats,
+        )
+        valid = batch.valid
+        conflict_ids = {i for i, _ in conflicts}
+        kept = [
+            (entry, event)
+            for i, (entry, event) in enumerate(valid)
             if i not in conflict_ids and i not in repeats
         ]
-        observations = await self._route(routed)
+        fresh, stale = self._split_stale(kept)
+        if stale:
+            await self._report_stale(stale)
+        observations = await self._route(fresh)
 
         done = [entry for i, (entry, _) in enumerate(valid) if i not in conflict_ids]
         await self._ack(done + batch.repeats + batch.vanished)
@@ -207,6 +252,7 @@ class Ingestor:
             repeats=len(repeats) + len(batch.repeats),
             dead_lettered=len(batch.invalid) + len(conflicts),
             observations=observations,
+            stale=len(stale),
             reasons=[r for _, r in batch.invalid] + [r for _, r in conflicts],
         )
         s = self.stats
@@ -218,7 +264,43 @@ class Ingestor:
         s.untrusted += batch.untrusted
         s.vanished += len(batch.vanished)
         s.observations += report.observations
+        s.stale += report.stale
         return report
+
+    def _split_stale(
+        self, items: Sequence[tuple[Entry, Event]], now: float | None = None
+    ) -> tuple[list[Event], list[tuple[Entry, Event]]]:
+        """(events to act on, entries too old to): by how long each waited in its stream.
+        Replays are asked for by a person and always routed (to their own incidents)."""
+        if self.stale_after_s <= 0:
+            return [event for _, event in items], []
+        oldest_ms = ((now if now is not None else time.time()) - self.stale_after_s) * 1000
+        fresh: list[Event] = []
+        stale: list[tuple[Entry, Event]] = []
+        for entry, event in items:
+            if not event.replay and entry_millis(entry.entry_id) < oldest_ms:
+                stale.append((entry, event))
+            else:
+                fresh.append(event)
+        return fresh, stale
+
+    async def _report_stale(self, stale: Sequence[tuple[Entry, Event]]) -> None:
+        oldest = min(entry_millis(entry.entry_id) for entry, _ in stale)
+        waited = time.time() - oldest / 1000
+        log.warning(
+            "%d stale event(s) stored but not acted on: they waited up to %.0f s in the "
+            "stream, longer than AIOPS_EVENTS_STALE_AFTER_S=%g (a backlog)",
+            len(stale),
+            waited,
+            self.stale_after_s,
+        )
+        consumer = self.consumer
+        try:
+            await retrying(
+                lambda: consumer.count_stale(len(stale)), "counting stale events", backoff=None
+            )
+        except redis.exceptions.ResponseError as error:  # never stall the stream for a counter
+            log.error("stale events not counted in Redis: %s", error)
 
     async def process(self, entries: Sequence[Entry]) -> BatchReport:
         return await self.commit(self.prepare(entries))
@@ -300,6 +382,7 @@ class Ingestor:
             await self.process(own)
         queue: asyncio.Queue[Batch | None] = asyncio.Queue(maxsize=1)
         reader = asyncio.create_task(self._read_batches(stop, queue))
+        finishing: set[asyncio.Task[BatchReport]] = set()
         last_stats = time.monotonic()
         try:
             while True:
@@ -312,11 +395,16 @@ class Ingestor:
                 batch = getter.result()
                 if batch is None:
                     break
-                await self.commit(batch)
+                stored = await self._store_batch(batch)
+                finishing.add(asyncio.create_task(self._finish(stored)))
+                await _reap(finishing, keep=ROUTING_IN_FLIGHT - 1)
                 if time.monotonic() - last_stats >= STATS_EVERY_S:
                     log.info("listener: %s", self.stats.line())
                     last_stats = time.monotonic()
+            await _reap(finishing, keep=0)
         finally:
+            for task in finishing:
+                task.cancel()
             if not reader.done():
                 reader.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -347,3 +435,19 @@ class Ingestor:
             return None
         self._read_backoff.reset()
         return entries
+
+
+async def _reap(tasks: set[asyncio.Task[BatchReport]], *, keep: int) -> None:
+    """Wait until at most `keep` tasks run; raise the first failure among those done."""
+    while tasks:
+        for task in [t for t in tasks if t.done()]:
+            tasks.discard(task)
+            task.result()
+        if len(tasks) <= keep:
+            return
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+
+
+def entry_millis(entry_id: str) -> int:
+    """When Redis accepted a stream entry (the first part of its id), in ms since the epoch."""
+    return int(entry_id.split("-", 1)[0])

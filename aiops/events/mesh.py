@@ -1,5 +1,9 @@
-"""Publishing: events onto `events:<domain>` Redis streams, trimmed to an approximate
-MAXLEN so a stream never outgrows memory while the store keeps the history."""
+"""Publishing: events onto `events:<domain>` Redis streams.
+
+A publish never trims: a length-based MAXLEN at XADD would drop entries the listener has
+not read yet whenever it is away or behind. The listener trims each stream to about
+AIOPS_EVENTS_MAXLEN instead, never past what a consumer group still needs
+(aiops/events/trim.py), and the store keeps the history."""
 
 from __future__ import annotations
 
@@ -46,6 +50,7 @@ class EventMesh:
         dead_letter_stream: str = "events:dead",
     ) -> None:
         self.redis = client
+        # the length the listener trims streams to; kept here for the callers that report it
         self.maxlen = maxlen
         self.max_event_bytes = max_event_bytes
         self.dead_letter_stream = dead_letter_stream
@@ -91,9 +96,7 @@ class EventMesh:
         data = self._wire(event)
 
         async def add() -> bytes | str:
-            return await self.redis.xadd(
-                name, {WIRE_FIELD: data}, maxlen=self.maxlen, approximate=True
-            )
+            return await self.redis.xadd(name, {WIRE_FIELD: data})
 
         entry_id = await retrying(add, f"publishing to {name}", backoff=Backoff(cap=2.0))
         return entry_id.decode() if isinstance(entry_id, bytes) else entry_id
@@ -114,7 +117,7 @@ class EventMesh:
             async def add(chunk: list[tuple[str, bytes]] = chunk) -> list[bytes]:
                 async with self.redis.pipeline(transaction=False) as pipe:
                     for name, data in chunk:
-                        pipe.xadd(name, {WIRE_FIELD: data}, maxlen=self.maxlen, approximate=True)
+                        pipe.xadd(name, {WIRE_FIELD: data})
                     result: list[bytes] = await pipe.execute()
                     return result
 

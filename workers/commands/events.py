@@ -276,7 +276,8 @@ def prune(
 def health(
     as_json: Annotated[bool, typer.Option("--json", help="print the figures as JSON")] = False,
 ) -> None:
-    """Pending entries, consumer lag, dead letters and events stored in the last hour."""
+    """Pending entries, consumer lag, dead letters, events stored in the last hour, and
+    stale events (a backlog older than AIOPS_EVENTS_STALE_AFTER_S: stored, not acted on)."""
     settings = get_settings()
 
     async def go() -> str:
@@ -292,7 +293,8 @@ def health(
         lines = [
             f"status {result.status}: pending {result.pending}, lag {result.lag} "
             f"({result.lag_seconds:.1f}s), dead letters {result.dead_letters}, "
-            f"stored in the last hour {result.processed_1h}"
+            f"stored in the last hour {result.processed_1h}, stale (stored, not acted on) "
+            f"{result.stale_total}"
         ]
         for s in result.streams:
             lines.append(
