@@ -28,6 +28,7 @@ a matching active pattern decides, these rules are its fallback.
 
 from __future__ import annotations
 
+import functools
 from typing import Final, Protocol
 
 from pydantic import BaseModel
@@ -99,8 +100,10 @@ class Detector(Protocol):
         ...
 
 
+@functools.lru_cache(maxsize=4096)
 def type_category(event_type: str) -> ProblemCategory | None:
-    """The category an event type names by itself (rules 2 and 3), if any."""
+    """The category an event type names by itself (rules 2 and 3), if any. Cached: a
+    stream has few event types, and every event of a storm asks."""
     known = PROBLEM_TYPES.get(event_type)
     if known is not None:
         return known

@@ -24,7 +24,12 @@ import redis.asyncio as aioredis
 from opentelemetry import trace
 from pydantic import BaseModel, Field, model_validator
 from pydantic_core import to_json
-from temporalio.client import Client, WorkflowHandle, WorkflowQueryFailedError
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowHandle,
+    WorkflowQueryFailedError,
+)
 from temporalio.common import (
     SearchAttributePair,
     TypedSearchAttributes,
@@ -361,6 +366,8 @@ class _Outbox:
     sending: asyncio.Task[None] | None = None
 
 
+# The phase an incident is in once it has resolved (its search attribute AiopsPhase).
+RESOLVED_PHASE: Final = "cooling_down"
 # How long a health-probe failure waits for the incident it belongs to to be started (by
 # this listener or another) before it stands on its own.
 JOIN_WAIT_S: Final = 10.0
@@ -459,27 +466,24 @@ class IncidentRouter:
         handle = self.client.get_workflow_handle(workflow_id)
         deadline = time.monotonic() + JOIN_WAIT_S
         while True:
-            try:
-                status = await asyncio.wait_for(
-                    handle.query("status", result_type=IncidentStatus), timeout=5
-                )
-                if status.resolved:
+            resolved = await _resolved(handle)
+            if resolved is None:
+                # not started yet: whichever listener read the service's own problem is
+                # starting it right now; wait for it, unless its start failed
+                if time.monotonic() > deadline:
                     return False
-            except (TimeoutError, RPCError, WorkflowQueryFailedError):
-                pass  # no worker answers now (or not started yet): it has not resolved
+                if await self.correlation.owner(observation.service or "") != workflow_id:
+                    return False
+                await asyncio.sleep(0.1)
+                continue
+            if resolved:
+                return False
             try:
                 await handle.signal(OBSERVE_SIGNAL, observation)
             except RPCError as error:
                 if error.status != RPCStatusCode.NOT_FOUND:
                     raise
-                # closed since (the symptom stands on its own), or being started right now
-                # by whichever listener read the service's own problem: wait for it
-                if await _has_run(handle) or time.monotonic() > deadline:
-                    return False
-                if await self.correlation.owner(observation.service or "") != workflow_id:
-                    return False  # its start failed
-                await asyncio.sleep(0.1)
-                continue
+                return False  # closed since: the symptom stands on its own
             self.stats.correlated += 1
             return True
 
@@ -658,15 +662,29 @@ def _settle(waiters: Sequence[asyncio.Future[None]], error: BaseException | None
             waiter.set_exception(error)
 
 
-async def _has_run(handle: WorkflowHandle[Any, Any]) -> bool:
-    """Whether the workflow id has a run at all (open or closed)."""
+async def _resolved(handle: WorkflowHandle[Any, Any]) -> bool | None:
+    """Whether an incident has resolved (or closed); None when it has no run yet. Read from
+    the server (its phase search attribute), so no worker needs to answer; a query when the
+    cluster has no search attributes."""
     try:
-        await handle.describe()
+        description = await handle.describe()
     except RPCError as error:
         if error.status == RPCStatusCode.NOT_FOUND:
-            return False
+            return None
         raise
-    return True
+    if description.status != WorkflowExecutionStatus.RUNNING:
+        return True
+    phase = description.typed_search_attributes.get(search_attributes.PHASE)
+    if phase is not None:
+        # the incident is resolved once it cools down (workflows/incident.py)
+        return phase == RESOLVED_PHASE
+    try:
+        status = await asyncio.wait_for(
+            handle.query("status", result_type=IncidentStatus), timeout=5
+        )
+    except (TimeoutError, RPCError, WorkflowQueryFailedError):
+        return False  # no worker answers now: it has not resolved either
+    return bool(status.resolved)
 
 
 async def deliver(subscriptions: Sequence[Subscription], events: Sequence[Event]) -> None:
