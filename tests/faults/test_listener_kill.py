@@ -47,11 +47,12 @@ def _events(prefix: str) -> tuple[list[Event], dict[str, int]]:
     problem events per problem service."""
     services = [f"{prefix}-svc{k}" for k in range(PROBLEMS)]
     problem: dict[int, Event] = {}
-    # own reports spread over the first 60%, probe failures over the last 50%: the first
-    # probe failure of a service comes long after its first own report
+    # a burst of own reports early on (one or two batches: read by one listener), and the
+    # probe's failures spread over the second half (read by every listener, and after the
+    # kill by the survivors): only a correlation the listeners share finds their incident
     for k, service in enumerate(services):
         for n in range(OWN_REPORTS):
-            at = (n * int(SENT * 0.6) // OWN_REPORTS + k * 7) % SENT
+            at = 5_000 + k * 2_000 + 2 * n
             problem[at] = Event(
                 event_type=EventType.SERVICE_ERROR,
                 source=service,
