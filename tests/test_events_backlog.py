@@ -1,0 +1,141 @@
+"""After an outage: a stale backlog is stored and counted but never acted on, and no entry
+a consumer group has not processed is ever trimmed from its stream."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest_asyncio
+import redis.asyncio as aioredis
+from temporalio.service import RPCError, RPCStatusCode
+from temporalio.testing import WorkflowEnvironment
+from test_events_helpers import drain, entries_of, incident_router, make_ingestor, mesh_settings
+
+from aiops.events.envelope import Event, EventType
+from aiops.events.health import mesh_health_from_settings
+from aiops.events.mesh import EventMesh
+from aiops.events.routing import workflow_id_for
+from aiops.events.store import EventQuery, EventStore
+from aiops.events.trim import StreamTrimmer
+
+
+@pytest_asyncio.fixture
+async def redis_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(redis_url)
+    yield client
+    await client.aclose()
+
+
+@pytest_asyncio.fixture
+async def store(database_url: str) -> AsyncIterator[EventStore]:
+    s = await EventStore.connect(database_url)
+    yield s
+    await s.close()
+
+
+async def _has_incident(env: WorkflowEnvironment, workflow_id: str) -> bool:
+    try:
+        await env.client.get_workflow_handle(workflow_id).describe()
+    except RPCError as error:
+        assert error.status == RPCStatusCode.NOT_FOUND
+        return False
+    return True
+
+
+async def test_a_stale_backlog_is_stored_and_counted_never_acted_on(
+    temporal_env: WorkflowEnvironment,
+    redis_url: str,
+    database_url: str,
+    stream_prefix: str,
+    redis_client: aioredis.Redis,
+    store: EventStore,
+) -> None:
+    settings = mesh_settings(redis_url, database_url, stream_prefix, events_stale_after_s=1.0)
+    stream = f"{stream_prefix}:app"
+    service = f"checkout-{stream_prefix}"
+    mesh = EventMesh(redis_client)
+
+    def problem(text: str) -> Event:
+        return Event(
+            event_type=EventType.SERVICE_ERROR,
+            source=service,
+            service=service,
+            payload={"message": text},
+        )
+
+    # published while no listener ran, read after they waited longer than stale_after_s
+    old = [problem(f"disk full on {uuid.uuid4().hex}") for _ in range(3)]
+    old += [Event(event_type="MetricReport", source=service, payload={"n": n}) for n in range(5)]
+    await mesh.publish_many(old, stream=stream)
+    await asyncio.sleep(1.5)
+    router = incident_router(temporal_env.client, f"nobody-{stream_prefix}")
+    ingestor = make_ingestor(settings, redis_client, store, incidents=router)
+    await drain(ingestor)
+
+    assert await store.count(EventQuery(sources=[service], limit=None)) == len(old)
+    assert ingestor.stats.stale == len(old)
+    assert (ingestor.stats.problems, router.stats.observations) == (0, 0)
+    for observation in router.observe(old[:3]):
+        assert not await _has_incident(temporal_env, workflow_id_for(observation))
+    health = await mesh_health_from_settings(settings, redis_client, store)
+    assert health.stale_total == len(old)
+
+    # a live problem is acted on as ever
+    live = problem(f"disk full on {uuid.uuid4().hex}")
+    await mesh.publish(live, stream=stream)
+    await drain(ingestor)
+    assert (ingestor.stats.stale, ingestor.stats.problems) == (len(old), 1)
+    [observation] = router.observe([live])
+    workflow_id = workflow_id_for(observation)
+    assert await _has_incident(temporal_env, workflow_id)
+    await temporal_env.client.get_workflow_handle(workflow_id).terminate("test done")
+
+
+async def test_no_unprocessed_entry_is_ever_trimmed(
+    redis_url: str,
+    database_url: str,
+    stream_prefix: str,
+    redis_client: aioredis.Redis,
+    store: EventStore,
+) -> None:
+    """More than MAXLEN entries published while the listener is away: all are still there
+    when it comes back; once read, what its group acknowledged is trimmed, what it holds
+    pending (a dead listener's, to be claimed) is not."""
+    maxlen = 1000
+    settings = mesh_settings(redis_url, database_url, stream_prefix, events_maxlen=maxlen)
+    stream = f"{stream_prefix}:app"
+    group = settings.listener_group
+    await redis_client.xgroup_create(stream, group, id="0", mkstream=True)
+    mesh = EventMesh.from_settings(settings, redis_url)
+    events = [Event(event_type="MetricReport", source="api", payload={"n": n}) for n in range(3000)]
+    try:
+        await mesh.publish_many(events, stream=stream)
+    finally:
+        await mesh.aclose()
+    trimmer = StreamTrimmer(redis_client, maxlen)
+    assert await redis_client.xlen(stream) == 3000
+    assert await trimmer.trim(stream) == 0  # nothing read yet: nothing goes
+    assert await redis_client.xlen(stream) == 3000
+
+    # a listener reads 2000 and dies holding the second half of them, unacknowledged
+    dead = make_ingestor(settings, redis_client, store, consumer="dead")
+    await dead.consumer.discover(force=True)
+    taken = []
+    while len(taken) < 2000:
+        taken += await dead.consumer.read()
+    await dead.process(taken[:1000])
+    assert await trimmer.trim(stream) > 0
+    left = [entry_id.decode() for entry_id, _ in await entries_of(redis_client, stream)]
+    assert set(e.entry_id for e in taken[1000:]) <= set(left)  # pending: kept
+    assert len(left) >= 2000
+
+    survivor = make_ingestor(settings, redis_client, store, consumer="survivor")
+    await asyncio.sleep(settings.listener_claim_idle_ms / 1000 + 0.1)
+    await drain(survivor)
+    assert await store.count(EventQuery(sources=["api"], limit=None)) == 3000
+    assert dead.stats.vanished + survivor.stats.vanished == 0
+    # all acknowledged: the stream shrinks back
+    await trimmer.trim(stream)
+    assert await redis_client.xlen(stream) < 3000
