@@ -13,6 +13,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 from test_events_helpers import drain, entries_of, incident_router, make_ingestor, mesh_settings
 
+from aiops.events.consumer import Entry
 from aiops.events.envelope import Event, EventType
 from aiops.events.health import mesh_health_from_settings
 from aiops.events.mesh import EventMesh
@@ -122,7 +123,7 @@ async def test_no_unprocessed_entry_is_ever_trimmed(
     # a listener reads 2000 and dies holding the second half of them, unacknowledged
     dead = make_ingestor(settings, redis_client, store, consumer="dead")
     await dead.consumer.discover(force=True)
-    taken = []
+    taken: list[Entry] = []
     while len(taken) < 2000:
         taken += await dead.consumer.read()
     await dead.process(taken[:1000])
