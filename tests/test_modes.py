@@ -11,6 +11,7 @@ from datetime import timedelta
 
 import asyncpg
 from aiops_worker import aiops_worker
+from cryptography.fernet import Fernet
 from known_problems import import_timeout_incident, register_simulated, seed_import_timeout
 from temporalio.client import Client
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
@@ -22,6 +23,9 @@ from aiops import search_attributes as sa
 from aiops.models.incident import IncidentStatus
 from aiops.modes import GLOBAL, ModeStore
 from aiops.modes.report import shadow_report
+from aiops.registry import ServiceRegistry
+from aiops.registry.changes import register_audited
+from aiops.registry.models import ServiceDefinition
 from workers import cli
 from workflows.incident import IncidentWorkflow
 
@@ -78,6 +82,17 @@ async def test_a_shadowed_incident_plans_records_and_runs_nothing(
             if report.incidents:
                 break
             await asyncio.sleep(0.2)
+        searched: list[str] = []
+        for _ in range(50):
+            searched = [
+                e.id
+                async for e in client.list_workflows(
+                    f"AiopsMode = 'shadow' AND TaskQueue = '{queue}'"
+                )
+            ]
+            if searched:
+                break
+            await asyncio.sleep(0.2)
         executions = await kg.pool.fetch(
             "SELECT workflow_id FROM action_executions WHERE workflow_id LIKE $1",
             f"{shadowed.fingerprint}%",
@@ -87,6 +102,10 @@ async def test_a_shadowed_incident_plans_records_and_runs_nothing(
             "incident-mode-%-healing-%",
         )
     assert shadowed.outcome == "shadow"
+    # the mode is shown: status, memo summary, and the AiopsMode search attribute
+    assert (shadowed.mode, acted.mode) == ("shadow", "act")
+    assert "[shadow]" in shadowed.summary() and "[" not in acted.summary()
+    assert searched == [shadowed.fingerprint]  # hand-started: its id is the fingerprint
     assert shadowed.healing_result is not None
     assert [s.status for s in shadowed.healing_result.steps] == ["would_run"]
     step = shadowed.healing_result.steps[0]
@@ -130,3 +149,23 @@ def test_mode_cli_sets_shows_clears_and_audits(cli_db: str) -> None:
         ("billing", "act"),
         ("billing", "cleared"),
     ]
+
+
+async def test_a_service_definition_sets_its_mode_and_leaves_it_when_silent(
+    pool: asyncpg.Pool,
+) -> None:
+    registry = ServiceRegistry(pool, Fernet(Fernet.generate_key()))
+    definition = ServiceDefinition(name="ledger", endpoint="http://127.0.0.1:9", mode="shadow")
+    record, _ = await register_audited(pool, registry, definition, "alice", "api")
+    modes = ModeStore(pool)
+    assert record.mode == "shadow" and await modes.effective("ledger") == "shadow"
+    # registering again without a mode (a redeploy) keeps what an operator set
+    await register_audited(
+        pool, registry, definition.model_copy(update={"mode": None}), "bob", "cli"
+    )
+    assert await modes.effective("ledger") == "shadow"
+    rows = await pool.fetch(
+        "SELECT actor, target, decision, details->>'via' AS via FROM audit_log"
+        " WHERE action = 'mode' ORDER BY seq"
+    )
+    assert [tuple(r) for r in rows] == [("alice", "ledger", "shadow", "api")]
