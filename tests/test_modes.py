@@ -23,6 +23,7 @@ from aiops import search_attributes as sa
 from aiops.models.incident import IncidentStatus
 from aiops.modes import GLOBAL, ModeStore
 from aiops.modes.report import shadow_report
+from aiops.notes import NoteStore
 from aiops.registry import ServiceRegistry
 from aiops.registry.changes import register_audited
 from aiops.registry.models import ServiceDefinition
@@ -74,6 +75,10 @@ async def test_a_shadowed_incident_plans_records_and_runs_nothing(
         modes = ModeStore(kg.pool)
         await modes.set(GLOBAL, "shadow", "test", "first week")
         shadowed = await _incident(client, queue)
+        # the on-call engineer fixed it by hand and said so
+        await NoteStore(kg.pool).add(
+            shadowed.fingerprint, "alice", "restarted the importer by hand", resolved=True
+        )
         await modes.set("import-service", "act", "test", "trusted now")  # the service wins
         acted = await _incident(client, queue)
         stats = await kg.solution_stats(solution_id)
@@ -118,6 +123,7 @@ async def test_a_shadowed_incident_plans_records_and_runs_nothing(
     [entry] = [i for i in report.incidents if i.plan]
     assert entry.would_run[0].action == "cache_clear on import-service"
     assert entry.ended_on_its_own is False
+    assert entry.ended == "resolved by alice: restarted the importer by hand"
     assert "1 shadowed incident(s)" in report.line()
 
 
@@ -169,3 +175,14 @@ async def test_a_service_definition_sets_its_mode_and_leaves_it_when_silent(
         " WHERE action = 'mode' ORDER BY seq"
     )
     assert [tuple(r) for r in rows] == [("alice", "ledger", "shadow", "api")]
+
+
+def test_note_cli_adds_and_lists_an_incidents_notes(cli_db: str) -> None:
+    runner = CliRunner()
+    done = runner.invoke(cli.app, ["note", "add", "incident-x", "freed the disk", "--resolved"])
+    assert done.exit_code == 0, done.output
+    empty = runner.invoke(cli.app, ["note", "add", "incident-x", "  "])
+    assert empty.exit_code != 0 and "needs some text" in str(empty.exception)
+    shown = runner.invoke(cli.app, ["note", "list", "incident-x", "--json"])
+    [note] = json.loads(shown.stdout)
+    assert (note["note"], note["resolved"]) == ("freed the disk", True)
