@@ -49,6 +49,7 @@ async def list_incidents(client: Client, include_closed: bool, limit: int) -> li
                 else attrs.get(sa.SEVERITY),
                 "phase": live.phase if live else attrs.get(sa.PHASE),
                 "outcome": live.outcome if live else attrs.get(sa.OUTCOME),
+                "mode": live.mode if live else attrs.get(sa.MODE),
                 "pending_approval": live.pending_approval if live else None,
                 "summary": live.summary() if live else await execution.memo_value("summary", ""),
             }

@@ -13,6 +13,8 @@ CATEGORY = SearchAttributeKey.for_keyword("AiopsCategory")
 PHASE = SearchAttributeKey.for_keyword("AiopsPhase")
 OUTCOME = SearchAttributeKey.for_keyword("AiopsOutcome")
 FINGERPRINT = SearchAttributeKey.for_keyword("AiopsFingerprint")
+# act, approve-all or shadow: set once the incident knows its service's mode
+MODE = SearchAttributeKey.for_keyword("AiopsMode")
 
 ALL: tuple[SearchAttributeKey[str], ...] = (
     SERVICE,
@@ -21,6 +23,7 @@ ALL: tuple[SearchAttributeKey[str], ...] = (
     PHASE,
     OUTCOME,
     FINGERPRINT,
+    MODE,
 )
 
 

@@ -58,3 +58,30 @@ async def test_modes_need_admin_silences_an_operator_and_both_are_audited(
         ("otto", "silence", "expired"),
         ("ada", "mode", "cleared"),
     ]
+
+
+async def test_an_operator_notes_an_incident_masked_and_audited_as_themselves(
+    temporal_env: WorkflowEnvironment, database_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    address = temporal_env.client.service_client.config.target_host
+    viewer = bearer(token(Role.VIEWER, sub="vera"))
+    operator = bearer(token(Role.OPERATOR, sub="otto"))
+    path = "/incidents/incident-abc/notes"
+    text = "rolled back deploy 42; asked ops@example.com, Bearer abcdef0123456789abcdef"
+    async with api_client(api_settings(database_url, redis_url, address, tmp_path)) as api:
+        body = {"note": text, "resolved": True}
+        assert (await api.post(path, json=body, headers=viewer)).status_code == 403
+        assert (await api.post(path, json={"note": ""}, headers=operator)).status_code == 422
+        added = await api.post(path, json=body, headers=operator)
+        assert added.status_code == 201, added.text
+        listed = (await api.get(path, headers=viewer)).json()
+    [note] = listed
+    assert note["author"] == "otto" and note["resolved"] is True
+    assert "rolled back deploy 42" in note["note"]
+    assert "ops@example.com" not in note["note"] and "abcdef0123456789" not in note["note"]
+    conn = await asyncpg.connect(database_url)
+    try:
+        row = await conn.fetchrow("SELECT actor, decision FROM audit_log WHERE action = 'note'")
+    finally:
+        await conn.close()
+    assert row is not None and (row["actor"], row["decision"]) == ("otto", "resolved")

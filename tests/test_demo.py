@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import uuid
+from datetime import timedelta
 from pathlib import Path
 
 from temporalio.client import WorkflowExecutionStatus
@@ -18,6 +19,7 @@ from webhook import Receiver
 from aiops.audit import AuditLog
 from aiops.db.pool import create_pool
 from aiops.models.incident import IncidentStatus
+from aiops.modes.report import shadow_report
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -116,3 +118,78 @@ async def test_quick_demo_heals_rolls_back_and_escalates(
     # nor a probe schedule that would keep probing a stopped service
     async for schedule in await client.list_schedules():
         assert not schedule.id.startswith("probe-bookmark-api"), schedule.id
+
+
+async def test_shadow_demo_leaves_each_fault_and_shows_what_would_have_run(
+    temporal_env: WorkflowEnvironment,
+    database_url: str,
+    redis_url: str,
+    stream_prefix: str,
+    tmp_path: Path,
+) -> None:
+    queue = f"demo-{uuid.uuid4().hex[:8]}"
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "TEMPORAL_ADDRESS": temporal_env.client.service_client.config.target_host,
+        "AIOPS_TASK_QUEUE": queue,
+        "AIOPS_HOME": str(tmp_path),
+        "AIOPS_METRICS_BIND": "off",
+    }
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [
+            sys.executable,
+            "-c",
+            "from workers.cli import main; main()",
+            "demo",
+            "--shadow",
+            "--scenario",
+            "bad_config",
+            "--scenario",
+            "crash",
+            "--stream-prefix",
+            stream_prefix,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+        cwd=ROOT,
+    )
+    # exit 0 means each fault was checked on the service itself after aiops planned: the
+    # config still 0 and requests failing, the crashed process still gone
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "db_pool_size is still 0" in done.stdout and "is gone" in done.stdout
+    table = done.stdout[done.stdout.index("would have run (nothing ran)") :]
+    assert "config_update on bookmark-api (allow)" in table
+    assert "restart on bookmark-api (allow)" in table
+
+    client = temporal_env.client
+    results: list[IncidentStatus] = []
+    ours: set[str] = set()
+    async for execution in client.list_workflows(
+        f"WorkflowType = 'IncidentWorkflow' AND TaskQueue = '{queue}'"
+    ):
+        handle = client.get_workflow_handle(execution.id, result_type=IncidentStatus)
+        results.append(await handle.result())
+        ours.add(execution.id)
+    assert results and {r.outcome for r in results} == {"shadow"}, [r.summary() for r in results]
+    assert {r.mode for r in results} == {"shadow"}
+
+    pool = await create_pool(database_url)
+    try:
+        ran = await pool.fetchval("SELECT count(*) FROM action_executions")
+        would = await pool.fetch(
+            "SELECT target, decision FROM audit_log WHERE action = 'would-run'"
+        )
+        modes_left = await pool.fetchval("SELECT count(*) FROM operating_modes")
+        report = await shadow_report(client, pool, timedelta(hours=1))
+    finally:
+        await pool.close()
+    assert ran == 0  # no adapter was called, for any step
+    assert would and {r["target"] for r in would} == {"bookmark-api"}
+    assert modes_left == 0  # the demo put its service back as it found it
+    shown = [i for i in report.incidents if i.workflow_id in ours]
+    assert any(w.action == "config_update on bookmark-api" for i in shown for w in i.would_run)

@@ -11,6 +11,7 @@ from datetime import timedelta
 
 import asyncpg
 from aiops_worker import aiops_worker
+from cryptography.fernet import Fernet
 from known_problems import import_timeout_incident, register_simulated, seed_import_timeout
 from temporalio.client import Client
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
@@ -22,6 +23,10 @@ from aiops import search_attributes as sa
 from aiops.models.incident import IncidentStatus
 from aiops.modes import GLOBAL, ModeStore
 from aiops.modes.report import shadow_report
+from aiops.notes import NoteStore
+from aiops.registry import ServiceRegistry
+from aiops.registry.changes import register_audited
+from aiops.registry.models import ServiceDefinition
 from workers import cli
 from workflows.incident import IncidentWorkflow
 
@@ -70,12 +75,27 @@ async def test_a_shadowed_incident_plans_records_and_runs_nothing(
         modes = ModeStore(kg.pool)
         await modes.set(GLOBAL, "shadow", "test", "first week")
         shadowed = await _incident(client, queue)
+        # the on-call engineer fixed it by hand and said so
+        await NoteStore(kg.pool).add(
+            shadowed.fingerprint, "alice", "restarted the importer by hand", resolved=True
+        )
         await modes.set("import-service", "act", "test", "trusted now")  # the service wins
         acted = await _incident(client, queue)
         stats = await kg.solution_stats(solution_id)
         for _ in range(50):  # visibility is eventually consistent
             report = await shadow_report(client, kg.pool, timedelta(hours=1))
             if report.incidents:
+                break
+            await asyncio.sleep(0.2)
+        searched: list[str] = []
+        for _ in range(50):
+            searched = [
+                e.id
+                async for e in client.list_workflows(
+                    f"AiopsMode = 'shadow' AND TaskQueue = '{queue}'"
+                )
+            ]
+            if searched:
                 break
             await asyncio.sleep(0.2)
         executions = await kg.pool.fetch(
@@ -87,6 +107,10 @@ async def test_a_shadowed_incident_plans_records_and_runs_nothing(
             "incident-mode-%-healing-%",
         )
     assert shadowed.outcome == "shadow"
+    # the mode is shown: status, memo summary, and the AiopsMode search attribute
+    assert (shadowed.mode, acted.mode) == ("shadow", "act")
+    assert "[shadow]" in shadowed.summary() and "[" not in acted.summary()
+    assert searched == [shadowed.fingerprint]  # hand-started: its id is the fingerprint
     assert shadowed.healing_result is not None
     assert [s.status for s in shadowed.healing_result.steps] == ["would_run"]
     step = shadowed.healing_result.steps[0]
@@ -99,6 +123,7 @@ async def test_a_shadowed_incident_plans_records_and_runs_nothing(
     [entry] = [i for i in report.incidents if i.plan]
     assert entry.would_run[0].action == "cache_clear on import-service"
     assert entry.ended_on_its_own is False
+    assert entry.ended == "resolved by alice: restarted the importer by hand"
     assert "1 shadowed incident(s)" in report.line()
 
 
@@ -130,3 +155,34 @@ def test_mode_cli_sets_shows_clears_and_audits(cli_db: str) -> None:
         ("billing", "act"),
         ("billing", "cleared"),
     ]
+
+
+async def test_a_service_definition_sets_its_mode_and_leaves_it_when_silent(
+    pool: asyncpg.Pool,
+) -> None:
+    registry = ServiceRegistry(pool, Fernet(Fernet.generate_key()))
+    definition = ServiceDefinition(name="ledger", endpoint="http://127.0.0.1:9", mode="shadow")
+    record, _ = await register_audited(pool, registry, definition, "alice", "api")
+    modes = ModeStore(pool)
+    assert record.mode == "shadow" and await modes.effective("ledger") == "shadow"
+    # registering again without a mode (a redeploy) keeps what an operator set
+    await register_audited(
+        pool, registry, definition.model_copy(update={"mode": None}), "bob", "cli"
+    )
+    assert await modes.effective("ledger") == "shadow"
+    rows = await pool.fetch(
+        "SELECT actor, target, decision, details->>'via' AS via FROM audit_log"
+        " WHERE action = 'mode' ORDER BY seq"
+    )
+    assert [tuple(r) for r in rows] == [("alice", "ledger", "shadow", "api")]
+
+
+def test_note_cli_adds_and_lists_an_incidents_notes(cli_db: str) -> None:
+    runner = CliRunner()
+    done = runner.invoke(cli.app, ["note", "add", "incident-x", "freed the disk", "--resolved"])
+    assert done.exit_code == 0, done.output
+    empty = runner.invoke(cli.app, ["note", "add", "incident-x", "  "])
+    assert empty.exit_code != 0 and "needs some text" in str(empty.exception)
+    shown = runner.invoke(cli.app, ["note", "list", "incident-x", "--json"])
+    [note] = json.loads(shown.stdout)
+    assert (note["note"], note["resolved"]) == ("freed the disk", True)

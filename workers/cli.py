@@ -38,6 +38,7 @@ def _register() -> None:
         migrate,
         mode,
         monitor,
+        note,
         patterns,
         producers,
         services,
@@ -72,6 +73,7 @@ def _register() -> None:
     app.add_typer(mode.app, name="mode")
     app.add_typer(mode.shadow_app, name="shadow")
     app.add_typer(silence.app, name="silence")
+    app.add_typer(note.app, name="note")
     app.command("codec-server")(codec_server.codec_server)
 
 

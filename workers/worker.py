@@ -20,6 +20,7 @@ from temporalio.worker import Worker
 from activities.agents import AgentActivities
 from activities.healing import HealingActivities
 from activities.knowledge import KnowledgeActivities, PatternLearningActivities
+from activities.modes import ModeActivities
 from activities.monitor import MonitorActivities
 from activities.notify import NotifyActivities
 from activities.silences import SilenceActivities
@@ -120,6 +121,7 @@ def activity_holders(
         # AIOPS_NOTIFY_*, AIOPS_PUBLIC_URL: from settings, else the process's own
         NotifyActivities(pool, registry, AuditLog(pool), settings=settings),
         SilenceActivities(pool, registry, AuditLog(pool)),
+        ModeActivities(pool, client),
     ]
 
 

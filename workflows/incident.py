@@ -44,6 +44,7 @@ with workflow.unsafe.imports_passed_through():
         SourceResolved,
     )
     from aiops.models.learning import LearningInput, LearningResult
+    from aiops.modes.models import IncidentMode
     from aiops.notify.models import NotificationKind, NotifyRequest
     from aiops.policy.models import Policy
     from aiops.silences.models import SilenceCheck, SilenceVerdict
@@ -54,6 +55,7 @@ _RETRY = RetryPolicy(maximum_attempts=10)
 FORWARD_DECISIONS = "forward-decisions-as-updates"
 NOTIFICATIONS = "notifications"
 SILENCES = "silences"
+INCIDENT_MODE = "incident-mode"
 
 
 @workflow.defn(name="IncidentWorkflow")
@@ -78,6 +80,7 @@ class IncidentWorkflow:
         self._forwards: bool | None = None
         self._notifies = False
         self._notifying: list[asyncio.Task[None]] = []
+        self._mode_searchable = False
 
     def _forwards_updates(self) -> bool:
         if self._forwards is None:
@@ -293,6 +296,17 @@ class IncidentWorkflow:
             result_type=Diagnosis,
         )
         problem, diagnosis = await asyncio.gather(recorded, diagnosed)
+        if workflow.patched(INCIDENT_MODE):
+            # for people (status, memo, AiopsMode); where actions run, the mode is read again
+            shown = await workflow.execute_local_activity(
+                "incident_mode",
+                status.service,
+                result_type=IncidentMode,
+                start_to_close_timeout=_QUICK,
+                retry_policy=_RETRY,
+            )
+            status.mode = shown.mode
+            self._mode_searchable = shown.searchable
         status.problem_id = problem.problem_id
         status.diagnosis = diagnosis
         status.plan = diagnosis.plan
@@ -423,6 +437,8 @@ class IncidentWorkflow:
         if self._status.category:
             updates.append(sa.CATEGORY.value_set(self._status.category.value))
         updates.append(sa.FINGERPRINT.value_set(self._status.fingerprint))
+        if self._status.mode and self._mode_searchable:
+            updates.append(sa.MODE.value_set(self._status.mode))
         # The router starts incidents with the attributes when the cluster has them; a
         # cluster without them would fail every upsert, so follow the router's lead.
         if workflow.info().typed_search_attributes.get(sa.FINGERPRINT) is not None:

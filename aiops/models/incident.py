@@ -124,6 +124,9 @@ class IncidentStatus(BaseModel):
         default=None, description="held back by a silence or maintenance window until then"
     )
     silence_reason: str | None = None
+    mode: str | None = Field(
+        default=None, description="act, approve-all or shadow: the mode it was planned under"
+    )
 
     def summary(self) -> str:
         """One line for the Web UI memo and `aiops incidents`."""
@@ -131,7 +134,8 @@ class IncidentStatus(BaseModel):
         where = f" on {self.service}" if self.service else ""
         done = f": {self.outcome}" if self.outcome else f" ({self.phase})"
         fix = f" by {self.plan.description!r}" if self.plan and self.outcome else ""
-        return f"{what}{where}, {self.events} event(s){done}{fix}"[:300]
+        mode = f" [{self.mode}]" if self.mode and self.mode != "act" else ""
+        return f"{what}{where}{mode}, {self.events} event(s){done}{fix}"[:300]
 
 
 class ProblemRecordRequest(BaseModel):

@@ -6,6 +6,7 @@ learn nothing. A service's own mode wins over the global one, so a team can shad
 everything and let aiops act on one service at a time.
 """
 
-from aiops.modes.store import GLOBAL, MODES, Mode, ModeSetting, ModeStore
+from aiops.modes.models import GLOBAL, MODES, IncidentMode, Mode, ModeSetting
+from aiops.modes.store import ModeStore
 
-__all__ = ["GLOBAL", "MODES", "Mode", "ModeSetting", "ModeStore"]
+__all__ = ["GLOBAL", "MODES", "IncidentMode", "Mode", "ModeSetting", "ModeStore"]

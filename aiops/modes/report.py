@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from temporalio.client import Client, WorkflowExecutionStatus
 
 from aiops.models.incident import IncidentStatus
+from aiops.notes import NoteStore
 
 
 class WouldRun(BaseModel):
@@ -49,7 +50,11 @@ class ShadowReport(BaseModel):
         )
 
 
-async def _ended(pool: asyncpg.Pool, status: IncidentStatus) -> tuple[str, bool]:
+async def _ended(pool: asyncpg.Pool, workflow_id: str, status: IncidentStatus) -> tuple[str, bool]:
+    note = await NoteStore(pool).resolution(workflow_id, status.first_seen)
+    if note is not None:
+        # a person fixed it: not on its own, but not aiops either
+        return f"resolved by {note.author}: {note.note[:200]}", False
     if status.source_resolved_at is not None:
         return f"resolved at the source ({status.source_resolved_by})", True
     if status.service and status.last_seen is not None:
@@ -102,7 +107,7 @@ async def shadow_report(client: Client, pool: asyncpg.Pool, since: timedelta) ->
             )
             if row is not None:
                 rate, attempts = row["rate"], row["attempts"]
-        ended, on_its_own = await _ended(pool, status)
+        ended, on_its_own = await _ended(pool, execution.id, status)
         found.append(
             ShadowedIncident(
                 workflow_id=execution.id,

@@ -2,25 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Final, Literal, get_args
-
 import asyncpg
-from pydantic import BaseModel
 
 from aiops.audit import AuditEntry, AuditLog
-
-Mode = Literal["act", "approve-all", "shadow"]
-MODES: Final[tuple[str, ...]] = get_args(Mode)
-GLOBAL: Final = "*"
-
-
-class ModeSetting(BaseModel):
-    scope: str
-    mode: Mode
-    reason: str
-    set_by: str
-    set_at: datetime
+from aiops.modes.models import GLOBAL, MODES, Mode, ModeSetting
 
 
 class ModeStore:

@@ -10,12 +10,14 @@ from typing import Any
 import asyncpg
 
 from aiops.audit import AuditEntry, AuditLog
+from aiops.modes.store import ModeStore
 from aiops.registry.models import ServiceDefinition, ServiceRecord
 from aiops.registry.store import ServiceRegistry, UnknownService
 
 # what a registry audit row compares field by field: every field of a definition (so new
-# ones are audited too) but env and credentials, which are reported without their values
-_UNAUDITED_VALUES = frozenset({"name", "env", "credentials"})
+# ones are audited too) but env and credentials, which are reported without their values,
+# and the mode, which the mode store audits itself
+_UNAUDITED_VALUES = frozenset({"name", "env", "credentials", "mode"})
 
 
 def registry_changes(
@@ -77,7 +79,12 @@ async def register_audited(
             details=details,
         )
     )
-    return record, details
+    if definition.mode is not None:
+        # the operating_modes row is the one place a mode lives (audited by the store)
+        await ModeStore(pool).set(
+            record.name, definition.mode, actor, "set by the service definition", via
+        )
+    return record.model_copy(update={"mode": definition.mode}), details
 
 
 async def deregister_audited(

@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from aiops.modes.models import Mode
+
 # Admin endpoints are named by the action class they serve.
 ADMIN_ACTIONS = ("config_update", "cache_clear", "scale", "log_analysis")
 ConfigValue = bool | int | float | str
@@ -88,6 +90,11 @@ class ServiceDefinition(BaseModel):
         default=None, description="the replica counts scale may set; unset: scale is refused"
     )
     metadata: dict[str, Any] = Field(default_factory=dict)
+    mode: Mode | None = Field(
+        default=None,
+        description="operating mode set at registration (as `aiops mode set --service`): "
+        "act, approve-all or shadow; unset leaves the service's mode as it is",
+    )
 
     @field_validator("endpoint")
     @classmethod

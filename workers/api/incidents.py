@@ -23,7 +23,9 @@ from aiops.auth import ApprovalRefused, Role
 from aiops.auth.pending import signed_decision
 from aiops.incident_list import list_incidents
 from aiops.models.incident import IncidentStatus
-from workers.api.auth import Approver, Deps, Viewer
+from aiops.notes import IncidentNote, NoteStore
+from aiops.notes.store import MAX_NOTE_CHARS
+from workers.api.auth import Approver, Deps, Operator, Viewer
 
 log = logging.getLogger("aiops.api")
 router = APIRouter(tags=["incidents"])
@@ -44,6 +46,11 @@ class ApproveRequest(BaseModel):
         default=None, description="the step to decide; it must be the pending one"
     )
     approver: str | None = Field(default=None, description="ignored: the token's sub decides")
+
+
+class NoteRequest(BaseModel):
+    note: str = Field(min_length=1, max_length=MAX_NOTE_CHARS)
+    resolved: bool = Field(default=False, description="the caller fixed it by hand")
 
 
 class Approved(BaseModel):
@@ -131,3 +138,19 @@ async def approve(workflow_id: str, body: ApproveRequest, b: Deps, identity: App
         raise HTTPException(502, "Temporal refused the decision") from None
     log.info("%s decided on %s: %s", identity.sub, workflow_id, said)
     return Approved(result=said, approver=identity.sub)
+
+
+@router.post("/incidents/{workflow_id}/notes", response_model=IncidentNote, status_code=201)
+async def add_note(
+    workflow_id: str, body: NoteRequest, b: Deps, identity: Operator
+) -> IncidentNote:
+    """A person's note on an incident (masked, audited as the caller); `resolved: true`
+    says they fixed it, which the shadow report counts as how the incident ended."""
+    return await NoteStore(b.pool).add(
+        workflow_id, identity.sub, body.note, body.resolved, via="api"
+    )
+
+
+@router.get("/incidents/{workflow_id}/notes", response_model=list[IncidentNote])
+async def notes(workflow_id: str, b: Deps, _: Viewer) -> list[IncidentNote]:
+    return await NoteStore(b.pool).for_incident(workflow_id)

@@ -23,15 +23,21 @@ class DemoFailed(AiopsError):
     exit_code = 1
 
 
-def _summary(outcomes: list[Outcome], ui_url: str | None, namespace: str) -> None:
+def _summary(
+    outcomes: list[Outcome], ui_url: str | None, namespace: str, shadow: bool = False
+) -> None:
     typer.echo("")
-    typer.echo(f"{'fault':<15} {'expected':<12} {'outcome':<22} {'time':>6}  plan")
+    last = "would have run (nothing ran)" if shadow else "plan"
+    typer.echo(f"{'fault':<15} {'expected':<12} {'outcome':<22} {'time':>6}  {last}")
     for o in outcomes:
         mark = "ok " if o.ok else "NO "
+        what = "; ".join(o.would_run) if shadow else o.plan
         typer.echo(
             f"{o.scenario:<15} {o.expected:<12} {mark + o.outcome:<22} {o.seconds:>5.1f}s  "
-            f"{o.plan or '-'}"
+            f"{what or '-'}"
         )
+        if shadow:
+            typer.echo(f"{'':<60}service after: {o.proof}")
     typer.echo("")
     typer.echo("incidents (Temporal Web UI):")
     for o in outcomes:
@@ -74,6 +80,14 @@ def demo(
     stream_prefix: Annotated[
         str, typer.Option(help="the events streams the demo's service and listener use")
     ] = "events",
+    shadow: Annotated[
+        bool,
+        typer.Option(
+            "--shadow",
+            help="run the faults with the service in shadow mode: aiops diagnoses and plans, "
+            "records what it would run, runs nothing; each fault is then fixed by hand",
+        ),
+    ] = False,
     notify: Annotated[
         list[str] | None,
         typer.Option(
@@ -120,7 +134,9 @@ def demo(
         )
     endpoints = resolve(settings)
     options = DemoOptions(
-        approve_after_s=None if interactive else approve_after, stream_prefix=stream_prefix
+        approve_after_s=None if interactive else approve_after,
+        stream_prefix=stream_prefix,
+        shadow=shadow,
     )
 
     async def main() -> list[Outcome]:
@@ -135,7 +151,9 @@ def demo(
             typer.echo,
             ui_url,
             keep_running=_until_interrupted if keep_running else None,
-            report=lambda outcomes: _summary(outcomes, ui_url, endpoints.temporal_namespace),
+            report=lambda outcomes: _summary(
+                outcomes, ui_url, endpoints.temporal_namespace, shadow
+            ),
         )
 
     try:
@@ -149,7 +167,14 @@ def demo(
     if failed:
         raise DemoFailed(f"these faults did not end as expected: {', '.join(failed)}")
     typer.echo("")
-    typer.echo(f"all {len(outcomes)} faults ended as expected.")
+    if shadow:
+        planned = sum(len(o.would_run) for o in outcomes)
+        typer.echo(
+            f"all {len(outcomes)} faults ended as expected in shadow mode: aiops planned "
+            f"{planned} step(s) and ran none; each service check above shows the fault stayed."
+        )
+    else:
+        typer.echo(f"all {len(outcomes)} faults ended as expected.")
 
 
 def _interrupt(signum: int, frame: object) -> None:

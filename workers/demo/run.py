@@ -24,6 +24,7 @@ from aiops.embeddings import get_embedder
 from aiops.endpoints import Endpoints
 from aiops.knowledge import KnowledgeGraph
 from aiops.knowledge.importer import import_lines
+from aiops.modes import ModeStore
 from aiops.monitor.schedules import ProbeDefaults, sync_schedules
 from aiops.registry import ServiceRegistry
 from aiops.registry.secrets import load_fernet
@@ -56,12 +57,14 @@ class Outcome(BaseModel):
     plan: str | None = None
     seconds: float
     proof: str
+    would_run: list[str] = []  # shadow: each step aiops would have run, with its verdict
 
 
 class DemoOptions(BaseModel):
     approve_after_s: float | None = 3.0
     stream_prefix: str = "events"
     scenario_timeout_s: float = 90.0
+    shadow: bool = False  # the service in shadow mode: plan and record, run nothing
 
 
 def demo_settings(settings: Settings, endpoints: Endpoints, home: Path, prefix: str) -> Settings:
@@ -142,12 +145,28 @@ class Background:
 _BAD: frozenset[str | None] = frozenset({"failed", "refused", "escalated", "unverified"})
 
 
-def _expected_met(scenario: Scenario, watcher: IncidentWatcher) -> bool:
+def _expected_met(scenario: Scenario, watcher: IncidentWatcher, shadow: bool) -> bool:
     """The expected outcome happened and no incident of the fault went wrong (a second
-    symptom that escalated as unknown is fine; a failed or refused one is not)."""
+    symptom that escalated as unknown is fine; a failed or refused one is not; in shadow,
+    anything that acted is)."""
     outcomes = {s.outcome for s in watcher.resolved()}
-    bad = _BAD if scenario.expect == "compensated" else _BAD | {"compensated"}
-    return scenario.expect in outcomes and not outcomes & bad
+    expect = scenario.expected(shadow)
+    bad = _BAD if expect == "compensated" else _BAD | {"compensated"}
+    if shadow:
+        bad |= {"healed", "compensated", "rejected"}
+    return expect in outcomes and not outcomes & bad
+
+
+def _would_run(watcher: IncidentWatcher) -> list[str]:
+    steps = [
+        f"step {r.step}: {r.action.action_type} on {r.action.target}"
+        + (f" ({r.decision.verdict})" if r.decision else "")
+        for s in watcher.resolved()
+        if s.healing_result is not None
+        for r in s.healing_result.steps
+        if r.status == "would_run"
+    ]
+    return list(dict.fromkeys(steps))
 
 
 async def run_scenario(
@@ -164,6 +183,7 @@ async def run_scenario(
     echo(f"==> {scenario.name}: {scenario.title}")
     since = datetime.now(UTC)
     started = time.monotonic()
+    target.pid_before_fault = (await target.wait_healthy(30.0)).get("pid")
     echo(f"  [{scenario.name}] fault      {await scenario.trigger(target)}")
     watcher = IncidentWatcher(
         client, echo, scenario.name, options.approve_after_s, ui_url, namespace, signer
@@ -172,21 +192,27 @@ async def run_scenario(
         watcher,
         since,
         lambda w: (
-            _expected_met(scenario, w)
+            _expected_met(scenario, w, options.shadow)
             and bool(w.followed)
             and all(i.status is not None and i.status.resolved for i in w.followed.values())
         ),
         options.scenario_timeout_s,
     )
     seconds = time.monotonic() - started
+    check = scenario.proof
+    if options.shadow and scenario.shadow_proof is not None:
+        check = scenario.shadow_proof
     try:
-        proof = await scenario.proof(target)
+        proof = await check(target)
         proven = True
     except (AssertionError, TimeoutError, OSError, httpx.HTTPError, KeyError) as error:
         proof, proven = f"not shown: {error}", False
     echo(f"  [{scenario.name}] {'proof':<10} {proof}")
     if scenario.cleanup is not None:
         await scenario.cleanup(target)
+    if options.shadow and scenario.shadow_fix is not None:
+        echo(f"  [{scenario.name}] {'by hand':<10} the fault is fixed by hand (aiops only watched)")
+        await scenario.shadow_fix(target)
     # a new incident of the same problem must not fold into this one's cool-down
     await follow(watcher, since, lambda w: w.all_closed(), COOL_DOWN_S + 30)
     resolved = watcher.resolved()
@@ -194,13 +220,14 @@ async def run_scenario(
     plans = [s.plan.description for s in resolved if s.plan is not None]
     return Outcome(
         scenario=scenario.name,
-        expected=scenario.expect,
+        expected=scenario.expected(options.shadow),
         outcome=outcome,
         ok=met and proven,
         incidents=list(watcher.followed),
         plan=plans[0] if plans else None,
         seconds=round(seconds, 1),
         proof=proof,
+        would_run=_would_run(watcher),
     )
 
 
@@ -233,6 +260,12 @@ async def run_demo(
             record = await target.start()
             pid = record.process.pid if record.process else "?"
             echo(f"==> bookmark-api is up at {target.options.endpoint} (pid {pid}), registered")
+            if options.shadow:
+                # the demo's service only: other services keep the mode they have
+                await ModeStore(pool).set(
+                    target.name, "shadow", "aiops-demo", "aiops demo --shadow", via="demo"
+                )
+                echo(f"==> {target.name} is in shadow mode: aiops plans and records, runs nothing")
             running.start_monitor()
             results = [
                 await run_scenario(
@@ -255,6 +288,8 @@ async def run_demo(
                 await keep_running().wait()
         return results
     finally:
+        if options.shadow:
+            await ModeStore(pool).clear(target.name, "aiops-demo", via="demo")
         await target.stop()
         await registry.deregister(target.name)
         # its probe schedule goes with it, or the next run would probe a dead port

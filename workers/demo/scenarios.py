@@ -13,9 +13,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal
 
+import httpx
+
 from workers.demo.target import BookmarkTarget
 
-Expected = Literal["healed", "compensated", "unknown"]
+Expected = Literal["healed", "compensated", "unknown", "shadow"]
+Check = Callable[[BookmarkTarget], Awaitable[str]]
 
 
 @dataclass(frozen=True)
@@ -23,9 +26,17 @@ class Scenario:
     name: str
     title: str
     expect: Expected
-    trigger: Callable[[BookmarkTarget], Awaitable[str]]
-    proof: Callable[[BookmarkTarget], Awaitable[str]]
+    trigger: Check
+    proof: Check
     cleanup: Callable[[BookmarkTarget], Awaitable[None]] | None = None
+    # in shadow mode (aiops demo --shadow): the service is checked to be still faulty, so
+    # nothing acted; then it is fixed by hand, as the on-call engineer would
+    shadow_proof: Check | None = None
+    shadow_fix: Callable[[BookmarkTarget], Awaitable[None]] | None = None
+
+    def expected(self, shadow: bool) -> Expected:
+        """In shadow a fault aiops knows ends as `shadow` (planned, nothing run)."""
+        return "shadow" if shadow and self.expect != "unknown" else self.expect
 
 
 async def _slow_imports(t: BookmarkTarget) -> str:
@@ -117,6 +128,66 @@ async def _slow_off(t: BookmarkTarget) -> None:
     await asyncio.sleep(0)
 
 
+# --- shadow mode: the fault is still there, checked on the service itself ----------------
+
+
+async def _still_slow(t: BookmarkTarget) -> str:
+    replicas = (await t.request("GET", "/admin/scale")).json()["replicas"]
+    response = await t.import_bookmarks(24)
+    if response.status_code == 200:
+        raise AssertionError(f"the import succeeds with {replicas} workers: something acted")
+    return f"still {replicas} import workers; the import still answers {response.status_code}"
+
+
+async def _still_broken(t: BookmarkTarget) -> str:
+    code = (await t.list_bookmarks()).status_code
+    size = (await t.config())["db_pool_size"]
+    if code == 200 or size != 0:
+        raise AssertionError(f"GET /bookmarks answers {code}, db_pool_size={size}: it acted")
+    return f"db_pool_size is still 0; GET /bookmarks still answers {code}"
+
+
+async def _config_fixed_by_hand(t: BookmarkTarget) -> None:
+    await t.fault("bad_config", enabled=False)
+
+
+async def _same_process(t: BookmarkTarget, what: str) -> str:
+    before = t.pid_before_fault
+    response = await t.health()
+    pid = response.json().get("pid")
+    if pid != before:
+        raise AssertionError(f"process {before} was replaced by {pid}: something acted")
+    return f"the same process {pid} still runs, {what} ({response.status_code})"
+
+
+async def _still_leaking(t: BookmarkTarget) -> str:
+    memory = (await t.health()).json().get("memory_usage")
+    return await _same_process(t, f"at {memory}% of its memory budget and growing")
+
+
+async def _leak_fixed_by_hand(t: BookmarkTarget) -> None:
+    await t.fault("memory_leak", enabled=False)
+    await t.restart_by_hand()
+
+
+async def _still_down(t: BookmarkTarget) -> str:
+    try:
+        response = await t.health()
+    except httpx.TransportError:
+        return f"nothing answers on {t.options.endpoint}: process {t.pid_before_fault} is gone"
+    raise AssertionError(f"/health answers {response.status_code}: something restarted it")
+
+
+async def _deadline_untouched(t: BookmarkTarget) -> str:
+    config = await t.config()
+    if config["import_deadline_s"] != t.options.import_deadline_s:
+        raise AssertionError(f"import_deadline_s changed: {config}")
+    return (
+        f"import_deadline_s is still {config['import_deadline_s']:g} s and page_size "
+        f"{config['page_size']}: neither step ran"
+    )
+
+
 SCENARIOS: tuple[Scenario, ...] = (
     Scenario(
         "slow_imports",
@@ -125,6 +196,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         _slow_imports,
         _imports_fast_again,
         _slow_off,
+        _still_slow,
     ),
     Scenario(
         "bad_config",
@@ -132,6 +204,8 @@ SCENARIOS: tuple[Scenario, ...] = (
         "healed",
         _bad_config,
         _requests_work,
+        shadow_proof=_still_broken,
+        shadow_fix=_config_fixed_by_hand,
     ),
     Scenario(
         "memory_leak",
@@ -139,14 +213,25 @@ SCENARIOS: tuple[Scenario, ...] = (
         "healed",
         _memory_leak,
         _restarted,
+        shadow_proof=_still_leaking,
+        shadow_fix=_leak_fixed_by_hand,
     ),
-    Scenario("crash", "the process crashes", "healed", _crash, _restarted),
+    Scenario(
+        "crash",
+        "the process crashes",
+        "healed",
+        _crash,
+        _restarted,
+        shadow_proof=_still_down,
+        shadow_fix=lambda t: t.restart_by_hand(),
+    ),
     Scenario(
         "invalid_import",
         "a known runbook fails half-way: aiops rolls its first step back",
         "compensated",
         _invalid_import,
         _rolled_back,
+        shadow_proof=_deadline_untouched,
     ),
     Scenario(
         "disk_full",

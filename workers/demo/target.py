@@ -45,6 +45,8 @@ class BookmarkTarget:
         self._registry = registry
         self._processes = processes
         self.http = httpx.AsyncClient(base_url=options.endpoint, timeout=30.0)
+        # the service's own pid before a fault: shadow mode shows nobody replaced it
+        self.pid_before_fault: int | None = None
 
     async def start(self) -> ServiceRecord:
         definition = service_definition(self.options)
@@ -64,6 +66,17 @@ class BookmarkTarget:
             pass  # stopped before it was started
         finally:
             await self.http.aclose()
+
+    async def restart_by_hand(self) -> None:
+        """What the on-call engineer does when aiops only watches (shadow): start it again."""
+        record = await self._registry.get(self.name)
+        await self._processes.stop(record)
+        await self._processes.start(await self._registry.get(self.name))
+        await self.wait_healthy(30.0)
+
+    async def health(self) -> httpx.Response:
+        """The service's own word on itself, not the registry's."""
+        return await self.http.get("/health")
 
     async def pid(self) -> int | None:
         record = await self._registry.get(self.name)
