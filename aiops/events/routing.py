@@ -1,8 +1,10 @@
 """Routing: subscriptions for agents, and problem events to one IncidentWorkflow each.
 
 Problem events of one batch are grouped by fingerprint and sent as one signal-with-start
-per fingerprint, carrying the count and the newest sample: a storm of 10,000 identical
-errors is one workflow and a handful of signals, not 10,000 workflows.
+per fingerprint, carrying the count, the newest ids and a bounded sample: a storm of 10,000
+identical errors is one workflow and a handful of signals, not 10,000 workflows. While a
+signal to an incident is in flight, the next batches' observations for it are merged and
+go as one signal when it returns, so Temporal is never asked more than it answers.
 """
 
 from __future__ import annotations
