@@ -53,7 +53,14 @@ async def test_a_stale_backlog_is_stored_and_counted_never_acted_on(
     redis_client: aioredis.Redis,
     store: EventStore,
 ) -> None:
-    settings = mesh_settings(redis_url, database_url, stream_prefix, events_stale_after_s=1.0)
+    # a group of its own: the stale count is the group's, shared by its listeners
+    settings = mesh_settings(
+        redis_url,
+        database_url,
+        stream_prefix,
+        events_stale_after_s=1.0,
+        listener_group=f"g-{stream_prefix}",
+    )
     stream = f"{stream_prefix}:app"
     service = f"checkout-{stream_prefix}"
     mesh = EventMesh(redis_client)

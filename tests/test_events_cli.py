@@ -128,8 +128,10 @@ def test_publish_query_tree_replay_dead_health(
     health = json.loads(out)
     assert health["dead_letters"] == 1 and health["processed_1h"] == 2
     assert health["pending"] == 0 and health["status"] == "healthy"
+    assert health["stale_total"] >= 0  # the group's count of events stored, not acted on
     code, out, _ = run("events", "health")
     assert out.startswith("status healthy: pending 0")
+    assert "stale (stored, not acted on)" in out
 
     code, out, _ = run(
         "events",
