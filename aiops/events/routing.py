@@ -16,7 +16,7 @@ import logging
 import re
 import time
 import uuid
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -258,41 +258,13 @@ def alert_fingerprint(event: Event) -> str | None:
     return hashlib.sha256(f"{origin}:{key}".encode()).hexdigest()[:16]
 
 
-_TextKey = tuple[str, str, str]
-
-
-class RecentTexts:
-    """The fingerprints of the texts seen last (a bounded LRU): a storm repeats the same
-    few messages over and over, and masking and fingerprinting one costs far more than
-    everything else an event costs the listener."""
-
-    def __init__(self, size: int = 4096) -> None:
-        self.size = size
-        self._items: OrderedDict[_TextKey, tuple[str, str]] = OrderedDict()
-
-    def get(self, key: _TextKey) -> tuple[str, str] | None:
-        found = self._items.get(key)
-        if found is not None:
-            self._items.move_to_end(key)
-        return found
-
-    def __setitem__(self, key: _TextKey, value: tuple[str, str]) -> None:
-        self._items[key] = value
-        if len(self._items) > self.size:
-            self._items.popitem(last=False)
-
-
 def coalesce(
-    events: Sequence[Event],
-    detector: Detector,
-    fingerprinter: Fingerprinter,
-    memo: RecentTexts | None = None,
+    events: Sequence[Event], detector: Detector, fingerprinter: Fingerprinter
 ) -> list[Observation]:
-    """One Observation per (fingerprint, replay) among the batch's problem events. `memo`
-    keeps texts' fingerprints from batch to batch; without it, within the batch."""
+    """One Observation per (fingerprint, replay) among the batch's problem events."""
     groups: dict[tuple[str, bool], _Group] = {}
-    # the same text in a storm is fingerprinted once
-    memo = memo if memo is not None else RecentTexts(size=len(events) + 1)
+    # the same text in a storm is fingerprinted once per batch
+    memo: dict[tuple[str, str, str], tuple[str, str]] = {}
     for event in events:
         detection = detector.classify(event)
         if detection is None:
@@ -434,7 +406,6 @@ class IncidentRouter:
     namespace: str = "aiops"
     correlation: CorrelationWindow = field(init=False)
     _outboxes: dict[str, _Outbox] = field(default_factory=dict)
-    _texts: RecentTexts = field(default_factory=RecentTexts)
     _limit: asyncio.Semaphore | None = None
 
     def __post_init__(self) -> None:
@@ -443,7 +414,7 @@ class IncidentRouter:
         )
 
     def observe(self, events: Sequence[Event]) -> list[Observation]:
-        return coalesce(events, self.detector, self.fingerprinter, self._texts)
+        return coalesce(events, self.detector, self.fingerprinter)
 
     async def _symptom_owner(self, observation: Observation) -> str | None:
         """The incident a health-probe failure belongs to, if one is recent enough."""
