@@ -362,13 +362,6 @@ class Settings(BaseSettings):
         "reads them (a backlog after an outage) are stored and counted, never acted on; "
         "0 acts on every event however old",
     )
-    events_trim_every_s: float = Field(
-        default=1.0,
-        validation_alias="AIOPS_EVENTS_TRIM_EVERY_S",
-        gt=0,
-        description="how often the listener trims its streams to AIOPS_EVENTS_MAXLEN, never "
-        "past an entry a consumer group has not read and acknowledged",
-    )
     dead_letter_stream: str = Field(
         default="events:dead",
         validation_alias="AIOPS_DEAD_LETTER_STREAM",

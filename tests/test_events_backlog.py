@@ -11,7 +11,14 @@ import pytest_asyncio
 import redis.asyncio as aioredis
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
-from test_events_helpers import drain, entries_of, incident_router, make_ingestor, mesh_settings
+from test_events_helpers import (
+    drain,
+    entries_of,
+    incident_router,
+    make_ingestor,
+    mesh_settings,
+    wait_for,
+)
 
 from aiops.events.consumer import Entry
 from aiops.events.envelope import Event, EventType
@@ -20,6 +27,7 @@ from aiops.events.mesh import EventMesh
 from aiops.events.routing import workflow_id_for
 from aiops.events.store import EventQuery, EventStore
 from aiops.events.trim import StreamTrimmer
+from workers import listener
 
 
 @pytest_asyncio.fixture
@@ -147,3 +155,32 @@ async def test_no_unprocessed_entry_is_ever_trimmed(
     # all acknowledged: the stream shrinks back
     await trimmer.trim(stream)
     assert await redis_client.xlen(stream) < 3000
+
+
+async def test_the_listener_trims_what_it_has_processed(
+    redis_url: str,
+    database_url: str,
+    stream_prefix: str,
+    redis_client: aioredis.Redis,
+    store: EventStore,
+) -> None:
+    settings = mesh_settings(redis_url, database_url, stream_prefix, events_maxlen=1000)
+    stream = f"{stream_prefix}:app"
+    events = [
+        Event(event_type="MetricReport", source="trim", payload={"n": n}) for n in range(3000)
+    ]
+    await EventMesh(redis_client).publish_many(events, stream=stream)
+    stop = asyncio.Event()
+    running = asyncio.create_task(
+        listener.run_listener(settings, consumer="trimmer", incidents=False, stop=stop)
+    )
+    try:
+
+        async def trimmed() -> bool:
+            stored = await store.count(EventQuery(sources=["trim"], limit=None))
+            return stored == 3000 and int(await redis_client.xlen(stream)) < 3000
+
+        await wait_for(trimmed, 60, "every event stored and the stream trimmed")
+    finally:
+        stop.set()
+        await asyncio.wait_for(running, 60)

@@ -164,9 +164,7 @@ async def run_listener(
     )
     stream_consumer = ingestor.consumer
     trimmer = StreamTrimmer(client, settings.events_maxlen)
-    trimming = asyncio.create_task(
-        trimmer.run(lambda: stream_consumer.streams, settings.events_trim_every_s)
-    )
+    trimming = asyncio.create_task(trimmer.run(lambda: stream_consumer.streams))
     try:
         await retrying(lambda: stream_consumer.discover(force=True), "discovering streams")
         if on_ready is not None:

@@ -29,6 +29,10 @@ from aiops.events.retry import TRANSIENT
 
 log = logging.getLogger(__name__)
 
+# How often the listener trims: a stream outgrows AIOPS_EVENTS_MAXLEN by at most what is
+# published in this long (and one Lua call per stream per round costs Redis next to nothing)
+TRIM_EVERY_S: Final = 1.0
+
 # KEYS[1] the stream, ARGV[1] its MAXLEN. Returns {entries removed, length before}.
 _TRIM: Final = """
 local maxlen = tonumber(ARGV[1])
@@ -94,7 +98,9 @@ class StreamTrimmer:
                 log.debug("not trimming %s: %s", stream, error)
         return removed
 
-    async def run(self, streams: Callable[[], Sequence[str]], every_s: float) -> None:
+    async def run(
+        self, streams: Callable[[], Sequence[str]], every_s: float = TRIM_EVERY_S
+    ) -> None:
         """Trim the streams `streams()` names every `every_s` seconds, until cancelled; a
         failure waits for the next round."""
         while True:
