@@ -124,13 +124,16 @@ async def test_no_unprocessed_entry_is_ever_trimmed(
     stream = f"{stream_prefix}:app"
     group = settings.listener_group
     await redis_client.xgroup_create(stream, group, id="0", mkstream=True)
+    # another reader of the stream (as the anomaly detector is): its group holds nothing
+    # until a consumer of it reads
+    await redis_client.xgroup_create(stream, "tool", id="0")
     mesh = EventMesh.from_settings(settings, redis_url)
     events = [Event(event_type="MetricReport", source="api", payload={"n": n}) for n in range(3000)]
     try:
         await mesh.publish_many(events, stream=stream)
     finally:
         await mesh.aclose()
-    trimmer = StreamTrimmer(redis_client, maxlen)
+    trimmer = StreamTrimmer(redis_client, maxlen, group)
     assert await redis_client.xlen(stream) == 3000
     assert await trimmer.trim(stream) == 0  # nothing read yet: nothing goes
     assert await redis_client.xlen(stream) == 3000
@@ -152,9 +155,17 @@ async def test_no_unprocessed_entry_is_ever_trimmed(
     await drain(survivor)
     assert await store.count(EventQuery(sources=["api"], limit=None)) == 3000
     assert dead.stats.vanished + survivor.stats.vanished == 0
-    # all acknowledged: the stream shrinks back
+    # all acknowledged by the listeners, but the tool in use has read one entry: kept
+    await redis_client.xreadgroup("tool", "reader", {stream: "0"}, count=1)
+    await redis_client.xreadgroup("tool", "reader", {stream: ">"}, count=1)
+    before = int(await redis_client.xlen(stream))
     await trimmer.trim(stream)
-    assert await redis_client.xlen(stream) < 3000
+    assert await redis_client.xlen(stream) == before
+    # the tool abandoned (no consumer of it read for longer than allowed): it holds nothing
+    await asyncio.sleep(0.05)
+    abandoning = StreamTrimmer(redis_client, maxlen, group, abandoned_after_ms=1)
+    assert await abandoning.trim(stream) > 0
+    assert await redis_client.xlen(stream) < before
 
 
 async def test_the_listener_trims_what_it_has_processed(

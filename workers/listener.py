@@ -163,7 +163,7 @@ async def run_listener(
         else None
     )
     stream_consumer = ingestor.consumer
-    trimmer = StreamTrimmer(client, settings.events_maxlen)
+    trimmer = StreamTrimmer(client, settings.events_maxlen, settings.listener_group)
     trimming = asyncio.create_task(trimmer.run(lambda: stream_consumer.streams))
     try:
         await retrying(lambda: stream_consumer.discover(force=True), "discovering streams")
