@@ -43,6 +43,7 @@ def _register() -> None:
         services,
         silence,
         token,
+        tools,
         worker_cmd,
     )
 
@@ -73,6 +74,7 @@ def _register() -> None:
     app.add_typer(mode.shadow_app, name="shadow")
     app.add_typer(silence.app, name="silence")
     app.command("codec-server")(codec_server.codec_server)
+    app.add_typer(tools.app, name="tools")
 
 
 def _run() -> int:

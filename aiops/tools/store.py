@@ -50,6 +50,33 @@ class ToolStore:
         self._pool = pool
         self._audit = AuditLog(pool)
 
+    @property
+    def pool(self) -> asyncpg.Pool:
+        return self._pool
+
+    async def outcomes(self, name: str) -> tuple[int, int]:
+        """(attempts, successes) of the knowledge-graph solutions that plan with the tool:
+        learned like any solution's, by the learning workflow."""
+        row = await self._pool.fetchrow(
+            "SELECT coalesce(sum((data->>'attempt_count')::int), 0) AS attempts,"
+            " coalesce(sum((data->>'success_count')::int), 0) AS successes"
+            " FROM knowledge_nodes WHERE node_type = 'solution' AND data->'actions' @> $1",
+            [{"action_type": name}],
+        )
+        assert row is not None
+        return int(row["attempts"]), int(row["successes"])
+
+    async def solution_for(self, name: str, problem_id: str) -> str | None:
+        """A solution of the problem that already plans with the tool (a requested one)."""
+        found: str | None = await self._pool.fetchval(
+            "SELECT s.id::text FROM knowledge_edges e JOIN knowledge_nodes s ON s.id = e.from_node"
+            " WHERE e.to_node = $1::uuid AND e.relationship = 'solves'"
+            " AND s.data->'actions' @> $2 LIMIT 1",
+            problem_id,
+            [{"action_type": name}],
+        )
+        return found
+
     async def get(self, name: str) -> ToolRecord | None:
         row = await self._pool.fetchrow(f"SELECT {_COLUMNS} FROM tools WHERE name = $1", name)
         return _record(row) if row else None
