@@ -22,7 +22,7 @@ from aiops.tools.mining import MinedSequence, draft_from_sequence, recorded_runs
 from aiops.tools.models import Check, ToolDraft, ToolRecord, ToolRequest, ValidationReport
 from aiops.tools.spec import ToolSpecError
 from aiops.tools.store import ToolStore
-from aiops.tools.trial import Acts, staging_service, staging_trial
+from aiops.tools.trial import Acts, TrialApprover, staging_service, staging_trial
 from aiops.tools.validation import check_policy, check_schema, dry_run
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,9 @@ class ToolBuilder:
         *,
         min_runs: int = 3,
         require_approval: bool = True,
+        approver: TrialApprover | None = None,
     ) -> None:
+        self._approver = approver
         self._store = store
         self._registry = registry
         self._policy = policy
@@ -89,7 +91,9 @@ class ToolBuilder:
                 skipped=True,
                 detail=f"staging service {staging.name} exists but nothing here can act",
             )
-        return await staging_trial(draft.spec, version, staging, self._acts)
+        return await staging_trial(
+            draft.spec, version, staging, self._acts, approver=self._approver
+        )
 
     async def submit(self, draft: ToolDraft, actor: str) -> ToolRecord:
         current = await self._store.get(draft.spec.name)

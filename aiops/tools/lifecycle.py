@@ -4,6 +4,8 @@ it like any fix and its outcomes are learned like any fix's."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from aiops.knowledge import KnowledgeGraph, SolutionIn
 from aiops.policy.models import ActionSpec
 from aiops.tools.models import SERVICE, ToolRecord
@@ -11,8 +13,13 @@ from aiops.tools.store import ToolError, ToolStore
 
 
 async def approve(
-    store: ToolStore, kg: KnowledgeGraph, name: str, actor: str, reason: str = ""
+    store: ToolStore,
+    name: str,
+    actor: str,
+    reason: str = "",
+    kg: Callable[[], KnowledgeGraph] | None = None,
 ) -> ToolRecord:
+    """kg: the knowledge graph, made only when a new solution must be embedded."""
     record = await store.require(name)
     if record.status != "proposed":
         # decide() says why (refused: which check), without touching the graph first
@@ -23,7 +30,9 @@ async def approve(
     if record.problem_id is not None and solution_id is None:
         solution_id = await store.solution_for(name, record.problem_id)
         if solution_id is None:
-            solution_id = await kg.add_solution(
+            if kg is None:
+                raise ToolError(f"approving {name} adds a solution: the knowledge graph is needed")
+            solution_id = await kg().add_solution(
                 record.problem_id,
                 SolutionIn(
                     description=f"{record.spec.description} (tool {name})",

@@ -10,12 +10,16 @@ not hold; a trial that passes leaves staging as the tool left it, as production 
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Protocol
 
 import httpx
 
 from aiops.actions.base import ActionOutcome
 from aiops.actions.executor import ExecuteRequest
+from aiops.auth.approvals import ApprovalSigner, action_digest
+from aiops.auth.roles import Identity
 from aiops.registry import ServiceRegistry
 from aiops.registry.models import ServiceRecord
 from aiops.tools.models import Check, ToolSpec
@@ -32,6 +36,34 @@ class Acts(Protocol):
     async def execute(self, request: ExecuteRequest) -> ActionOutcome: ...
 
     async def compensate(self, request: ExecuteRequest) -> ActionOutcome: ...
+
+
+@dataclass(frozen=True)
+class TrialApprover:
+    """Who runs the trial approves its steps on staging: a step the policy makes wait for a
+    person runs with their approval (signed with the server's key in signed mode), and
+    without one the trial fails saying so."""
+
+    identity: Identity
+    signer: ApprovalSigner | None = None
+
+    def approval(self, workflow_id: str, step: str, request: ExecuteRequest) -> ExecuteRequest:
+        decision_id = f"trial-{uuid.uuid4().hex}"
+        grant = None
+        if self.signer is not None:
+            grant = self.signer.grant(
+                self.identity,
+                workflow_id=workflow_id,
+                step=step,
+                decision_id=decision_id,
+                digest=action_digest(request.action, request.service),
+                approved=True,
+                reason="tool staging trial",
+                ttl=timedelta(minutes=5),
+            )
+        return request.model_copy(
+            update={"decision_id": decision_id, "grant": grant, "approver": self.identity.sub}
+        )
 
 
 def stands_in_for(staging: ServiceRecord, service: str | None) -> bool:
@@ -70,6 +102,7 @@ async def staging_trial(
     staging: ServiceRecord,
     acts: Acts,
     *,
+    approver: TrialApprover | None = None,
     health_timeout_s: float = 5.0,
 ) -> Check:
     workflow_id = f"tool-trial-{spec.name}-v{version}-{uuid.uuid4().hex[:8]}"
@@ -94,6 +127,8 @@ async def staging_trial(
             action=action,
             service=staging.name,
         )
+        if approver is not None:
+            request = approver.approval(workflow_id, str(number), request)
         outcome = await acts.execute(request)
         if not outcome.success:
             failure = f"step {number} ({action.action_type}) on {staging.name}: {outcome.detail}"

@@ -19,7 +19,8 @@ from aiops.actions.process import ProcessAdapter
 from aiops.actions.redis_commands import RedisAdapter
 from aiops.actions.simulated import SimulatedAdapter
 from aiops.auth.approvals import ApprovalSigner
-from aiops.auth.keys import approval_key
+from aiops.auth.keys import approval_key, token_verifier
+from aiops.auth.roles import Identity, Role
 from aiops.config import Settings, get_settings
 from aiops.diagnosis.chat import ChatModel
 from aiops.embeddings import get_embedder
@@ -33,6 +34,7 @@ from aiops.tools.drafting import LlmDrafter
 from aiops.tools.models import ToolDraft, ToolRecord, ToolRequest, ToolStatus
 from aiops.tools.spec import parse_spec
 from aiops.tools.store import ToolError, ToolStore
+from aiops.tools.trial import TrialApprover
 from workers.commands.pooled import with_pool
 from workers.commands.services import registry_actor
 
@@ -45,7 +47,17 @@ app = typer.Typer(
 _STATUSES = ("proposed", "approved", "retired", "refused")
 
 
-def builder(pool: asyncpg.Pool, settings: Settings) -> ToolBuilder:
+def _approver(settings: Settings, actor: str) -> TrialApprover:
+    """The admin running the build approves the trial's steps on staging: signed with the
+    server's key for their token's identity, or unsigned in open mode."""
+    signer = ApprovalSigner(approval_key(settings))
+    if settings.token is not None:
+        identity = token_verifier(settings).verify(settings.token.get_secret_value())
+        return TrialApprover(identity, signer)
+    return TrialApprover(Identity(sub=actor, roles=[Role.ADMIN]))
+
+
+def builder(pool: asyncpg.Pool, settings: Settings, actor: str) -> ToolBuilder:
     """What a staging trial needs is what a worker acts with: the registry, the guard on
     the server's policy, the adapters (simulated too when AIOPS_SIMULATED_ADAPTER=1)."""
     registry = ServiceRegistry(pool, load_fernet(settings))
@@ -83,6 +95,7 @@ def builder(pool: asyncpg.Pool, settings: Settings) -> ToolBuilder:
         drafter,
         min_runs=settings.tool_mine_min_runs,
         require_approval=settings.tool_mine_require_approval,
+        approver=_approver(settings, actor),
     )
 
 
@@ -225,7 +238,7 @@ def draft(
 
     async def work(pool: asyncpg.Pool) -> BuildReport:
         made = ToolDraft(spec=spec, origin="manual", problem_id=problem, service=service)
-        return BuildReport(built=[await builder(pool, settings).submit(made, actor)])
+        return BuildReport(built=[await builder(pool, settings, actor).submit(made, actor)])
 
     _print_built(with_pool(work))
 
@@ -239,7 +252,7 @@ def build() -> None:
     actor = registry_actor(settings, what="tool")
 
     async def work(pool: asyncpg.Pool) -> BuildReport:
-        return await builder(pool, settings).build(actor)
+        return await builder(pool, settings, actor).build(actor)
 
     _print_built(with_pool(work))
 
@@ -254,8 +267,10 @@ def approve(
     actor = registry_actor(settings, what="tool")
 
     async def work(pool: asyncpg.Pool) -> ToolRecord:
-        kg = KnowledgeGraph(pool, get_embedder(settings), settings.similarity_threshold)
-        return await lifecycle.approve(ToolStore(pool), kg, name, actor, reason)
+        def graph() -> KnowledgeGraph:
+            return KnowledgeGraph(pool, get_embedder(settings), settings.similarity_threshold)
+
+        return await lifecycle.approve(ToolStore(pool), name, actor, reason, graph)
 
     record = with_pool(work)
     planned = f"; planned for problem {record.problem_id}" if record.problem_id else ""
