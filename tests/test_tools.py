@@ -32,6 +32,7 @@ from aiops.registry import ServiceDefinition, ServiceRegistry
 from aiops.registry.models import ConfigKey, ReplicaBounds
 from aiops.tools import lifecycle
 from aiops.tools.builder import ToolBuilder
+from aiops.tools.drafting import LlmDrafter
 from aiops.tools.models import ToolDraft, ToolSpec
 from aiops.tools.spec import parse_spec
 from aiops.tools.store import ToolError, ToolStore
@@ -42,7 +43,9 @@ cli._register()
 FERNET = Fernet(Fernet.generate_key())
 
 
-def tool_builder(pool: asyncpg.Pool, *, min_runs: int = 3) -> ToolBuilder:
+def tool_builder(
+    pool: asyncpg.Pool, *, min_runs: int = 3, drafter: LlmDrafter | None = None
+) -> ToolBuilder:
     """As `aiops tools build` makes it on a worker with AIOPS_SIMULATED_ADAPTER=1."""
     registry = ServiceRegistry(pool, FERNET)
     adapters: dict[str, Adapter] = {"simulated": SimulatedAdapter()}
@@ -53,7 +56,13 @@ def tool_builder(pool: asyncpg.Pool, *, min_runs: int = 3) -> ToolBuilder:
     executor = ActionExecutor(pool, registry, adapters, guard)
     approver = TrialApprover(Identity(sub="alice", roles=[Role.ADMIN]))  # open mode
     return ToolBuilder(
-        ToolStore(pool), registry, policy, executor, min_runs=min_runs, approver=approver
+        ToolStore(pool),
+        registry,
+        policy,
+        executor,
+        drafter,
+        min_runs=min_runs,
+        approver=approver,
     )
 
 
@@ -173,14 +182,20 @@ async def test_a_staging_trial_acts_for_real_and_undoes_when_a_step_fails(
             metadata={"adapter": "simulated", "staging": True, "staging_for": "import-service"},
         )
     )
-    steps = [
-        {
-            "action_type": "config_update",
-            "parameters": {"key": "batch_size", "value": 50, "success_probability": 1.0},
-        },
-        {"action_type": "scale", "parameters": {"replicas": 3, "success_probability": 1.0}},
-    ]
-    failing = spec(steps, name="shrink_import_batches")
+
+    def steps(replicas: int) -> list[dict[str, Any]]:
+        return [
+            {
+                "action_type": "config_update",
+                "parameters": {"key": "batch_size", "value": 50, "success_probability": 1.0},
+            },
+            {
+                "action_type": "scale",
+                "parameters": {"replicas": replicas, "success_probability": 1.0},
+            },
+        ]
+
+    failing = spec(steps(3), name="shrink_import_batches")
     record = await tool_builder(pool).submit(
         ToolDraft(spec=failing, origin="manual", service="import-service"), "alice"
     )
@@ -199,8 +214,7 @@ async def test_a_staging_trial_acts_for_real_and_undoes_when_a_step_fails(
         ("1:compensate", "succeeded"),
     ]
     assert {r["service"] for r in rows} == {"import-staging"}  # never production
-    steps[1]["parameters"]["replicas"] = 2
-    passing = spec(steps, name="shrink_import_batches", postconditions=[{"kind": "healthy"}])
+    passing = spec(steps(2), name="shrink_import_batches", postconditions=[{"kind": "healthy"}])
     record = await tool_builder(pool).submit(
         ToolDraft(spec=passing, origin="manual", service="import-service"), "alice"
     )

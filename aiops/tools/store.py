@@ -230,7 +230,7 @@ class ToolStore:
 
     async def requests(self) -> list[ToolRequest]:
         rows = await self._pool.fetch(
-            "SELECT request, seen_count FROM tool_requests ORDER BY last_seen DESC"
+            "SELECT request, seen_count FROM tool_requests ORDER BY first_seen, action_type"
         )
         return [
             ToolRequest.model_validate({**_json(r["request"]), "seen_count": r["seen_count"]})
