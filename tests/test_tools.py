@@ -33,7 +33,7 @@ from aiops.registry.models import ConfigKey, ReplicaBounds
 from aiops.tools import lifecycle
 from aiops.tools.builder import ToolBuilder
 from aiops.tools.drafting import LlmDrafter
-from aiops.tools.models import ToolDraft, ToolSpec
+from aiops.tools.models import ToolDraft, ToolRequest, ToolSpec
 from aiops.tools.spec import parse_spec
 from aiops.tools.store import ToolError, ToolStore
 from aiops.tools.trial import TrialApprover
@@ -298,6 +298,14 @@ async def test_repeated_approved_sequences_are_mined_into_a_typed_draft(
     # the same sequence is drafted once, however often build runs
     assert (await builder.mine("aiops")).built == []
     assert parse_spec(record.spec_yaml) == tool
+    # a fix of this problem asks for an action nothing offers: with no chat model, the
+    # healed runs of the problem are its draft
+    await ToolStore(pool).record_request(
+        ToolRequest(action_type="ease_imports", problem_id=problem.id, service="import-service")
+    )
+    [requested] = (await builder.from_requests("aiops")).built
+    assert requested.name == "ease_imports" and requested.status == "proposed"
+    assert [s.action_type for s in requested.spec.steps] == ["config_update", "cache_clear"]
 
 
 def test_cli_lists_shows_approves_and_retires_audited(cli_db: str, tmp_path: Path) -> None:

@@ -136,9 +136,10 @@ class ToolBuilder:
             except ToolSpecError as error:
                 report.notes.append(f"{request.action_type}: {error}; trying the recorded runs")
         runs = await recorded_runs(self._store.pool, request.problem_id)
-        found = repeated_sequences(runs, 1, self._require_approval) or repeated_sequences(
-            [r for r in runs if len(r.steps) >= 1], 1, require_approval=False
-        )
+        # what healed this problem, however few times: approved runs first, then any;
+        # a single primitive is enough when a fix asks for it by another name
+        found = repeated_sequences(runs, 1, self._require_approval, min_steps=1)
+        found = found or repeated_sequences(runs, 1, require_approval=False, min_steps=1)
         if not found:
             report.notes.append(
                 f"{request.action_type}: no healed run is recorded for its problem and no "

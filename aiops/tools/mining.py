@@ -117,13 +117,14 @@ async def recorded_runs(pool: asyncpg.Pool, problem_id: str | None = None) -> li
 
 
 def repeated_sequences(
-    runs: list[RecordedRun], min_runs: int, require_approval: bool = True
+    runs: list[RecordedRun], min_runs: int, require_approval: bool = True, min_steps: int = 2
 ) -> list[MinedSequence]:
-    """Sequences of two or more steps seen healing one problem at least `min_runs` times
-    (counting only runs a person approved, unless require_approval is off)."""
+    """Sequences of `min_steps` or more steps (one primitive alone is no new tool) seen
+    healing one problem at least `min_runs` times (counting only runs a person approved,
+    unless require_approval is off)."""
     groups: dict[str, list[RecordedRun]] = defaultdict(list)
     for run in runs:
-        if len(run.steps) < 2 or (require_approval and not run.approved_by):
+        if len(run.steps) < min_steps or (require_approval and not run.approved_by):
             continue
         groups[run.signature()].append(run)
     found = [
