@@ -324,6 +324,10 @@ postconditions:
 """
     )
     runner = CliRunner()
+    done = runner.invoke(cli.app, ["tools", "build"])  # both triggers, nothing recorded yet
+    assert done.exit_code == 0, done.output
+    assert "nothing new to build" in done.output
+    assert "no requests" in runner.invoke(cli.app, ["tools", "requests"]).output
     done = runner.invoke(cli.app, ["tools", "draft", str(spec_file)])
     assert done.exit_code == 0, done.output
     assert "tidy_logs v1: proposed" in done.output
@@ -333,6 +337,14 @@ postconditions:
     ]
     shown = runner.invoke(cli.app, ["tools", "show", "tidy_logs"])
     assert "# policy: ok" in shown.output and "action_type: log_analysis" in shown.output
+    assert "# staging_trial: skipped" in shown.output
+    shown_json = json.loads(runner.invoke(cli.app, ["tools", "show", "tidy_logs", "--json"]).stdout)
+    assert [c["stage"] for c in shown_json["validation"]["checks"]] == [
+        "schema",
+        "policy",
+        "dry_run",
+        "staging_trial",
+    ]
     done = runner.invoke(cli.app, ["tools", "approve", "tidy_logs", "--reason", "reviewed"])
     assert done.exit_code == 0, done.output
     assert runner.invoke(cli.app, ["tools", "retire", "tidy_logs"]).exit_code != 0  # no reason
