@@ -5,6 +5,7 @@ decision is audited, and in signed mode only an admin's AIOPS_TOKEN may make one
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 from typing import Annotated, Any, cast
 
@@ -233,6 +234,13 @@ def draft(
     except OSError as error:
         raise ToolError(f"cannot read {file}: {error.strerror}") from None
     spec = parse_spec(text)
+    if problem is not None:
+        try:
+            problem = str(uuid.UUID(problem))
+        except ValueError:
+            raise ToolError(
+                f"--problem {problem!r} is not a problem id (aiops kg search)"
+            ) from None
     settings = get_settings()
     actor = registry_actor(settings, what="tool")
 
