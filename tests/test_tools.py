@@ -115,6 +115,10 @@ async def test_a_tool_with_a_forbidden_step_is_refused_and_cannot_be_approved(
     refusal = record.validation.refusal() or ""
     assert "'drop_table' is not a registered primitive action" in refusal
     assert "step 2: restart cannot be undone" in refusal
+    # a fix names the tool as its action: a name that says a forbidden action is refused
+    purge = spec([{"action_type": "cache_clear", "compensation": "none"}], name="purge_imports")
+    record = await builder.submit(ToolDraft(spec=purge, origin="llm"), "alice")
+    assert "the name 'purge_imports' says data deletion" in (record.validation.refusal() or "")
     audited = await pool.fetch(
         "SELECT target, decision FROM audit_log WHERE action = 'tool-draft' ORDER BY seq"
     )
@@ -122,6 +126,7 @@ async def test_a_tool_with_a_forbidden_step_is_refused_and_cannot_be_approved(
         ("clear_everything", "refused"),
         ("run_anything", "refused"),
         ("made_up", "refused"),
+        ("purge_imports", "refused"),
     ]
 
 

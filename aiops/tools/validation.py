@@ -103,6 +103,11 @@ def argument_samples(spec: ToolSpec) -> list[dict[str, Any]]:
 
 def check_policy(spec: ToolSpec, policy: Policy, service: ServiceRecord | None) -> Check:
     problems: list[str] = []
+    # fixes name the tool as their action type: a name that reads as a forbidden action is
+    # refused like one, whatever its steps do
+    named = forbidden_reason(ActionSpec(action_type=spec.name, target="service"))
+    if named is not None:
+        problems.append(f"the name {spec.name!r} says {named}, which is forbidden")
     for number, step in enumerate(spec.steps, 1):
         for position in _DECISIVE:
             for name in sorted(referenced(step.parameters.get(position))):
