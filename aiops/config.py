@@ -117,6 +117,18 @@ class Settings(BaseSettings):
         gt=0,
         description="how long a root-cause note may take before the diagnosis goes on without",
     )
+    tool_mine_min_runs: int = Field(
+        default=3,
+        validation_alias="AIOPS_TOOL_MINE_MIN_RUNS",
+        ge=1,
+        description="`aiops tools build` drafts a tool from a sequence of actions once it "
+        "healed one problem this many times",
+    )
+    tool_mine_require_approval: bool = Field(
+        default=True,
+        validation_alias="AIOPS_TOOL_MINE_REQUIRE_APPROVAL",
+        description="count only runs a person approved when mining sequences for tools",
+    )
     api_token: SecretStr | None = Field(
         default=None,
         validation_alias="AIOPS_API_TOKEN",

@@ -40,6 +40,7 @@ from aiops.auth.keys import approval_key
 from aiops.config import Settings
 from aiops.db.pool import create_pool
 from aiops.diagnosis.llm import RootCauseWriter, root_cause_writer
+from aiops.diagnosis.tools import ToolPlanner
 from aiops.embeddings import get_embedder
 from aiops.endpoints import resolve_database_url
 from aiops.events.mesh import EventMesh
@@ -56,6 +57,7 @@ from aiops.policy import PolicyFile
 from aiops.registry import ServiceRegistry
 from aiops.registry.secrets import load_fernet
 from aiops.temporal_client import connect
+from aiops.tools.store import ToolStore
 from workflows import ALL_WORKFLOWS
 
 log = logging.getLogger(__name__)
@@ -112,6 +114,7 @@ def activity_holders(
             root_cause,
             custom,
             LimitsCache(LimitsStore(pool, limits or BUILTIN_LIMITS)),
+            ToolPlanner(ToolStore(pool), registry),
         ),
         MonitorActivities(pool, mesh, limits),
         AgentActivities(agents, agent_timeout_s),
