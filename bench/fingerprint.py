@@ -110,7 +110,8 @@ def speed(datasets: list[Dataset]) -> None:
         best_drain = min(best_drain, sum(drain3(d)[1] for d in datasets))
     print(
         f"\nspeed, {total} lines, best of 3, per CPU second: ours {total / best_ours:,.0f} "
-        f"lines/s, drain3 {total / best_drain:,.0f} lines/s (ours/drain3 {best_drain / best_ours:.2f})"
+        f"lines/s, drain3 {total / best_drain:,.0f} lines/s "
+        f"(ours/drain3 {best_drain / best_ours:.2f})"
     )
 
 
@@ -136,7 +137,10 @@ def leave_one_out(datasets: list[Dataset]) -> None:
     reference = [drain3(d)[0] for d in datasets]
     whole = max(range(len(grid)), key=lambda c: (statistics.mean(table[c]), -c))
 
-    print("| held out | tuned on the other files | held-out GA | in-sample GA | defaults | drain3 defaults |")
+    print(
+        "| held out | tuned on the other files | held-out GA | in-sample GA | defaults "
+        "| drain3 defaults |"
+    )
     print("|---|---|---:|---:|---:|---:|")
     held: list[float] = []
     for i, d in enumerate(datasets):

@@ -57,7 +57,7 @@ def _slots(key: Key) -> list[Key]:
     words = [i for i, token in enumerate(key) if _is_word(token)]
     if len(words) < 2:
         return []
-    return [key[:i] + (WILDCARD,) + key[i + 1 :] for i in words]
+    return [(*key[:i], WILDCARD, *key[i + 1 :]) for i in words]
 
 
 @dataclass
@@ -91,7 +91,7 @@ class _Cluster:
 
 def _covers(general: Key, specific: Key) -> bool:
     """Whether every line of ``specific`` is a line of ``general`` (same length)."""
-    return all(a == b or a == WILDCARD for a, b in zip(general, specific, strict=True))
+    return all(a in (b, WILDCARD) for a, b in zip(general, specific, strict=True))
 
 
 class Fingerprinter:
@@ -126,6 +126,8 @@ class Fingerprinter:
         """Fingerprint a line and learn from it (a template grows, or a new one starts)."""
         scope: Scope = (service or "", category or "")
         key = key_of(message)
+        if self._shared is not None and self._shared.due():
+            self._shared.refresh(self)
         index = self._lookup(scope, key, touch=True)
         if index is None:
             if self._shared is not None:
@@ -327,7 +329,7 @@ class Fingerprinter:
             allowed = int(slack * self._clusters[index].words + 1e-9)
             differing = 0
             for position, (a, b) in enumerate(zip(template, key, strict=True)):
-                if a == b or a == WILDCARD:
+                if a in (b, WILDCARD):
                     continue
                 if position < prefix:
                     differing = allowed + 1
@@ -397,8 +399,8 @@ class Fingerprinter:
         ]
         if not covered:
             return
-        survivor = self._clusters[min(covered + [cluster.index])]
-        for index in sorted(set(covered + [cluster.index]) - {survivor.index}):
+        survivor = self._clusters[min([*covered, cluster.index])]
+        for index in sorted(set([*covered, cluster.index]) - {survivor.index}):
             absorbed = self._clusters[index]
             self._unindex(absorbed)
             absorbed.merged_into = survivor.index
@@ -413,9 +415,7 @@ class Fingerprinter:
     def _index(self, cluster: _Cluster) -> None:
         if cluster.merged_into is not None:
             return
-        self._buckets.setdefault(self._bucket(cluster.scope, cluster.key), []).append(
-            cluster.index
-        )
+        self._buckets.setdefault(self._bucket(cluster.scope, cluster.key), []).append(cluster.index)
         if self.config.slot_values:
             for pattern in _slots(cluster.key):
                 self._slots.setdefault((cluster.scope, pattern), []).append(cluster.index)
