@@ -2,16 +2,30 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
+import time
+import uuid
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from aiops.fingerprint import Fingerprinter
+import asyncpg
+import pytest
+import redis.asyncio as aioredis
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+from test_events_helpers import mesh_settings
+
+from aiops.config import Settings
+from aiops.events.envelope import Event
+from aiops.events.mesh import EventMesh
+from aiops.fingerprint import FingerprintConfig, Fingerprinter
 from aiops.fingerprint.store import SharedTemplates
+from workers.listener import run_listener
 
 # one problem whose varying part is a plain word (so the first line seen shapes its
 # template), one with data, and two short events told apart by one word
@@ -64,8 +78,6 @@ def test_a_restarted_listener_gives_the_same_fingerprints(database_url: str) -> 
 
 
 def test_a_merge_reaches_the_other_listener(database_url: str) -> None:
-    from aiops.fingerprint import FingerprintConfig
-
     config = FingerprintConfig(slot_values=3)
     with shared(database_url) as a_store, shared(database_url) as b_store:
         a = Fingerprinter(config, shared=a_store)
@@ -117,3 +129,74 @@ def test_two_listener_processes_at_once_agree(database_url: str, tmp_path: Path)
     assert all(len(ids) == 1 for ids in by_line.values()), by_line
     # ... and the problems are the four the stream holds
     assert len({next(iter(ids)) for ids in by_line.values()}) == 4
+
+
+async def _incident_ids(client: Client, queue: str) -> set[str]:
+    query = f"TaskQueue='{queue}' AND WorkflowType='IncidentWorkflow'"
+    return {execution.id async for execution in client.list_workflows(query)}
+
+
+@pytest.mark.parametrize("shared_templates", [True, False])
+async def test_two_listeners_on_one_stream_open_one_incident_per_problem(
+    redis_url: str,
+    database_url: str,
+    stream_prefix: str,
+    temporal_env: WorkflowEnvironment,
+    shared_templates: bool,
+) -> None:
+    client = temporal_env.client
+    queue = f"fingerprints-{uuid.uuid4().hex[:8]}"
+    settings = mesh_settings(
+        redis_url,
+        database_url,
+        stream_prefix,
+        temporal_address=client.service_client.config.target_host,
+        temporal_task_queue=queue,
+        # one entry per read, so the two listeners take turns on the stream
+        listener_batch_size=1,
+        fingerprint_shared=shared_templates,
+        fingerprint_refresh_s=0.0,
+        tracing="off",
+    )
+    redis_client = aioredis.Redis.from_url(redis_url)
+    mesh = EventMesh(redis_client)
+    stop = asyncio.Event()
+    listeners = [
+        asyncio.create_task(run_listener(settings, stop=stop, consumer=name)) for name in "ab"
+    ]
+    try:
+        await asyncio.sleep(1.0)  # both listeners are waiting on the group
+        for line in _STREAM:
+            event = Event(event_type="ApplicationError", source="api", payload={"message": line})
+            await mesh.publish(event, stream=f"{stream_prefix}:logs")
+            await asyncio.sleep(0.05)
+        await _all_stored(settings, len(_STREAM))
+        await asyncio.sleep(1.0)  # the last batch's incidents are started after it is stored
+        incidents = await _incident_ids(client, queue)
+    finally:
+        stop.set()
+        done = [await asyncio.wait_for(task, 30) for task in listeners]
+        await redis_client.aclose()
+        for workflow_id in await _incident_ids(client, queue):
+            await client.get_workflow_handle(workflow_id).terminate("test done")
+    # both listeners took part
+    assert all(stats.problems > 0 for stats in done), [s.line() for s in done]
+    if shared_templates:
+        assert len(incidents) == 4, incidents
+    else:
+        # each listener mines its own templates: the problem whose first line differs
+        # between them opens two incidents (what the shared store is for)
+        assert len(incidents) > 4, incidents
+
+
+async def _all_stored(settings: Settings, count: int, timeout: float = 30.0) -> None:
+    connection = await asyncpg.connect(str(settings.database_url))
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if await connection.fetchval("SELECT count(*) FROM events") >= count:
+                return
+            await asyncio.sleep(0.2)
+        raise AssertionError(f"fewer than {count} events stored in {timeout} s")
+    finally:
+        await connection.close()
