@@ -30,7 +30,7 @@ _WHOLE = (
     r"|(?<!\w)\w{1,64}\([^\s()]*\d[^\s()]*\)(?![^\s=,;:()\[\]{}\"'|<>])"
 )
 # so is a MAC or IPv6 address, though its groups are split by colons
-_COLONS = r"(?<![\w:])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?![^\s=,;()\[\]{}\"'|<>])"
+_COLONS = r"(?<![\w:])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,31}(?![^\s=,;()\[\]{}\"'|<>])"
 # a very long run without spaces is a blob (base64, a dump): one value
 _MAX_WORD = 256
 _WORD = rf"[^\s{_MARKS}]"
