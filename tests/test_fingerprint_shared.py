@@ -200,3 +200,15 @@ async def _all_stored(settings: Settings, count: int, timeout: float = 30.0) -> 
         raise AssertionError(f"fewer than {count} events stored in {timeout} s")
     finally:
         await connection.close()
+
+
+def test_an_unreachable_store_leaves_fingerprints_local() -> None:
+    # nothing listens on port 1: the listener keeps fingerprinting rather than stopping, and
+    # tries the store again only after a while (one failed connection, not one per shape)
+    with shared("postgresql://aiops@127.0.0.1:1/aiops", refresh_s=3600) as store:
+        fp = Fingerprinter(shared=store)
+        ids = [fp.add(line).fingerprint for line in _STREAM]
+        # one failed attempt, then none until the retry delay has passed
+        assert time.monotonic() < store._down_until
+    one = Fingerprinter()
+    assert ids == [one.add(line).fingerprint for line in _STREAM]

@@ -58,6 +58,10 @@ class SharedTemplates:
         self._timeout_s = timeout_s
         self._seen = 0  # the highest change taken from the table
         self._refreshed = 0.0
+        # after a failure the store is left alone this long: a stalled database must not
+        # stall every new shape by a timeout
+        self._retry_s = max(refresh_s, 30.0)
+        self._down_until = 0.0
         self._connection: asyncpg.Connection | None = None
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
@@ -102,16 +106,28 @@ class SharedTemplates:
     # --- internals --------------------------------------------------------------------
 
     def _run(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(self._timeout_s)
+        future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+        try:
+            return future.result(self._timeout_s)
+        except TimeoutError:
+            # it must not go on changing the templates while the caller places the line
+            future.cancel()
+            raise
 
     def _guarded(
         self, fingerprinter: Fingerprinter, coroutine: Coroutine[Any, Any, T], fallback: T
     ) -> T:
+        if time.monotonic() < self._down_until:
+            coroutine.close()
+            return fallback
         try:
             return self._run(coroutine)
         except Exception:
+            self._down_until = time.monotonic() + self._retry_s
             log.warning(
-                "template store unreachable: fingerprints stay local for now", exc_info=True
+                "template store unreachable: fingerprints stay local for %.0f s",
+                self._retry_s,
+                exc_info=True,
             )
             connection, self._connection = self._connection, None
             if connection is not None:
