@@ -12,7 +12,9 @@ row with ``merged_into`` set, so a fingerprint handed out before the merge still
 
 The miner is synchronous (the listener calls it while coalescing a batch), so the store
 runs its own connection on a private event loop in a thread, and a new shape waits for one
-round trip. A line of a known shape costs nothing more. When PostgreSQL cannot be reached
+round trip. A line of a known shape costs nothing more, and a process starting loads every
+template and every shape placed so far, so a restarted listener meets its known shapes
+without a round trip. When PostgreSQL cannot be reached
 the shape is placed locally (logged), and the store is tried again on the next new shape.
 """
 
@@ -57,6 +59,9 @@ class SharedTemplates:
         self.refresh_s = refresh_s
         self._timeout_s = timeout_s
         self._seen = 0  # the highest change taken from the table
+        # every shape placed before this process started, by digest: a restarted listener
+        # answers the shapes it has met before without a round trip
+        self._placed: dict[tuple[str, str, str], str] = {}
         self._refreshed = 0.0
         # after a failure the store is left alone this long: a stalled database must not
         # stall every new shape by a timeout
@@ -72,8 +77,8 @@ class SharedTemplates:
     # --- what the fingerprinter calls -----------------------------------------------
 
     def attach(self, fingerprinter: Fingerprinter) -> None:
-        """Load every template so far (a restarted process gives the same ids)."""
-        self._guarded(fingerprinter, self._pull_only(fingerprinter), None)
+        """Load every template and shape so far (a restarted process gives the same ids)."""
+        self._guarded(fingerprinter, self._load(fingerprinter), None)
 
     def due(self) -> bool:
         return time.monotonic() - self._refreshed >= self.refresh_s
@@ -84,6 +89,11 @@ class SharedTemplates:
 
     def learn(self, fingerprinter: Fingerprinter, scope: Scope, key: Key, message: str) -> int:
         """Place a shape this process has not seen, the same way every process would."""
+        placed = self._placed.pop((scope[0], scope[1], shape_digest(key)), None)
+        if placed is not None:
+            known = fingerprinter.index_of(placed)
+            if known is not None:
+                return known
         index = self._guarded(fingerprinter, self._learn(fingerprinter, scope, key, message), -1)
         if index < 0:
             # degraded: placed locally, pushed with the next decision that reaches the table
@@ -142,6 +152,17 @@ class SharedTemplates:
     async def _pull_only(self, fingerprinter: Fingerprinter) -> None:
         await self._pull(await self._connect(), fingerprinter)
 
+    async def _load(self, fingerprinter: Fingerprinter) -> None:
+        connection = await self._connect()
+        async with connection.transaction(isolation="repeatable_read", readonly=True):
+            await self._pull(connection, fingerprinter)
+            rows = await connection.fetch(
+                "SELECT service, category, shape, fingerprint FROM fingerprint_shapes"
+            )
+        self._placed = {
+            (row["service"], row["category"], row["shape"]): row["fingerprint"] for row in rows
+        }
+
     async def _learn(
         self, fingerprinter: Fingerprinter, scope: Scope, key: Key, message: str
     ) -> int:
@@ -160,7 +181,8 @@ class SharedTemplates:
             index = None if placed is None else fingerprinter.index_of(placed)
             if index is None:
                 index = fingerprinter.learn(scope, key, message)
-            await self._push(connection, fingerprinter)
+            # nobody else writes while the lock is held: our changes are the newest
+            self._seen = max(self._seen, await self._push(connection, fingerprinter))
             if placed is None:
                 await connection.execute(
                     "INSERT INTO fingerprint_shapes (service, category, shape, fingerprint)"
@@ -170,12 +192,6 @@ class SharedTemplates:
                     digest,
                     fingerprinter.fingerprint_of(index),
                 )
-            self._seen = max(
-                self._seen,
-                await connection.fetchval(
-                    "SELECT coalesce(max(changed), 0) FROM fingerprint_templates"
-                ),
-            )
         return index
 
     async def _pull(self, connection: asyncpg.Connection, fingerprinter: Fingerprinter) -> None:
@@ -201,27 +217,33 @@ class SharedTemplates:
             self._seen = max(self._seen, max(row["changed"] for row in rows))
         self._refreshed = time.monotonic()
 
-    async def _push(self, connection: asyncpg.Connection, fingerprinter: Fingerprinter) -> None:
+    async def _push(self, connection: asyncpg.Connection, fingerprinter: Fingerprinter) -> int:
+        """Write the templates created or changed; the highest change number written."""
         # creations first, so a merge can point at any template it names
         changes = fingerprinter.take_changes()
+        newest = 0
         for cluster, _ in changes:
-            await connection.execute(
+            changed = await connection.fetchval(
                 "INSERT INTO fingerprint_templates"
                 " (fingerprint, service, category, first_shape, tokens, created)"
                 " VALUES ($1, $2, $3, $4, $5, nextval('fingerprint_template_changes'))"
                 " ON CONFLICT (fingerprint) DO UPDATE SET tokens = excluded.tokens,"
-                " changed = nextval('fingerprint_template_changes')",
+                " changed = nextval('fingerprint_template_changes') RETURNING changed",
                 cluster.fingerprint,
                 cluster.scope[0],
                 cluster.scope[1],
                 json.dumps(list(cluster.first_key)),
                 json.dumps([list(token) for token in cluster.tokens]),
             )
+            newest = max(newest, int(changed))
         for cluster, into in changes:
             if into is not None:
-                await connection.execute(
+                changed = await connection.fetchval(
                     "UPDATE fingerprint_templates SET merged_into = $2,"
-                    " changed = nextval('fingerprint_template_changes') WHERE fingerprint = $1",
+                    " changed = nextval('fingerprint_template_changes') WHERE fingerprint = $1"
+                    " RETURNING changed",
                     cluster.fingerprint,
                     into,
                 )
+                newest = max(newest, int(changed))
+        return newest
