@@ -12,10 +12,11 @@ row with ``merged_into`` set, so a fingerprint handed out before the merge still
 
 The miner is synchronous (the listener calls it while coalescing a batch), so the store
 runs its own connection on a private event loop in a thread, and a new shape waits for one
-round trip. A line of a known shape costs nothing more, and a process starting loads every
-template and every shape placed so far, so a restarted listener meets its known shapes
-without a round trip. When PostgreSQL cannot be reached
-the shape is placed locally (logged), and the store is tried again on the next new shape.
+short transaction (a few milliseconds). A line of a known shape costs nothing more, and a
+process starting loads every template and every shape placed so far, so a restarted
+listener meets its known shapes without a round trip. When PostgreSQL cannot be reached
+the shape is placed locally (logged), and the store is left alone for 30 s before the next
+try, so an outage does not cost a timeout per new shape.
 """
 
 from __future__ import annotations
