@@ -358,6 +358,19 @@ class Settings(BaseSettings):
         ge=100,
         description="entries pending this long are taken over (XAUTOCLAIM) from a dead listener",
     )
+    fingerprint_shared: bool = Field(
+        default=True,
+        validation_alias="AIOPS_FINGERPRINT_SHARED",
+        description="listeners keep the problem templates in PostgreSQL, so every listener, "
+        "and one restarted, gives a line the same fingerprint; off: each mines its own in memory",
+    )
+    fingerprint_refresh_s: float = Field(
+        default=5.0,
+        validation_alias="AIOPS_FINGERPRINT_REFRESH_S",
+        ge=0,
+        description="how often a listener takes the other listeners' template changes (merges) "
+        "between the new line shapes it sees",
+    )
     incident_correlate_s: float = Field(
         default=120.0,
         validation_alias="AIOPS_INCIDENT_CORRELATE_S",
