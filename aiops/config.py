@@ -423,6 +423,26 @@ class Settings(BaseSettings):
         validation_alias="AIOPS_SECRET_KEY",
         description="Fernet key encrypting service credentials; unset: generated under AIOPS_HOME",
     )
+    # --- audit log (aiops/audit): keyed chain, anchors outside the table ---
+    audit_key: SecretStr | None = Field(
+        default=None,
+        validation_alias="AIOPS_AUDIT_KEY",
+        description="secret the audit chain's HMAC and its anchors' signatures are derived "
+        "from (HKDF); unset: derived from AIOPS_SECRET_KEY. The database never sees it",
+    )
+    audit_anchor_dir: Path | None = Field(
+        default=None,
+        validation_alias="AIOPS_AUDIT_ANCHOR_DIR",
+        description="directory of audit-anchors.jsonl, the signed checkpoints of the audit "
+        "chain's head (keep it off the database host); unset: AIOPS_HOME/audit",
+    )
+    audit_anchor_interval_s: float = Field(
+        default=300.0,
+        validation_alias="AIOPS_AUDIT_ANCHOR_INTERVAL_S",
+        ge=1,
+        description="how often the worker's AuditAnchorWorkflow checkpoints the audit head; "
+        "rows written since the last checkpoint are the window a truncation can hide in",
+    )
     worker_max_activities: int = Field(
         default=50,
         validation_alias="AIOPS_WORKER_MAX_ACTIVITIES",
@@ -596,6 +616,11 @@ class Settings(BaseSettings):
     @property
     def home_dir(self) -> Path:
         return self.home.expanduser().resolve()
+
+    @property
+    def audit_anchor_path(self) -> Path:
+        base = self.audit_anchor_dir.expanduser() if self.audit_anchor_dir else None
+        return (base or self.home_dir / "audit").resolve() / "audit-anchors.jsonl"
 
 
 def _env_names() -> dict[str, str]:
