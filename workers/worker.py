@@ -18,6 +18,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.agents import AgentActivities
+from activities.audit import AuditActivities
 from activities.healing import HealingActivities
 from activities.knowledge import KnowledgeActivities, PatternLearningActivities
 from activities.modes import ModeActivities
@@ -34,7 +35,7 @@ from aiops.actions.simulated import SimulatedAdapter
 from aiops.agents.builtin import BUILTIN_IDS, builtin_agents
 from aiops.agents.loader import load_custom_agents
 from aiops.agents.presence import AgentPresence
-from aiops.audit import AuditLog
+from aiops.audit import AnchorFile, AuditLog, audit_keys
 from aiops.auth.approvals import ApprovalSigner
 from aiops.auth.keys import approval_key
 from aiops.config import Settings
@@ -56,7 +57,9 @@ from aiops.policy import PolicyFile
 from aiops.registry import ServiceRegistry
 from aiops.registry.secrets import load_fernet
 from aiops.temporal_client import connect
+from workers.commands.audit import start_anchor_workflow
 from workflows import ALL_WORKFLOWS
+from workflows.audit import AuditAnchorWorkflow
 
 log = logging.getLogger(__name__)
 
@@ -167,6 +170,10 @@ async def running_worker(settings: Settings, client: Client) -> AsyncIterator[Wo
         client=client,
         settings=settings,
     )
+    keys = audit_keys(settings)
+    holders.append(
+        AuditActivities(AuditLog(pool, keys), AnchorFile(settings.audit_anchor_path, keys.anchor))
+    )
     try:
         try:
             await agents.start()
@@ -176,7 +183,7 @@ async def running_worker(settings: Settings, client: Client) -> AsyncIterator[Wo
         worker = Worker(
             client,
             task_queue=settings.temporal_task_queue,
-            workflows=ALL_WORKFLOWS,
+            workflows=[*ALL_WORKFLOWS, AuditAnchorWorkflow],
             activities=activities_of(*holders),
             max_concurrent_activities=settings.worker_max_activities,
             max_concurrent_workflow_tasks=settings.worker_max_workflow_tasks,
@@ -209,6 +216,7 @@ async def run(settings: Settings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     async with running_worker(settings, client):
+        await start_anchor_workflow(client, settings)
         log.info(
             "worker polling task queue %s on %s (namespace %s)",
             settings.temporal_task_queue,

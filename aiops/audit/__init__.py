@@ -3,7 +3,7 @@ checkpoints of its head kept outside the database."""
 
 from aiops.audit.anchors import AnchorError, AnchorFile
 from aiops.audit.chain import AuditEntry, AuditLog, AuditRecord, AuditVerification, Checkpoint
-from aiops.audit.keys import AuditKeys, audit_keys
+from aiops.audit.keys import AuditKeys, audit_keys, derive_audit_keys
 
 __all__ = [
     "AnchorError",
@@ -15,4 +15,5 @@ __all__ = [
     "AuditVerification",
     "Checkpoint",
     "audit_keys",
+    "derive_audit_keys",
 ]

@@ -256,9 +256,22 @@ class AuditLog:
             start = since.seq if since else 0
             if since is not None and since.seq > 0:
                 row = await conn.fetchrow("SELECT hash FROM audit_log WHERE seq = $1", since.seq)
-                if row is None or not hmac.compare_digest(row["hash"], since.head):
+                when = f"{since.ts:%Y-%m-%d %H:%M:%S}"
+                if row is None:
                     return walk.result(
-                        (since.seq, f"row {since.seq} differs from the last checkpoint or is gone")
+                        (
+                            since.seq,
+                            f"row {since.seq} is gone: the checkpoint of {when} "
+                            "anchored it (deleted from the end)",
+                        )
+                    )
+                if not hmac.compare_digest(row["hash"], since.head):
+                    return walk.result(
+                        (
+                            since.seq,
+                            f"row {since.seq} differs from the checkpoint of {when}: "
+                            "rewritten after it was anchored",
+                        )
                     )
             async with conn.transaction(isolation="repeatable_read", readonly=True):
                 query = (

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 from datetime import timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError
 
 from aiops.audit import (
@@ -26,6 +26,7 @@ from aiops.db.pool import create_pool
 from aiops.endpoints import resolve_database_url
 from aiops.errors import AiopsError
 from aiops.temporal_client import connect
+from workflows.audit import AuditAnchorWorkflow
 
 _QUERY_TIMEOUT = timedelta(seconds=20)
 
@@ -43,12 +44,14 @@ def anchor_file(settings: Settings) -> AnchorFile:
     return AnchorFile(settings.audit_anchor_path, audit_keys(settings).anchor)
 
 
-async def start_anchor_workflow(client: Client, settings: Settings) -> None:
+async def start_anchor_workflow(
+    client: Client, settings: Settings, budget: int = AnchorRun.model_fields["budget"].default
+) -> WorkflowHandle[Any, Any]:
     """Start AuditAnchorWorkflow, or tell the running one this worker's interval: one
     workflow per namespace whichever worker starts first (signal-with-start, fixed id)."""
-    await client.start_workflow(
+    return await client.start_workflow(
         ANCHOR_WORKFLOW,
-        AnchorRun(interval_s=settings.audit_anchor_interval_s),
+        AnchorRun(interval_s=settings.audit_anchor_interval_s, budget=budget),
         id=ANCHOR_WORKFLOW_ID,
         task_queue=settings.temporal_task_queue,
         start_signal="configure",
@@ -61,9 +64,7 @@ async def temporal_checkpoint(settings: Settings) -> Checkpoint | None:
     client = await connect(settings)
     try:
         handle = client.get_workflow_handle(ANCHOR_WORKFLOW_ID)
-        latest: Checkpoint | None = await handle.query(
-            "latest", result_type=Checkpoint | None, rpc_timeout=_QUERY_TIMEOUT
-        )
+        latest = await handle.query(AuditAnchorWorkflow.latest, rpc_timeout=_QUERY_TIMEOUT)
     except RPCError as error:
         raise AuditCommandError(
             f"cannot ask {ANCHOR_WORKFLOW_ID} for its checkpoint: {error}"
