@@ -49,3 +49,6 @@ BEGIN
                    app_role);
 END;
 $$;
+
+-- the newest row of one kind (the policy last recorded in force at a worker's start)
+CREATE INDEX audit_log_action_idx ON audit_log (action, seq);

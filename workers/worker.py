@@ -36,6 +36,7 @@ from aiops.agents.builtin import BUILTIN_IDS, builtin_agents
 from aiops.agents.loader import load_custom_agents
 from aiops.agents.presence import AgentPresence
 from aiops.audit import AnchorFile, AuditLog, audit_keys
+from aiops.audit.records import record_policy
 from aiops.auth.approvals import ApprovalSigner
 from aiops.auth.keys import approval_key
 from aiops.config import Settings
@@ -106,8 +107,9 @@ def activity_holders(
         pool, registry, PolicyFile(policy_file), signer, approvals, frozenset(adapters)
     )
     executor = ActionExecutor(pool, registry, adapters, guard)
+    audit = AuditLog(pool, audit_keys(settings) if settings is not None else None)
     return [
-        HealingActivities(pool, executor, registry, AuditLog(pool), signer, approvals, client),
+        HealingActivities(pool, executor, registry, audit, signer, approvals, client),
         KnowledgeActivities(
             kg,
             mesh,
@@ -122,8 +124,8 @@ def activity_holders(
             PatternEvolver(pool, mesh=mesh, min_outcomes=pattern_min_outcomes)
         ),
         # AIOPS_NOTIFY_*, AIOPS_PUBLIC_URL: from settings, else the process's own
-        NotifyActivities(pool, registry, AuditLog(pool), settings=settings),
-        SilenceActivities(pool, registry, AuditLog(pool)),
+        NotifyActivities(pool, registry, audit, settings=settings),
+        SilenceActivities(pool, registry, audit),
         ModeActivities(pool, client),
     ]
 
@@ -180,6 +182,10 @@ async def running_worker(settings: Settings, client: Client) -> AsyncIterator[Wo
         except asyncpg.PostgresError as error:
             # the agents' health is for operators; the worker's activities do not need it
             log.warning("agents not registered (%s): run `aiops migrate`", error)
+        try:
+            await record_policy(AuditLog(pool, keys), settings.policy_file, "aiops-worker")
+        except asyncpg.PostgresError as error:
+            log.warning("policy in force not audited (%s): run `aiops migrate`", error)
         worker = Worker(
             client,
             task_queue=settings.temporal_task_queue,

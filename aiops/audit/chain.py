@@ -317,12 +317,20 @@ class AuditLog:
         row = await conn.fetchrow(f"SELECT last_value, is_called FROM {name}")
         return int(row["last_value"]) if row and row["is_called"] else 0
 
-    async def list(self, workflow_id: str | None = None, limit: int = 100) -> list[AuditRecord]:
+    async def latest(self, action: str) -> AuditRecord | None:
+        """The newest row of one action (e.g. the policy last recorded in force)."""
+        found = await self.list(action=action, limit=1)
+        return found[0] if found else None
+
+    async def list(
+        self, workflow_id: str | None = None, limit: int = 100, action: str | None = None
+    ) -> list[AuditRecord]:
         rows = await self._pool.fetch(
             "SELECT * FROM audit_log WHERE ($1::text IS NULL OR workflow_id = $1)"
-            " ORDER BY seq DESC LIMIT $2",
+            " AND ($3::text IS NULL OR action = $3) ORDER BY seq DESC LIMIT $2",
             workflow_id,
             limit,
+            action,
         )
         return [
             AuditRecord(
