@@ -122,6 +122,13 @@ class Settings(BaseSettings):
         validation_alias="AIOPS_API_TOKEN",
         description="bearer token `aiops api` requires on POST endpoints; unset: no token asked",
     )
+    kg_search_per_minute: int = Field(
+        default=60,
+        validation_alias="AIOPS_KG_SEARCH_PER_MINUTE",
+        ge=0,
+        description="`GET /kg/search` requests one identity (token subject) may make in any "
+        "60 s, counted in Redis across API replicas; more get 429 with Retry-After. 0: no limit",
+    )
     # --- identities, roles, approvals (aiops/auth) ---
     jwt_secret: SecretStr | None = Field(
         default=None,
