@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import TypeVar
 
 import asyncpg
+import pytest
+from pydantic import SecretStr
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -19,9 +21,11 @@ from activities.audit import AuditActivities
 from aiops.audit import AnchorFile, AuditEntry, AuditLog, Checkpoint, derive_audit_keys
 from aiops.config import Settings
 from aiops.db.pool import create_pool
-from workers.commands.audit import start_anchor_workflow
+from aiops.errors import AiopsError
+from workers.commands.audit import start_anchor_workflow, temporal_checkpoint
 from workflows.audit import AuditAnchorWorkflow
 
+# what AIOPS_AUDIT_KEY=anchor-test-secret gives
 KEYS = derive_audit_keys(b"anchor-test-secret")
 T = TypeVar("T")
 
@@ -76,6 +80,14 @@ async def test_anchor_workflow_checkpoints_and_catches_truncation(
             await env.sleep(61)
             held = await _until(latest, lambda c: c is not None and c.seq == 5)
             assert [a.seq for a in anchors.read()] == [3, 5]
+            # what `aiops audit verify --temporal` reads: the workflow's copy, signature checked
+            address = env.client.service_client.config.target_host
+            via = settings.model_copy(update={"temporal_address": address})
+            keyed = via.model_copy(update={"audit_key": SecretStr("anchor-test-secret")})
+            assert await temporal_checkpoint(keyed) == held
+            other = via.model_copy(update={"audit_key": SecretStr("another")})
+            with pytest.raises(AiopsError, match="not signed with the audit key"):
+                await temporal_checkpoint(other)
             # budget 2: the third round runs in a new run, the checkpoint carried over
             await env.sleep(61)
             described = await env.client.get_workflow_handle(handle.id).describe()
