@@ -82,13 +82,16 @@ class AuditVerification(BaseModel):
     anchored_seq: int | None = None
 
 
+# one encoder for every row: json.dumps would build one per call, a cost per verified row
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def _canonical(seq: int, ts: datetime, fields: Mapping[str, Any]) -> bytes:
-    return json.dumps(
-        {"seq": seq, "ts": ts.astimezone(UTC).isoformat(), **fields},
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=False,
-    ).encode()
+    return _ENCODER.encode({"seq": seq, "ts": ts.astimezone(UTC).isoformat(), **fields}).encode()
+
+
+def _mac(key: bytes, content: bytes) -> str:
+    return hmac.digest(key, content, "sha256").hex()
 
 
 def row_hash(prev_hash: str, seq: int, ts: datetime, entry: AuditEntry) -> str:
@@ -99,8 +102,7 @@ def row_hash(prev_hash: str, seq: int, ts: datetime, entry: AuditEntry) -> str:
 
 
 def row_mac(key: bytes, prev_hash: str, seq: int, ts: datetime, entry: AuditEntry) -> str:
-    canonical = _canonical(seq, ts, entry.model_dump(mode="json"))
-    return hmac.new(key, prev_hash.encode() + canonical, hashlib.sha256).hexdigest()
+    return _mac(key, prev_hash.encode() + _canonical(seq, ts, entry.model_dump(mode="json")))
 
 
 def _row_fields(row: asyncpg.Record) -> dict[str, Any]:
@@ -145,7 +147,7 @@ class _Walk:
             return seq, f"row {seq} does not link to row {seq - 1}: deleted or replaced"
         content = self.prev.encode() + _canonical(seq, row["ts"], _row_fields(row))
         if row["mac_alg"] == KEYED:
-            expected = hmac.new(self.key, content, hashlib.sha256).hexdigest()
+            expected = _mac(self.key, content)
             if not hmac.compare_digest(expected, row["hash"]):
                 return seq, (
                     f"row {seq} was changed after it was written, or forged: its HMAC does "
