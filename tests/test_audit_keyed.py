@@ -115,6 +115,8 @@ async def test_a_tampered_anchor_file_is_refused(
     shown = await _cli("verify")
     assert shown.exit_code == 1 and "line 2 is not signed" in shown.output
     assert len(shown.output.strip().splitlines()) == 1
+    refused = await _cli("anchor")  # nothing is anchored on top of a forged line
+    assert refused.exit_code == 1 and "not signed with the audit key" in refused.output
 
 
 @pytest_asyncio.fixture

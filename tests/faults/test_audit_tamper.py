@@ -129,6 +129,8 @@ async def test_forged_rows_with_valid_plain_hashes(app: Setup, fault_table: obje
     result = await _cli("verify")
     assert result.exit_code == 1
     assert "row 6" in result.output and "forged" in result.output
+    refused = await _cli("anchor")  # the worker's checkpoint never blesses a forgery
+    assert refused.exit_code == 1 and "not anchored" in refused.output
     # marked as keyed, the same rows fail their HMAC
     await _as_owner(app.database_url, "DELETE FROM audit_log WHERE seq > 5")
     await _forge(app.database_url, 3, mac_alg="hmac-sha256")

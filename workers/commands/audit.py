@@ -153,15 +153,16 @@ def anchor() -> None:
 
     try:
         made = asyncio.run(run())
+        if isinstance(made, AuditVerification):
+            typer.echo(
+                f"not anchored: audit log BROKEN at row {made.broken_seq}: {made.reason}",
+                err=True,
+            )
+            raise typer.Exit(1)
+        written = anchors.append(made)
     except AnchorError as error:
         typer.echo(f"audit anchors BROKEN: {error}", err=True)
         raise typer.Exit(1) from None
-    if isinstance(made, AuditVerification):
-        typer.echo(
-            f"not anchored: audit log BROKEN at row {made.broken_seq}: {made.reason}", err=True
-        )
-        raise typer.Exit(1)
-    written = anchors.append(made)
     state = "anchored" if written else "already anchored"
     typer.echo(f"{state}: row {made.seq} in {anchors.path}")
 
