@@ -10,7 +10,6 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from pydantic import BaseModel, ConfigDict
 
 from aiops.config import Settings
-from aiops.registry.secrets import secret_key_bytes
 
 
 class AuditKeys(BaseModel):
@@ -34,4 +33,7 @@ def derive_audit_keys(secret: bytes) -> AuditKeys:
 def audit_keys(settings: Settings) -> AuditKeys:
     if settings.audit_key is not None:
         return derive_audit_keys(settings.audit_key.get_secret_value().encode())
+    # imported here: aiops.registry imports aiops.modes, which writes audit rows
+    from aiops.registry.secrets import secret_key_bytes
+
     return derive_audit_keys(secret_key_bytes(settings))
