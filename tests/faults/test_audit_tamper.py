@@ -118,7 +118,8 @@ async def test_tail_truncated_and_sequence_reset(app: Setup, fault_table: object
         lost=6,
         duplicated=0,
         acted_twice=0,
-        note="detected: rows 7..10 named (11..12 were after the last checkpoint)",
+        detected=True,
+        note="rows 7..10 named (11..12 were after the last checkpoint)",
     )
 
 
@@ -144,7 +145,8 @@ async def test_forged_rows_with_valid_plain_hashes(app: Setup, fault_table: obje
         lost=0,
         duplicated=0,
         acted_twice=0,
-        note="detected: row 6 named (3 rows inserted)",
+        detected=True,
+        note="row 6 named (3 rows inserted)",
     )
 
 
@@ -166,5 +168,6 @@ async def test_whole_log_rewritten_as_legacy(app: Setup, fault_table: object) ->
         lost=4,
         duplicated=0,
         acted_twice=0,
-        note="detected: row 1 named",
+        detected=True,
+        note="row 1 named",
     )
