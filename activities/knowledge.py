@@ -10,6 +10,7 @@ from pathlib import Path
 from temporalio import activity
 
 from aiops.diagnosis.llm import RootCauseNote, RootCauseRequest, RootCauseWriter
+from aiops.diagnosis.tools import ToolPlanner
 from aiops.events.envelope import Event, EventType, Severity
 from aiops.events.mesh import EventMesh
 from aiops.knowledge import KnowledgeGraph, ProblemIn
@@ -42,8 +43,10 @@ class KnowledgeActivities:
         root_cause: RootCauseWriter | None = None,
         agents_configured: bool = False,
         limits: LimitsCache | None = None,
+        tools: ToolPlanner | None = None,
     ) -> None:
         self._kg = kg
+        self._tools = tools
         self._mesh = mesh
         self._policy_file = policy_file
         self._root_cause = root_cause
@@ -117,6 +120,8 @@ class KnowledgeActivities:
             for solution in hit.solutions
             if solution.actions
         ]
+        if self._tools is not None:  # fixes that use a tool plan its primitive steps
+            candidates = await self._tools.expand(candidates, request.service)
         return CandidateSearch(
             masked_text=mask(request.text),
             candidates=candidates,

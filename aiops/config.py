@@ -117,10 +117,29 @@ class Settings(BaseSettings):
         gt=0,
         description="how long a root-cause note may take before the diagnosis goes on without",
     )
+    tool_mine_min_runs: int = Field(
+        default=3,
+        validation_alias="AIOPS_TOOL_MINE_MIN_RUNS",
+        ge=1,
+        description="`aiops tools build` drafts a tool from a sequence of actions once it "
+        "healed one problem this many times",
+    )
+    tool_mine_require_approval: bool = Field(
+        default=True,
+        validation_alias="AIOPS_TOOL_MINE_REQUIRE_APPROVAL",
+        description="count only runs a person approved when mining sequences for tools",
+    )
     api_token: SecretStr | None = Field(
         default=None,
         validation_alias="AIOPS_API_TOKEN",
         description="bearer token `aiops api` requires on POST endpoints; unset: no token asked",
+    )
+    kg_search_per_minute: int = Field(
+        default=60,
+        validation_alias="AIOPS_KG_SEARCH_PER_MINUTE",
+        ge=0,
+        description="`GET /kg/search` requests one identity (token subject) may make in any "
+        "60 s, counted in Redis across API replicas; more get 429 with Retry-After. 0: no limit",
     )
     # --- identities, roles, approvals (aiops/auth) ---
     jwt_secret: SecretStr | None = Field(
@@ -347,6 +366,19 @@ class Settings(BaseSettings):
         ge=100,
         description="entries pending this long are taken over (XAUTOCLAIM) from a dead listener",
     )
+    fingerprint_shared: bool = Field(
+        default=True,
+        validation_alias="AIOPS_FINGERPRINT_SHARED",
+        description="listeners keep the problem templates in PostgreSQL, so every listener, "
+        "and one restarted, gives a line the same fingerprint; off: each mines its own in memory",
+    )
+    fingerprint_refresh_s: float = Field(
+        default=5.0,
+        validation_alias="AIOPS_FINGERPRINT_REFRESH_S",
+        ge=0,
+        description="how often a listener takes the other listeners' template changes (merges) "
+        "between the new line shapes it sees",
+    )
     incident_correlate_s: float = Field(
         default=120.0,
         validation_alias="AIOPS_INCIDENT_CORRELATE_S",
@@ -431,6 +463,26 @@ class Settings(BaseSettings):
         default=None,
         validation_alias="AIOPS_SECRET_KEY",
         description="Fernet key encrypting service credentials; unset: generated under AIOPS_HOME",
+    )
+    # --- audit log (aiops/audit): keyed chain, anchors outside the table ---
+    audit_key: SecretStr | None = Field(
+        default=None,
+        validation_alias="AIOPS_AUDIT_KEY",
+        description="secret the audit chain's HMAC and its anchors' signatures are derived "
+        "from (HKDF); unset: derived from AIOPS_SECRET_KEY. The database never sees it",
+    )
+    audit_anchor_dir: Path | None = Field(
+        default=None,
+        validation_alias="AIOPS_AUDIT_ANCHOR_DIR",
+        description="directory of audit-anchors.jsonl, the signed checkpoints of the audit "
+        "chain's head (keep it off the database host); unset: AIOPS_HOME/audit",
+    )
+    audit_anchor_interval_s: float = Field(
+        default=300.0,
+        validation_alias="AIOPS_AUDIT_ANCHOR_INTERVAL_S",
+        ge=1,
+        description="how often the worker's AuditAnchorWorkflow checkpoints the audit head; "
+        "rows written since the last checkpoint are the window a truncation can hide in",
     )
     worker_max_activities: int = Field(
         default=50,
@@ -605,6 +657,11 @@ class Settings(BaseSettings):
     @property
     def home_dir(self) -> Path:
         return self.home.expanduser().resolve()
+
+    @property
+    def audit_anchor_path(self) -> Path:
+        base = self.audit_anchor_dir.expanduser() if self.audit_anchor_dir else None
+        return (base or self.home_dir / "audit").resolve() / "audit-anchors.jsonl"
 
 
 def _env_names() -> dict[str, str]:

@@ -16,7 +16,8 @@ from temporalio.client import WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 from webhook import Receiver
 
-from aiops.audit import AuditLog
+from aiops.audit import AuditLog, audit_keys
+from aiops.config import Settings
 from aiops.db.pool import create_pool
 from aiops.models.incident import IncidentStatus
 from aiops.modes.report import shadow_report
@@ -103,7 +104,8 @@ async def test_quick_demo_heals_rolls_back_and_escalates(
         audited = await pool.fetch(
             "SELECT action, decision FROM audit_log WHERE workflow_id LIKE 'incident-%'"
         )
-        chain = await AuditLog(pool).verify()
+        # the demo's worker keyed the chain with the key generated under its AIOPS_HOME
+        chain = await AuditLog(pool, audit_keys(Settings(home=tmp_path))).verify()
         registered = await pool.fetchval("SELECT count(*) FROM services")
     finally:
         await pool.close()

@@ -211,7 +211,9 @@ class _Handler(BaseHTTPRequestHandler):
         fake = self.server.fake
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         with fake.lock:
-            fake.requests.append(Recorded(self.path, dict(self.headers.items()), body))
+            # header names are case-insensitive (the openai client sends them in lower case)
+            headers = {name.lower(): value for name, value in self.headers.items()}
+            fake.requests.append(Recorded(self.path, headers, body))
             action = fake.script.pop(0) if fake.script else 200
             dim = fake.dim
         if self.path != "/v1/embeddings":
@@ -281,8 +283,8 @@ async def test_openai_sends_bearer_key_only_when_set(fake: FakeOpenAI) -> None:
     await client_for(fake, api_key=SecretStr("sk-test-123")).embed(["a"])
     await client_for(fake).embed(["b"])
     with_key, without_key = fake.requests
-    assert with_key.headers["Authorization"] == "Bearer sk-test-123"
-    assert "Authorization" not in without_key.headers
+    assert with_key.headers["authorization"] == "Bearer sk-test-123"
+    assert "authorization" not in without_key.headers
 
 
 async def test_openai_retries_429_and_5xx_then_succeeds(fake: FakeOpenAI) -> None:
@@ -470,7 +472,7 @@ async def test_factory_openai_reaches_the_configured_server(fake: FakeOpenAI) ->
     vectors = await embedder.embed(["p", "q", "r"])
     np.testing.assert_allclose(vectors, expected_vectors(["p", "q", "r"], 16), atol=1e-6)
     assert fake.inputs == [["p", "q"], ["r"]]
-    assert fake.requests[0].headers["Authorization"] == "Bearer sk-local"
+    assert fake.requests[0].headers["authorization"] == "Bearer sk-local"
     assert fake.requests[0].body["model"] == "nomic-embed-text"
     assert "dimensions" not in fake.requests[0].body
 

@@ -23,12 +23,19 @@ from aiops.fingerprint import (
     FingerprintState,
     mask_variables,
 )
-from aiops.fingerprint.alignment import NO_MATCH, align
 from aiops.fingerprint.evaluation import grouping_accuracy
-from aiops.fingerprint.masking import WILDCARD, tokenize
+from aiops.fingerprint.tokens import key_of, render, tokenize
 from workers.commands import fingerprint as fingerprint_command
 
-LOGHUB = Path(__file__).resolve().parents[2] / "shared" / "data" / "loghub-dev"
+# ../shared/data beside the repository (or beside the folder of worktrees it sits in)
+LOGHUB = next(
+    (
+        folder / "shared" / "data" / "loghub-dev"
+        for folder in Path(__file__).resolve().parents
+        if (folder / "shared" / "data" / "loghub-dev").is_dir()
+    ),
+    Path(__file__).resolve().parents[2] / "shared" / "data" / "loghub-dev",
+)
 
 
 # --- masking ------------------------------------------------------------------------
@@ -111,7 +118,7 @@ def test_same_event_with_different_variables_shares_a_fingerprint() -> None:
     first = fp.add("connection refused to 10.0.0.7:5432 after 3 retries")
     second = fp.add("connection refused to 10.9.8.1:6379 after 12 retries")
     assert first.fingerprint == second.fingerprint
-    assert second.template == "connection refused to <IP> after <NUM> retries"
+    assert second.template == "connection refused to <*> after <*> retries"
     assert second.cluster_size == 2
 
 
@@ -142,15 +149,16 @@ def test_a_message_with_one_more_field_is_another_event() -> None:
 
 def test_fingerprint_is_stable_while_the_template_generalises() -> None:
     fp = Fingerprinter()
-    first = fp.add("connection to db-main closed by peer")
-    assert first.template == "connection to db-main closed by peer"
-    second = fp.add("connection to db-7 closed by peer")
-    third = fp.add("connection to db-replica closed by peer")
-    assert second.template == third.template == "connection to <*> closed by peer"
+    line = "connection to {} closed by peer after the server sent a reset"
+    first = fp.add(line.format("primary"))
+    assert first.template == line.format("primary")
+    second = fp.add(line.format("replica"))
+    third = fp.add(line.format("db-7"))
+    assert second.template == third.template == line.format("<*>")
     assert first.fingerprint == second.fingerprint == third.fingerprint
     assert third.cluster_size == 3
-    # the id is still the one derived from the group's first masked form
-    expected = hashlib.sha256(b"||connection to db-main closed by peer").hexdigest()[:16]
+    # the id is still the one derived from the group's first shape
+    expected = hashlib.sha256(f"||{line.format('primary')}".encode()).hexdigest()[:16]
     assert first.fingerprint == expected
 
 
@@ -222,30 +230,63 @@ def test_long_messages_are_grouped_without_exhausting_the_stack() -> None:
     first = fp.add(" ".join(words) + " took 12 ms")
     same = fp.add(" ".join(words) + " took 907 ms")
     words[1500] = "different"
-    other = fp.add(" ".join(words) + " took 12 ms")
-    # differing everywhere: too far apart to align, and no recursion limit is hit
-    unrelated = fp.add(" ".join(reversed(words)))
-    assert same.fingerprint == first.fingerprint
-    assert len({first.fingerprint, other.fingerprint, unrelated.fingerprint}) == 3
+    # one word in three thousand: within what the similarity allows
+    close = fp.add(" ".join(words) + " took 12 ms")
+    # differing nearly everywhere
+    unrelated = fp.add(" ".join(reversed(words)) + " took 12 ms")
+    assert same.fingerprint == first.fingerprint == close.fingerprint
+    assert unrelated.fingerprint != first.fingerprint
 
 
-def test_alignment_spans() -> None:
-    def key(message: str) -> list[str]:
-        return [WILDCARD if t.variable else t.text for t in tokenize(message)]
+@pytest.mark.parametrize(
+    ("message", "shape"),
+    [
+        ("retry 3 of 5 failed", "retry <*> of <*> failed"),
+        ("took 19.05 seconds, wrote 5.2KB", "took <*> seconds, wrote <*>"),
+        ("connect to 10.0.0.7:5432 refused", "connect to <*> refused"),
+        ("from 2607:f140:6000:8:c6b3:1ff:fecd:467f ok", "from <*> ok"),
+        ("BSSID changed to 5c:50:15:36:bc:03", "BSSID changed to <*>"),
+        ("instance 96abccce-8d1f-4e07-b6d1-4b2ab87e23b4 deleted", "instance <*> deleted"),
+        ("cannot open /var/lib/nova/instances/_base now", "cannot open <*> now"),
+        (r"Loaded C:\Windows\winsxs\cbscore.dll", "Loaded <*>"),
+        ("GET https://api.example.com/v1/orders?id=7&x=y failed", "GET <*> failed"),
+        ("mail to ops.team@example.com bounced", "mail to <*> bounced"),
+        ("at 2024-01-02T03:04:05.123Z started", "at <*> started"),
+        ("[22:32:34.846] playback", "[<*>] playback"),
+        ("synchronized to LOCAL(0), stratum 10", "synchronized to <*>, stratum <*>"),
+        ("setLightsOn(true) force=False", "setLightsOn(<*>) force=<*>"),
+        ("IRQs 3 4 5 6 7 10 11 12 routed", "IRQs <*> routed"),
+        ("VM Paused (Lifecycle Event)", "VM Paused (Lifecycle Event)"),
+    ],
+)
+def test_token_classes_make_data_variable_and_keep_words(message: str, shape: str) -> None:
+    assert render(tokenize(message)) == shape
+    assert key_of(message) == tuple(t.text for t in tokenize(message))
 
-    local = align(
-        key("synchronized to 10.0.0.1, stratum 3"),
-        key("synchronized to LOCAL(0), stratum 10"),
-        max_span=5,
-        max_words=1,
-    )
-    assert local == 4  # synchronized, to, ",", stratum
-    assert (
-        align(
-            key('x "GET /a HTTP/1.1" ok'), key('x "POST /a HTTP/1.1" ok'), max_span=5, max_words=1
-        )
-        == NO_MATCH
-    )
+
+def test_a_differing_word_joins_a_long_template_but_not_a_short_one() -> None:
+    fp = Fingerprinter()
+    # ten words: one of them may differ (similarity 0.9) and becomes <*>
+    long = "the scheduler told {} to run this job but the start time is later"
+    first = fp.add(long.format("heartbeat"))
+    second = fp.add(long.format("safebrowsing"))
+    assert first.fingerprint == second.fingerprint
+    assert "<*>" in second.template
+    # two words: the one that differs names the event
+    assert fp.add("VM Paused").fingerprint != fp.add("VM Resumed").fingerprint
+
+
+def test_templates_one_covers_are_merged_and_the_old_id_resolves() -> None:
+    fp = Fingerprinter(FingerprintConfig(slot_values=3))
+    ids = [fp.add(f"removing {name}").fingerprint for name in ("echo", "chargen")]
+    assert ids[0] != ids[1]
+    third = fp.add("removing daytime")
+    # the third value makes the slot data: the three templates are one, the oldest id stays
+    assert third.fingerprint == ids[0]
+    assert third.template == "removing <*>"
+    assert fp.resolve(ids[1]) == ids[0]
+    assert fp.add("removing chargen").fingerprint == ids[0]
+    assert len(fp) == 1
 
 
 # --- command line -------------------------------------------------------------------
@@ -274,7 +315,7 @@ def test_cli_prints_one_json_line_per_message(tmp_path: Path) -> None:
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert [set(line) for line in lines] == [{"fingerprint", "template"}] * 3
     assert lines[0]["fingerprint"] == lines[2]["fingerprint"] != lines[1]["fingerprint"]
-    assert lines[1]["template"] == "disk full on <PATH>"
+    assert lines[1]["template"] == "disk full on <*>"
 
 
 def test_cli_reads_standard_input() -> None:
@@ -284,7 +325,7 @@ def test_cli_reads_standard_input() -> None:
     assert result.exit_code == 0, result.output
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert len(lines) == 2
-    assert lines[0]["template"] == "job a failed: exit <NUM>"
+    assert lines[0]["template"] == "job a failed: exit <*>"
 
 
 def test_cli_output_is_the_same_in_another_process(tmp_path: Path) -> None:
@@ -336,8 +377,8 @@ def _loghub(name: str) -> tuple[list[str], list[str]]:
 
 @pytest.mark.parametrize(
     ("dataset", "floor"),
-    # measured 1.000, 1.000, 0.996, 0.869; drain3 defaults get 0.998, 0.309, 0.571, 0.715
-    [("HDFS", 0.99), ("OpenStack", 0.95), ("Windows", 0.95), ("Mac", 0.84)],
+    # measured 1.000, 0.979, 1.000, 0.938; drain3 defaults get 0.998, 0.309, 0.571, 0.715
+    [("HDFS", 0.99), ("OpenStack", 0.95), ("Windows", 0.95), ("Mac", 0.90)],
 )
 def test_grouping_accuracy_on_real_logs(dataset: str, floor: float) -> None:
     messages, truth = _loghub(dataset)

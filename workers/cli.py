@@ -44,6 +44,7 @@ def _register() -> None:
         services,
         silence,
         token,
+        tools,
         worker_cmd,
     )
 
@@ -75,6 +76,7 @@ def _register() -> None:
     app.add_typer(silence.app, name="silence")
     app.add_typer(note.app, name="note")
     app.command("codec-server")(codec_server.codec_server)
+    app.add_typer(tools.app, name="tools")
 
 
 def _run() -> int:

@@ -41,6 +41,7 @@ from aiops.events.store import EventStore
 from aiops.events.trim import StreamTrimmer
 from aiops.events.trust import EventTrust
 from aiops.fingerprint import Fingerprinter as ProblemFingerprinter
+from aiops.fingerprint.store import SharedTemplates
 from aiops.patterns.detector import PatternDetector
 
 log = logging.getLogger("aiops.listener")
@@ -50,8 +51,8 @@ def consumer_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
-def default_fingerprinter() -> Fingerprinter:
-    return ProblemFingerprinter()
+def default_fingerprinter(shared: SharedTemplates | None = None) -> Fingerprinter:
+    return ProblemFingerprinter(shared=shared)
 
 
 def make_ingestor(
@@ -114,6 +115,7 @@ async def run_listener(
         lambda: EventStore.connect(resolve_database_url(settings)), "connecting to PostgreSQL"
     )
     router: IncidentRouter | None = None
+    shared: SharedTemplates | None = None
     patterns: PatternDetector | None = None
     trust = await retrying(
         lambda: EventTrust.start(settings, store.pool), "loading the event producers"
@@ -129,11 +131,15 @@ async def run_listener(
         if detector is None:
             # active patterns decide what is a problem; the default rules when none matches
             patterns = await PatternDetector.start(store.pool, reload_s=settings.pattern_reload_s)
+        if fingerprinter is None and settings.fingerprint_shared:
+            shared = SharedTemplates(
+                resolve_database_url(settings), refresh_s=settings.fingerprint_refresh_s
+            )
         router = IncidentRouter(
             temporal,
             task_queue=settings.temporal_task_queue,
             detector=detector or patterns or DefaultDetector(),
-            fingerprinter=fingerprinter or default_fingerprinter(),
+            fingerprinter=fingerprinter or default_fingerprinter(shared),
             cool_down_s=cool_down_s,
             correlate_s=settings.incident_correlate_s,
             # shared by every listener of the group: which incident a symptom joins
@@ -190,6 +196,8 @@ async def run_listener(
             await patterns.aclose()
         await client.aclose()
         await store.close()
+        if shared is not None:
+            shared.close()
 
 
 async def prune_periodically(

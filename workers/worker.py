@@ -18,6 +18,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.agents import AgentActivities
+from activities.audit import AuditActivities
 from activities.healing import HealingActivities
 from activities.knowledge import KnowledgeActivities, PatternLearningActivities
 from activities.modes import ModeActivities
@@ -34,12 +35,14 @@ from aiops.actions.simulated import SimulatedAdapter
 from aiops.agents.builtin import BUILTIN_IDS, builtin_agents
 from aiops.agents.loader import load_custom_agents
 from aiops.agents.presence import AgentPresence
-from aiops.audit import AuditLog
+from aiops.audit import AnchorFile, AuditLog, audit_keys
+from aiops.audit.records import record_policy
 from aiops.auth.approvals import ApprovalSigner
 from aiops.auth.keys import approval_key
 from aiops.config import Settings
 from aiops.db.pool import create_pool
 from aiops.diagnosis.llm import RootCauseWriter, root_cause_writer
+from aiops.diagnosis.tools import ToolPlanner
 from aiops.embeddings import get_embedder
 from aiops.endpoints import resolve_database_url
 from aiops.events.mesh import EventMesh
@@ -56,7 +59,10 @@ from aiops.policy import PolicyFile
 from aiops.registry import ServiceRegistry
 from aiops.registry.secrets import load_fernet
 from aiops.temporal_client import connect
+from aiops.tools.store import ToolStore
+from workers.commands.audit import start_anchor_workflow
 from workflows import ALL_WORKFLOWS
+from workflows.audit import AuditAnchorWorkflow
 
 log = logging.getLogger(__name__)
 
@@ -103,8 +109,9 @@ def activity_holders(
         pool, registry, PolicyFile(policy_file), signer, approvals, frozenset(adapters)
     )
     executor = ActionExecutor(pool, registry, adapters, guard)
+    audit = AuditLog(pool, audit_keys(settings) if settings is not None else None)
     return [
-        HealingActivities(pool, executor, registry, AuditLog(pool), signer, approvals, client),
+        HealingActivities(pool, executor, registry, audit, signer, approvals, client),
         KnowledgeActivities(
             kg,
             mesh,
@@ -112,6 +119,7 @@ def activity_holders(
             root_cause,
             custom,
             LimitsCache(LimitsStore(pool, limits or BUILTIN_LIMITS)),
+            ToolPlanner(ToolStore(pool), registry),
         ),
         MonitorActivities(pool, mesh, limits),
         AgentActivities(agents, agent_timeout_s),
@@ -119,8 +127,8 @@ def activity_holders(
             PatternEvolver(pool, mesh=mesh, min_outcomes=pattern_min_outcomes)
         ),
         # AIOPS_NOTIFY_*, AIOPS_PUBLIC_URL: from settings, else the process's own
-        NotifyActivities(pool, registry, AuditLog(pool), settings=settings),
-        SilenceActivities(pool, registry, AuditLog(pool)),
+        NotifyActivities(pool, registry, audit, settings=settings),
+        SilenceActivities(pool, registry, audit),
         ModeActivities(pool, client),
     ]
 
@@ -167,16 +175,24 @@ async def running_worker(settings: Settings, client: Client) -> AsyncIterator[Wo
         client=client,
         settings=settings,
     )
+    keys = audit_keys(settings)
+    holders.append(
+        AuditActivities(AuditLog(pool, keys), AnchorFile(settings.audit_anchor_path, keys.anchor))
+    )
     try:
         try:
             await agents.start()
         except asyncpg.PostgresError as error:
             # the agents' health is for operators; the worker's activities do not need it
             log.warning("agents not registered (%s): run `aiops migrate`", error)
+        try:
+            await record_policy(AuditLog(pool, keys), settings.policy_file, "aiops-worker")
+        except asyncpg.PostgresError as error:
+            log.warning("policy in force not audited (%s): run `aiops migrate`", error)
         worker = Worker(
             client,
             task_queue=settings.temporal_task_queue,
-            workflows=ALL_WORKFLOWS,
+            workflows=[*ALL_WORKFLOWS, AuditAnchorWorkflow],
             activities=activities_of(*holders),
             max_concurrent_activities=settings.worker_max_activities,
             max_concurrent_workflow_tasks=settings.worker_max_workflow_tasks,
@@ -209,6 +225,7 @@ async def run(settings: Settings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     async with running_worker(settings, client):
+        await start_anchor_workflow(client, settings)
         log.info(
             "worker polling task queue %s on %s (namespace %s)",
             settings.temporal_task_queue,

@@ -1,19 +1,32 @@
-"""Each row's hash covers the previous row's hash and its own content, so changing or
-deleting any row breaks every later link. Appends from many processes keep one chain by
-taking a transaction-scoped advisory lock before reading the last hash."""
+"""Each row's MAC covers the previous row's MAC and its own content, so changing or
+deleting any row breaks every later link. The MAC is HMAC-SHA256 under a key the database
+never sees (aiops/audit/keys.py): whoever holds the database credentials can still delete
+or insert rows, but cannot make them verify. Rows written before the chain was keyed keep
+their plain SHA-256 hashes and verify as a legacy prefix; an unkeyed row after a keyed one
+is a forgery. Appends from many processes keep one chain by taking a transaction-scoped
+advisory lock before reading the last MAC."""
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg
 from pydantic import BaseModel, Field
 
+from aiops.audit.keys import AuditKeys, audit_keys
+from aiops.config import get_settings
+
 GENESIS = "0" * 64
 _LOCK_KEY = 0x0A0D17
+LEGACY: Literal["sha256"] = "sha256"
+KEYED: Literal["hmac-sha256"] = "hmac-sha256"
+# rows fetched per round trip while verifying: a large log streams, never loads at once
+_PREFETCH = 2000
 
 
 class AuditEntry(BaseModel):
@@ -30,6 +43,31 @@ class AuditRecord(AuditEntry):
     ts: datetime
     prev_hash: str
     hash: str
+    mac_alg: Literal["sha256", "hmac-sha256"] = KEYED
+
+
+class Checkpoint(BaseModel):
+    """The chain's head at one moment, signed with the anchor key: kept outside the table
+    (a file, the Temporal history), it tells a truncated or rewritten tail from a log that
+    simply ends there."""
+
+    seq: int = Field(ge=0, description="last row anchored (0: the log was empty)")
+    head: str = Field(description="MAC of row seq (GENESIS when empty)")
+    legacy_rows: int = Field(ge=0, description="rows before the chain was keyed")
+    ts: datetime
+    sig: str = ""
+
+    def payload(self) -> bytes:
+        body = self.model_dump(mode="json", exclude={"sig"})
+        return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+
+    def signed(self, anchor_key: bytes) -> Checkpoint:
+        sig = hmac.new(anchor_key, self.payload(), hashlib.sha256).hexdigest()
+        return self.model_copy(update={"sig": sig})
+
+    def signature_ok(self, anchor_key: bytes) -> bool:
+        expected = hmac.new(anchor_key, self.payload(), hashlib.sha256).hexdigest()
+        return hmac.compare_digest(expected, self.sig)
 
 
 class AuditVerification(BaseModel):
@@ -37,51 +75,154 @@ class AuditVerification(BaseModel):
     rows: int
     broken_seq: int | None = None
     reason: str = ""
+    last_seq: int = 0
+    head: str = GENESIS
+    legacy_rows: int = 0
+    anchors_checked: int = 0
+    anchored_seq: int | None = None
+
+
+# one encoder for every row: json.dumps would build one per call, a cost per verified row
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _canonical(seq: int, ts: datetime, fields: Mapping[str, Any]) -> bytes:
+    return _ENCODER.encode({"seq": seq, "ts": ts.astimezone(UTC).isoformat(), **fields}).encode()
+
+
+def _mac(key: bytes, content: bytes) -> str:
+    return hmac.digest(key, content, "sha256").hex()
 
 
 def row_hash(prev_hash: str, seq: int, ts: datetime, entry: AuditEntry) -> str:
-    canonical = json.dumps(
-        {"seq": seq, "ts": ts.astimezone(UTC).isoformat(), **entry.model_dump(mode="json")},
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=False,
-    )
-    return hashlib.sha256((prev_hash + canonical).encode()).hexdigest()
+    """The legacy, unkeyed link: anyone can compute it, which is why it is legacy."""
+    return hashlib.sha256(
+        prev_hash.encode() + _canonical(seq, ts, entry.model_dump(mode="json"))
+    ).hexdigest()
+
+
+def row_mac(key: bytes, prev_hash: str, seq: int, ts: datetime, entry: AuditEntry) -> str:
+    return _mac(key, prev_hash.encode() + _canonical(seq, ts, entry.model_dump(mode="json")))
+
+
+def _row_fields(row: asyncpg.Record) -> dict[str, Any]:
+    details = row["details"]
+    return {
+        "actor": row["actor"],
+        "action": row["action"],
+        "target": row["target"],
+        "decision": row["decision"],
+        "details": json.loads(details) if isinstance(details, str) else dict(details),
+        "workflow_id": row["workflow_id"],
+    }
 
 
 def _entry(row: asyncpg.Record) -> AuditEntry:
-    details = row["details"]
-    return AuditEntry(
-        actor=row["actor"],
-        action=row["action"],
-        target=row["target"],
-        decision=row["decision"],
-        details=json.loads(details) if isinstance(details, str) else dict(details),
-        workflow_id=row["workflow_id"],
-    )
+    return AuditEntry(**_row_fields(row))
+
+
+class _Walk:
+    """The chain's state while rows stream by, oldest first; check() names the first break."""
+
+    def __init__(self, key: bytes, anchors: Sequence[Checkpoint], since: Checkpoint | None):
+        self.key = key
+        self.anchors = {a.seq: a for a in anchors if a.seq > 0}
+        latest = max(anchors, key=lambda a: a.seq, default=None)
+        # unkeyed rows past the anchored legacy prefix were inserted without the key
+        self.legacy_limit = latest.legacy_rows if latest else None
+        self.latest = latest
+        self.expected_seq = (since.seq if since else 0) + 1
+        self.prev = since.head if since else GENESIS
+        self.keyed = since is not None and since.seq > since.legacy_rows
+        self.legacy_rows = since.legacy_rows if since else 0
+        self.rows = 0
+        self.anchors_checked = 0
+
+    def check(self, row: asyncpg.Record) -> tuple[int, str] | None:
+        seq: int = row["seq"]
+        self.rows += 1
+        if seq != self.expected_seq:
+            return self.expected_seq, f"row {self.expected_seq} is missing (next is {seq}): deleted"
+        if row["prev_hash"] != self.prev:
+            return seq, f"row {seq} does not link to row {seq - 1}: deleted or replaced"
+        content = self.prev.encode() + _canonical(seq, row["ts"], _row_fields(row))
+        if row["mac_alg"] == KEYED:
+            expected = _mac(self.key, content)
+            if not hmac.compare_digest(expected, row["hash"]):
+                return seq, (
+                    f"row {seq} was changed after it was written, or forged: its HMAC does "
+                    "not match the audit key"
+                )
+            self.keyed = True
+        else:
+            if self.keyed:
+                return seq, (
+                    f"row {seq} has a plain SHA-256 hash after keyed rows: inserted without "
+                    "the audit key (forged)"
+                )
+            if self.legacy_limit is not None and seq > self.legacy_limit:
+                return seq, (
+                    f"row {seq} is unkeyed but the anchors keyed the chain after row "
+                    f"{self.legacy_limit}: inserted without the audit key (forged)"
+                )
+            if hashlib.sha256(content).hexdigest() != row["hash"]:
+                return seq, f"row {seq} was changed after it was written"
+            self.legacy_rows = seq
+        anchor = self.anchors.get(seq)
+        if anchor is not None:
+            self.anchors_checked += 1
+            if not hmac.compare_digest(anchor.head, row["hash"]):
+                return seq, (
+                    f"row {seq} differs from the checkpoint of {anchor.ts:%Y-%m-%d %H:%M:%S}: "
+                    "rewritten after it was anchored"
+                )
+        self.expected_seq, self.prev = seq + 1, row["hash"]
+        return None
+
+    def result(self, broken: tuple[int, str] | None = None) -> AuditVerification:
+        return AuditVerification(
+            ok=broken is None,
+            rows=self.rows,
+            broken_seq=broken[0] if broken else None,
+            reason=broken[1] if broken else "",
+            last_seq=self.expected_seq - 1,
+            head=self.prev,
+            legacy_rows=self.legacy_rows,
+            anchors_checked=self.anchors_checked,
+            anchored_seq=self.latest.seq if self.latest else None,
+        )
 
 
 class AuditLog:
-    """Needs a pool from aiops.db.pool.create_pool (its JSON codecs)."""
+    """Needs a pool from aiops.db.pool.create_pool (its JSON codecs). keys: the audit keys;
+    None reads them from the process's settings (AIOPS_AUDIT_KEY or AIOPS_SECRET_KEY)."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, keys: AuditKeys | None = None) -> None:
         self._pool = pool
+        self._keys = keys
+
+    @property
+    def keys(self) -> AuditKeys:
+        if self._keys is None:
+            self._keys = audit_keys(get_settings())
+        return self._keys
 
     async def append(self, entry: AuditEntry) -> AuditRecord:
-        # ts is truncated to microseconds, what timestamptz keeps, so the hash re-computes
+        key = self.keys.chain
+        # ts is truncated to microseconds, what timestamptz keeps, so the MAC re-computes
         ts = datetime.now(UTC)
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_KEY)
             last = await conn.fetchrow("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
             seq = (last["seq"] + 1) if last else 1
             prev = last["hash"] if last else GENESIS
-            digest = row_hash(prev, seq, ts, entry)
+            digest = row_mac(key, prev, seq, ts, entry)
             await conn.execute(
                 """
                 INSERT INTO audit_log (seq, ts, actor, action, target, decision, details,
-                                       workflow_id, prev_hash, hash)
+                                       workflow_id, prev_hash, hash, mac_alg)
                 OVERRIDING SYSTEM VALUE
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
                 """,
                 seq,
                 ts,
@@ -93,49 +234,84 @@ class AuditLog:
                 entry.workflow_id,
                 prev,
                 digest,
+                KEYED,
             )
-            # the identity sequence remembers the last row written: the anchor that tells
-            # a deleted tail from a log that simply ends there
+            # the identity sequence remembers the last row written: a deleted tail shows
+            # unless the sequence is reset too, which the anchors (checkpoints) catch
             await conn.execute("SELECT setval(pg_get_serial_sequence('audit_log', 'seq'), $1)", seq)
-        return AuditRecord(**entry.model_dump(), seq=seq, ts=ts, prev_hash=prev, hash=digest)
+        return AuditRecord(
+            **entry.model_dump(), seq=seq, ts=ts, prev_hash=prev, hash=digest, mac_alg=KEYED
+        )
 
-    async def verify(self) -> AuditVerification:
-        expected_seq, expected_prev, rows = 1, GENESIS, 0
-        async with self._pool.acquire() as conn, conn.transaction():
-            async for row in conn.cursor("SELECT * FROM audit_log ORDER BY seq"):
-                rows += 1
-                seq = row["seq"]
-                if seq != expected_seq:
-                    return AuditVerification(
-                        ok=False,
-                        rows=rows,
-                        broken_seq=expected_seq,
-                        reason=f"row {expected_seq} is missing (next is {seq}): deleted",
+    async def verify(
+        self, anchors: Sequence[Checkpoint] = (), since: Checkpoint | None = None
+    ) -> AuditVerification:
+        """Walk the chain (from `since`, a trusted checkpoint, else from row 1), checking
+        every MAC and every anchored head; rows stream, memory stays flat."""
+        walk = _Walk(self.keys.chain, anchors, since)
+        # read under the appenders' lock: every row the sequence counts is committed, so
+        # the snapshot taken after it holds them all
+        async with self._pool.acquire() as conn:
+            async with conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_KEY)
+                written = await self._last_written(conn)
+            start = since.seq if since else 0
+            if since is not None and since.seq > 0:
+                row = await conn.fetchrow("SELECT hash FROM audit_log WHERE seq = $1", since.seq)
+                when = f"{since.ts:%Y-%m-%d %H:%M:%S}"
+                if row is None:
+                    return walk.result(
+                        (
+                            since.seq,
+                            f"row {since.seq} is gone: the checkpoint of {when} "
+                            "anchored it (deleted from the end)",
+                        )
                     )
-                if row["prev_hash"] != expected_prev:
-                    return AuditVerification(
-                        ok=False,
-                        rows=rows,
-                        broken_seq=seq,
-                        reason=f"row {seq} does not link to row {seq - 1}: deleted or replaced",
+                if not hmac.compare_digest(row["hash"], since.head):
+                    return walk.result(
+                        (
+                            since.seq,
+                            f"row {since.seq} differs from the checkpoint of {when}: "
+                            "rewritten after it was anchored",
+                        )
                     )
-                if row_hash(row["prev_hash"], seq, row["ts"], _entry(row)) != row["hash"]:
-                    return AuditVerification(
-                        ok=False,
-                        rows=rows,
-                        broken_seq=seq,
-                        reason=f"row {seq} was changed after it was written",
-                    )
-                expected_seq, expected_prev = seq + 1, row["hash"]
-            written = await self._last_written(conn)
-        if written > expected_seq - 1:
-            return AuditVerification(
-                ok=False,
-                rows=rows,
-                broken_seq=expected_seq,
-                reason=f"rows {expected_seq}..{written} were deleted from the end",
+            async with conn.transaction(isolation="repeatable_read", readonly=True):
+                query = (
+                    "SELECT seq, ts, actor, action, target, decision, details, workflow_id,"
+                    " prev_hash, hash, mac_alg FROM audit_log WHERE seq > $1 ORDER BY seq"
+                )
+                async for row in conn.cursor(query, start, prefetch=_PREFETCH):
+                    broken = walk.check(row)
+                    if broken is not None:
+                        return walk.result(broken)
+        last = walk.expected_seq - 1
+        anchored = walk.latest.seq if walk.latest else 0
+        if anchored > last:
+            assert walk.latest is not None
+            return walk.result(
+                (
+                    last + 1,
+                    f"rows {last + 1}..{anchored} are missing: the checkpoint of "
+                    f"{walk.latest.ts:%Y-%m-%d %H:%M:%S} anchored row {anchored} "
+                    "(deleted from the end)",
+                )
             )
-        return AuditVerification(ok=True, rows=rows)
+        if written > last:
+            return walk.result((last + 1, f"rows {last + 1}..{written} were deleted from the end"))
+        return walk.result()
+
+    async def checkpoint(
+        self, previous: Checkpoint | None = None
+    ) -> Checkpoint | AuditVerification:
+        """A signed checkpoint of the head, after verifying the rows since `previous`; the
+        failed verification instead when the chain is broken (never anchor a forgery)."""
+        result = await self.verify(since=previous)
+        if not result.ok:
+            return result
+        ts = datetime.now(UTC)
+        return Checkpoint(
+            seq=result.last_seq, head=result.head, legacy_rows=result.legacy_rows, ts=ts
+        ).signed(self.keys.anchor)
 
     @staticmethod
     async def _last_written(conn: asyncpg.pool.PoolConnectionProxy[asyncpg.Record]) -> int:
@@ -143,12 +319,20 @@ class AuditLog:
         row = await conn.fetchrow(f"SELECT last_value, is_called FROM {name}")
         return int(row["last_value"]) if row and row["is_called"] else 0
 
-    async def list(self, workflow_id: str | None = None, limit: int = 100) -> list[AuditRecord]:
+    async def latest(self, action: str) -> AuditRecord | None:
+        """The newest row of one action (e.g. the policy last recorded in force)."""
+        found = await self.list(action=action, limit=1)
+        return found[0] if found else None
+
+    async def list(
+        self, workflow_id: str | None = None, limit: int = 100, action: str | None = None
+    ) -> list[AuditRecord]:
         rows = await self._pool.fetch(
             "SELECT * FROM audit_log WHERE ($1::text IS NULL OR workflow_id = $1)"
-            " ORDER BY seq DESC LIMIT $2",
+            " AND ($3::text IS NULL OR action = $3) ORDER BY seq DESC LIMIT $2",
             workflow_id,
             limit,
+            action,
         )
         return [
             AuditRecord(
@@ -157,6 +341,7 @@ class AuditLog:
                 ts=r["ts"],
                 prev_hash=r["prev_hash"],
                 hash=r["hash"],
+                mac_alg=r["mac_alg"],
             )
             for r in reversed(rows)
         ]

@@ -3,6 +3,9 @@
 from aiops.fingerprint import Fingerprinter
 fp = Fingerprinter()
 fp.add("connection refused to 10.0.0.7:5432", service="checkout").fingerprint
+
+`SharedTemplates` (aiops.fingerprint.store) keeps the templates in PostgreSQL, so every
+listener, and one restarted, gives a line the same fingerprint.
 """
 
 from aiops.fingerprint.fingerprinter import Fingerprinter

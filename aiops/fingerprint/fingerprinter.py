@@ -1,14 +1,20 @@
-"""Online problem fingerprinting: messages in, stable group ids and templates out.
+"""Online problem fingerprinting: lines in, stable group ids and templates out.
 
-Each message is masked (`aiops.fingerprint.masking`) and looked up by its masked form.
-A form not seen before joins the group whose template it aligns with best
-(`aiops.fingerprint.alignment`), or starts a new group. Unlike Drain, a differing plain word
-never becomes a wildcard on its own: log events are mostly told apart by such words
-(GET/POST, Paused/Resumed, enabled/disabled), while their data is masked up front.
+A line is reduced to its shape (`aiops.fingerprint.tokens`: words, marks, and ``<*>`` for
+data) and looked up by it. A shape not seen before is compared with the templates of the
+same length, scope and leading token, as Drain does: it joins the one it differs from in
+the fewest words when that is at most ``(1 - similarity)`` of the template's words (so a
+two-word template must match exactly, a twenty-word one may differ in six), and those
+positions become ``<*>``. A template that generalises until it covers another one of its
+bucket absorbs it: the younger is recorded as merged into the older, whose fingerprint
+stays.
 
-A group's fingerprint is fixed when the group is created, from its scope and its first
-masked form, so it keys one incident for the life of the stream however the group's
-template generalises later. Groups never span two (service, category) scopes.
+A template's fingerprint is fixed when it is created, from its scope and its first shape,
+so it keys one incident for the life of the stream however it generalises later. With a
+shared store (`aiops.fingerprint.store`) every decision on a new shape is taken under a
+lock with every template any process has learnt, so the ids do not depend on which
+process saw a line first: the same line gets the same fingerprint in every listener, and
+in one restarted. Groups never span two (service, category) scopes.
 
 Not thread-safe: one fingerprinter per consumer, or a lock around it.
 """
@@ -17,11 +23,9 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
-from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from aiops.fingerprint.alignment import NO_MATCH, align, is_word, positional
-from aiops.fingerprint.masking import WILDCARD, Token, render, tokenize
 from aiops.fingerprint.models import (
     ClusterState,
     FingerprintConfig,
@@ -30,9 +34,30 @@ from aiops.fingerprint.models import (
     RememberedKey,
     TemplateToken,
 )
+from aiops.fingerprint.tokens import WILDCARD, Token, key_of, render, tokenize
+
+if TYPE_CHECKING:
+    from aiops.fingerprint.store import SharedTemplates
 
 Key = tuple[str, ...]
 Scope = tuple[str, str]
+Bucket = tuple[Scope, int]
+
+
+def _is_word(token: str) -> bool:
+    return token != WILDCARD and any(ch.isalnum() for ch in token)
+
+
+def _words(key: Key) -> int:
+    return sum(1 for token in key if _is_word(token))
+
+
+def _slots(key: Key) -> list[Key]:
+    """The key with one of its words made ``<*>``, for each of its words, when one remains."""
+    words = [i for i, token in enumerate(key) if _is_word(token)]
+    if len(words) < 2:
+        return []
+    return [(*key[:i], WILDCARD, *key[i + 1 :]) for i in words]
 
 
 @dataclass
@@ -43,7 +68,9 @@ class _Cluster:
     first_key: Key
     tokens: list[Token]
     size: int
+    merged_into: int | None = None
     key: Key = ()
+    words: int = 0
     template: str = ""
 
     def __post_init__(self) -> None:
@@ -51,99 +78,86 @@ class _Cluster:
 
     def retemplate(self, tokens: list[Token]) -> None:
         self.tokens = tokens
-        self.key = _generic(tokens)
+        self.key = tuple(t.text for t in tokens)
+        self.words = _words(self.key)
         self.template = render(tokens)
 
     def result(self) -> FingerprintResult:
-        return FingerprintResult(
+        # built for every line: its fields are known valid, so skip validation
+        return FingerprintResult.model_construct(
             fingerprint=self.fingerprint, template=self.template, cluster_size=self.size
         )
 
 
-def _generic(tokens: list[Token] | tuple[Token, ...]) -> Key:
-    return tuple(WILDCARD if token.variable else token.text for token in tokens)
-
-
-def _signature(key: Key) -> Key:
-    """The plain words of a form: two forms one absorbed word apart differ here by one."""
-    return tuple(token for token in key if is_word(token))
-
-
-# Candidates are found by the first words of a signature, and by those words with one
-# left out. Bounding the prefix keeps the index linear in message length; it stays exact as
-# a filter, because a word absorbed beyond the prefix leaves the prefixes equal.
-_PREFIX = 24
-
-
-def _prefix(signature: Key) -> Key:
-    return signature[:_PREFIX]
-
-
-def _deletions(signature: Key) -> Iterator[Key]:
-    """The prefix-long forms of a signature with one of its first words left out."""
-    head = signature[: _PREFIX + 1]
-    seen: set[Key] = set()
-    for i in range(len(head)):
-        shorter = head[:i] + head[i + 1 :]
-        if shorter not in seen:
-            seen.add(shorter)
-            yield shorter
+def _covers(general: Key, specific: Key) -> bool:
+    """Whether every line of ``specific`` is a line of ``general`` (same length)."""
+    return all(a in (b, WILDCARD) for a, b in zip(general, specific, strict=True))
 
 
 class Fingerprinter:
-    """Groups messages into problems as they stream in; see the module docstring."""
+    """Groups lines into problems as they stream in; see the module docstring."""
 
-    def __init__(self, config: FingerprintConfig | None = None) -> None:
+    def __init__(
+        self, config: FingerprintConfig | None = None, *, shared: SharedTemplates | None = None
+    ) -> None:
         self.config = config or FingerprintConfig()
+        self._shared = shared
         self._clusters: list[_Cluster] = []
-        self._fingerprints: set[str] = set()
-        # a group's first form always finds it again, even after the LRU below forgets it
+        self._by_fingerprint: dict[str, int] = {}
+        # a template's first shape always finds it again, even after the LRU forgets it
         self._first: dict[tuple[Scope, Key], int] = {}
         self._remembered: OrderedDict[tuple[Scope, Key], int] = OrderedDict()
-        self._by_signature: dict[tuple[Scope, Key], list[int]] = {}
-        self._by_deletion: dict[tuple[Scope, Key], list[int]] = {}
+        self._buckets: dict[Bucket, list[int]] = {}
+        # templates one word apart, by that word made <*>: a slot many words fill is data
+        self._slots: dict[tuple[Scope, Key], list[int]] = {}
+        # templates created or changed since the shared store last took them
+        self._changed: set[int] = set()
+        if shared is not None:
+            shared.attach(self)
 
     def __len__(self) -> int:
-        return len(self._clusters)
+        return sum(1 for c in self._clusters if c.merged_into is None)
 
     # --- public interface -------------------------------------------------------------
 
     def add(
         self, message: str, service: str | None = None, category: str | None = None
     ) -> FingerprintResult:
-        """Fingerprint a message and learn from it (a group grows, or a new one starts)."""
+        """Fingerprint a line and learn from it (a template grows, or a new one starts)."""
         scope: Scope = (service or "", category or "")
-        tokens = tokenize(message)
-        key = _generic(tokens)
+        key = key_of(message)
+        if self._shared is not None and self._shared.due():
+            self._shared.refresh(self)
         index = self._lookup(scope, key, touch=True)
-        if index is not None:
-            cluster = self._clusters[index]
-            cluster.size += 1
-            return cluster.result()
-        best = self._best_candidate(scope, key)
-        if best is None:
-            cluster = self._create(scope, key, tokens)
-        else:
-            cluster = self._clusters[best]
-            cluster.size += 1
-            self._generalise(cluster, tokens)
-        self._remember(scope, key, cluster.index)
+        if index is None:
+            if self._shared is not None:
+                index = self._shared.learn(self, scope, key, message)
+            else:
+                index = self.learn(scope, key, message)
+            self._remember(scope, key, index)
+        cluster = self._clusters[self._alive(index)]
+        cluster.size += 1
         return cluster.result()
 
     def match(
         self, message: str, service: str | None = None, category: str | None = None
     ) -> FingerprintResult | None:
-        """The group a message would join, without learning from it; None for a new problem."""
+        """The group a line would join, without learning from it; None for a new problem."""
         scope: Scope = (service or "", category or "")
-        key = _generic(tokenize(message))
+        key = key_of(message)
         index = self._lookup(scope, key, touch=False)
         if index is None:
             index = self._best_candidate(scope, key)
-        return None if index is None else self._clusters[index].result()
+        return None if index is None else self._clusters[self._alive(index)].result()
 
     def groups(self) -> list[FingerprintResult]:
-        """Every group so far, in the order they were created."""
-        return [cluster.result() for cluster in self._clusters]
+        """Every group so far (merged ones left out), in the order they were created."""
+        return [c.result() for c in self._clusters if c.merged_into is None]
+
+    def resolve(self, fingerprint: str) -> str:
+        """The fingerprint a group's lines get now: itself, or the one it was merged into."""
+        index = self._by_fingerprint.get(fingerprint)
+        return fingerprint if index is None else self._clusters[self._alive(index)].fingerprint
 
     def state(self) -> FingerprintState:
         return FingerprintState(
@@ -156,6 +170,9 @@ class Fingerprinter:
                     first_key=list(c.first_key),
                     tokens=[TemplateToken(**t._asdict()) for t in c.tokens],
                     size=c.size,
+                    merged_into=None
+                    if c.merged_into is None
+                    else self._clusters[c.merged_into].fingerprint,
                 )
                 for c in self._clusters
             ],
@@ -175,27 +192,92 @@ class Fingerprinter:
             state = FingerprintState.model_validate_json(state)
         restored = cls(state.config)
         for saved in state.clusters:
-            scope: Scope = (saved.service, saved.category)
-            cluster = _Cluster(
-                index=len(restored._clusters),
+            restored.apply(
                 fingerprint=saved.fingerprint,
-                scope=scope,
+                scope=(saved.service, saved.category),
                 first_key=tuple(saved.first_key),
                 tokens=[Token(t.text, t.variable, t.space_before) for t in saved.tokens],
                 size=saved.size,
             )
-            restored._clusters.append(cluster)
-            restored._fingerprints.add(cluster.fingerprint)
-            restored._first[(scope, cluster.first_key)] = cluster.index
-            restored._index(cluster)
+        for saved in state.clusters:
+            if saved.merged_into is not None:
+                restored.apply_merge(saved.fingerprint, saved.merged_into)
         for remembered in state.remembered:
             if remembered.cluster >= len(restored._clusters):
                 raise ValueError(f"remembered key points at missing group {remembered.cluster}")
             scope = restored._clusters[remembered.cluster].scope
             restored._remembered[(scope, tuple(remembered.key))] = remembered.cluster
+        restored._changed.clear()
         return restored
 
+    # --- what the shared store drives ---------------------------------------------------
+
+    def learn(self, scope: Scope, key: Key, message: str) -> int:
+        """Place a shape not seen before: into the best template, or a new one. Its index."""
+        best = self._best_candidate(scope, key)
+        if best is None:
+            best = self._crowded_slot(scope, key)
+        if best is None:
+            return self._create(scope, key, tokenize(message)).index
+        cluster = self._clusters[best]
+        self._generalise(cluster, key)
+        return cluster.index
+
+    def apply(
+        self,
+        *,
+        fingerprint: str,
+        scope: Scope,
+        first_key: Key,
+        tokens: list[Token],
+        size: int = 0,
+    ) -> int:
+        """Take a template as another process (or a saved state) has it: create or update."""
+        index = self._by_fingerprint.get(fingerprint)
+        if index is None:
+            cluster = _Cluster(len(self._clusters), fingerprint, scope, first_key, tokens, size)
+            self._clusters.append(cluster)
+            self._by_fingerprint[fingerprint] = cluster.index
+            self._first[(scope, first_key)] = cluster.index
+            self._index(cluster)
+            return cluster.index
+        cluster = self._clusters[index]
+        if tuple(t.text for t in tokens) != cluster.key:
+            self._unindex(cluster)
+            cluster.retemplate(tokens)
+            self._index(cluster)
+        return index
+
+    def apply_merge(self, fingerprint: str, into: str) -> None:
+        absorbed, survivor = self._by_fingerprint[fingerprint], self._by_fingerprint[into]
+        cluster = self._clusters[absorbed]
+        if cluster.merged_into is None:
+            self._unindex(cluster)
+            cluster.merged_into = survivor
+
+    def take_changes(self) -> list[tuple[_Cluster, str | None]]:
+        """Templates created or changed since last asked, each with what it merged into."""
+        changed = sorted(self._changed)
+        self._changed.clear()
+        out: list[tuple[_Cluster, str | None]] = []
+        for index in changed:
+            cluster = self._clusters[index]
+            into = cluster.merged_into
+            out.append((cluster, None if into is None else self._clusters[into].fingerprint))
+        return out
+
+    def index_of(self, fingerprint: str) -> int | None:
+        return self._by_fingerprint.get(fingerprint)
+
+    def fingerprint_of(self, index: int) -> str:
+        return self._clusters[index].fingerprint
+
     # --- internals --------------------------------------------------------------------
+
+    def _alive(self, index: int) -> int:
+        while (into := self._clusters[index].merged_into) is not None:
+            index = into
+        return index
 
     def _lookup(self, scope: Scope, key: Key, *, touch: bool) -> int | None:
         entry = (scope, key)
@@ -215,32 +297,55 @@ class Fingerprinter:
         while len(self._remembered) > limit:
             self._remembered.popitem(last=False)
 
-    def _candidates(self, scope: Scope, key: Key) -> set[int]:
-        signature = _signature(key)
-        found = set(self._by_signature.get((scope, _prefix(signature)), ()))
-        if self.config.max_absorbed_words:
-            found.update(self._by_deletion.get((scope, _prefix(signature)), ()))
-            for shorter in _deletions(signature):
-                found.update(self._by_signature.get((scope, shorter), ()))
+    def _bucket(self, scope: Scope, key: Key) -> Bucket:
+        return (scope, len(key))
+
+    def _crowded_slot(self, scope: Scope, key: Key) -> int | None:
+        """The oldest template of a slot that this shape's word makes ``slot_values`` deep.
+
+        Templates differing in one word stay apart (``VM Paused``, ``VM Resumed``) until
+        that word has taken ``slot_values`` different values: then it is data
+        (``removing echo``, ``removing chargen``, ``removing daytime``...).
+        """
+        needed = self.config.slot_values
+        if needed == 0:
+            return None
+        found: int | None = None
+        for pattern in _slots(key):
+            members = self._slots.get((scope, pattern))
+            if members and len(members) + 1 >= needed:
+                oldest = min(members)
+                if found is None or oldest < found:
+                    found = oldest
         return found
 
     def _best_candidate(self, scope: Scope, key: Key) -> int | None:
-        best: tuple[int, int] | None = None  # (shared constants, -index): ties go to the oldest
-        for index in self._candidates(scope, key):
+        """The template the shape differs from in fewest words, within what its length allows."""
+        best: tuple[int, int] | None = None  # (differing words, index): ties go to the oldest
+        slack = 1.0 - self.config.similarity
+        prefix = self.config.prefix_tokens
+        for index in self._buckets.get(self._bucket(scope, key), ()):
             template = self._clusters[index].key
-            shared = align(
-                template,
-                key,
-                max_span=self.config.max_span,
-                max_words=self.config.max_absorbed_words,
-            )
-            if shared == NO_MATCH:
-                continue
-            if shared < self.config.min_shared_tokens and template != key:
-                continue
-            if best is None or (shared, -index) > best:
-                best = (shared, -index)
-        return None if best is None else -best[1]
+            allowed = int(slack * self._clusters[index].words + 1e-9)
+            differing = 0
+            for position, (a, b) in enumerate(zip(template, key, strict=True)):
+                if a in (b, WILDCARD):
+                    continue
+                if position < prefix:
+                    differing = allowed + 1
+                    break
+                # a mark is structure: never a variable
+                if not any(ch.isalnum() for ch in a) or (
+                    b != WILDCARD and not any(ch.isalnum() for ch in b)
+                ):
+                    differing = allowed + 1
+                    break
+                differing += 1
+                if differing > allowed:
+                    break
+            if differing <= allowed and (best is None or (differing, index) < best):
+                best = (differing, index)
+        return None if best is None else best[1]
 
     def _create(self, scope: Scope, key: Key, tokens: list[Token]) -> _Cluster:
         cluster = _Cluster(
@@ -249,55 +354,78 @@ class Fingerprinter:
             scope=scope,
             first_key=key,
             tokens=list(tokens),
-            size=1,
+            size=0,
         )
         self._clusters.append(cluster)
-        self._fingerprints.add(cluster.fingerprint)
+        self._by_fingerprint[cluster.fingerprint] = cluster.index
         self._first[(scope, key)] = cluster.index
         self._index(cluster)
+        self._changed.add(cluster.index)
         return cluster
 
     def _new_fingerprint(self, scope: Scope, key: Key) -> str:
-        # the first form is unique within a scope, so a clash is a hash collision (or a
-        # form forgotten by the LRU and no longer alignable): salt until unique, deterministically
+        # the first shape is unique within a scope, so a clash is a hash collision (or a
+        # shape forgotten by the LRU): salt until unique, deterministically
         base = f"{scope[0]}|{scope[1]}|{' '.join(key)}"
         salt = 0
         while True:
             text = base if salt == 0 else f"{base}|{salt}"
             digest = hashlib.sha256(text.encode()).hexdigest()[: self.config.fingerprint_hex_chars]
-            if digest not in self._fingerprints:
+            if digest not in self._by_fingerprint:
                 return digest
             salt += 1
 
-    def _generalise(self, cluster: _Cluster, tokens: list[Token]) -> None:
-        """Turn the template's differing positions into wildcards when the two line up."""
-        template = cluster.key
-        key = _generic(tokens)
-        if not positional(template, key, max_words=self.config.max_absorbed_words):
+    def _generalise(self, cluster: _Cluster, key: Key) -> None:
+        """Turn the template's positions where the shape differs into ``<*>``."""
+        if _covers(cluster.key, key):
             return
-        changed = False
-        merged: list[Token] = []
-        for mine, theirs in zip(cluster.tokens, tokens, strict=True):
-            if mine.text == theirs.text:
-                merged.append(mine)
-            else:
-                merged.append(Token(WILDCARD, True, mine.space_before))
-                changed = changed or not mine.variable
-        if merged != cluster.tokens:
-            if changed:
-                self._unindex(cluster)
-            cluster.retemplate(merged)
-            if changed:
-                self._index(cluster)
+        merged = [
+            mine if mine.text == theirs else Token(WILDCARD, True, mine.space_before)
+            for mine, theirs in zip(cluster.tokens, key, strict=True)
+        ]
+        self._unindex(cluster)
+        cluster.retemplate(merged)
+        self._index(cluster)
+        self._changed.add(cluster.index)
+        self._absorb_covered(cluster)
+
+    def _absorb_covered(self, cluster: _Cluster) -> None:
+        """Merge the templates of the bucket this one now covers; the oldest id survives."""
+        bucket = self._bucket(cluster.scope, cluster.key)
+        covered = [
+            i
+            for i in self._buckets.get(bucket, ())
+            if i != cluster.index and _covers(cluster.key, self._clusters[i].key)
+        ]
+        if not covered:
+            return
+        survivor = self._clusters[min([*covered, cluster.index])]
+        for index in sorted(set([*covered, cluster.index]) - {survivor.index}):
+            absorbed = self._clusters[index]
+            self._unindex(absorbed)
+            absorbed.merged_into = survivor.index
+            survivor.size += absorbed.size
+            self._changed.add(index)
+        if survivor is not cluster:
+            self._unindex(survivor)
+            survivor.retemplate(cluster.tokens)
+            self._index(survivor)
+        self._changed.add(survivor.index)
 
     def _index(self, cluster: _Cluster) -> None:
-        signature = _signature(cluster.key)
-        self._by_signature.setdefault((cluster.scope, _prefix(signature)), []).append(cluster.index)
-        for shorter in _deletions(signature):
-            self._by_deletion.setdefault((cluster.scope, shorter), []).append(cluster.index)
+        if cluster.merged_into is not None:
+            return
+        self._buckets.setdefault(self._bucket(cluster.scope, cluster.key), []).append(cluster.index)
+        if self.config.slot_values:
+            for pattern in _slots(cluster.key):
+                self._slots.setdefault((cluster.scope, pattern), []).append(cluster.index)
 
     def _unindex(self, cluster: _Cluster) -> None:
-        signature = _signature(cluster.key)
-        self._by_signature[(cluster.scope, _prefix(signature))].remove(cluster.index)
-        for shorter in _deletions(signature):
-            self._by_deletion[(cluster.scope, shorter)].remove(cluster.index)
+        members = self._buckets.get(self._bucket(cluster.scope, cluster.key))
+        if members and cluster.index in members:
+            members.remove(cluster.index)
+            if self.config.slot_values:
+                for pattern in _slots(cluster.key):
+                    slot = self._slots.get((cluster.scope, pattern))
+                    if slot and cluster.index in slot:
+                        slot.remove(cluster.index)

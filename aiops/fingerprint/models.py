@@ -4,32 +4,41 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-STATE_VERSION = 1
+STATE_VERSION = 2
 
 
 class FingerprintConfig(BaseModel):
-    """How eagerly messages join an existing group. One setting for every source of logs."""
+    """How eagerly lines join an existing template. One setting for every source of logs."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    max_span: int = Field(
-        default=5, ge=1, le=16, description="longest run of tokens one wildcard may stand for"
+    similarity: float = Field(
+        default=0.9,
+        ge=0.0,
+        le=1.0,
+        description=(
+            "share of a template's words a line of the same shape must repeat to join it; "
+            "the words it may differ in grow with the template's length (0 for short ones)"
+        ),
     )
-    max_absorbed_words: int = Field(
-        default=1,
+    prefix_tokens: int = Field(
+        default=0,
         ge=0,
-        le=1,
-        description="plain words a wildcard may stand for when a message joins a group",
+        le=2,
+        description="leading tokens that must be equal for two lines to be one event",
     )
-    min_shared_tokens: int = Field(
-        default=2,
+    slot_values: int = Field(
+        default=0,
         ge=0,
-        description="constant tokens a message must share with a group it joins, unless equal",
+        description=(
+            "different words one position of otherwise equal templates must take before it "
+            "is data and they merge (0: never)"
+        ),
     )
     max_remembered_keys: int = Field(
         default=20_000,
         ge=0,
-        description="masked forms remembered for an exact lookup (least recently seen go first)",
+        description="line shapes remembered for an exact lookup (least recently seen go first)",
     )
     fingerprint_hex_chars: int = Field(default=16, ge=8, le=64)
 
@@ -61,6 +70,9 @@ class ClusterState(BaseModel):
     first_key: list[str]
     tokens: list[TemplateToken]
     size: int = Field(ge=1)
+    merged_into: str | None = Field(
+        default=None, description="the fingerprint this template was merged into, if it was"
+    )
 
 
 class RememberedKey(BaseModel):

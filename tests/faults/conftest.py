@@ -20,6 +20,9 @@ class FaultRow(BaseModel):
     lost: int = Field(ge=0)
     duplicated: int = Field(ge=0)
     acted_twice: int = Field(default=0, ge=0)
+    # an attack (not a fault): what it removed or forged is the attacker's doing; the
+    # promise is that it is detected
+    detected: bool | None = None
     note: str = ""
 
 
@@ -52,12 +55,15 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     for r in rows:
         write(
             f"{r.fault:44} {r.unit:10} {r.sent:>8} {r.lost:>6} {r.duplicated:>6} "
-            f"{r.acted_twice:>9}  {r.note}"
+            f"{r.acted_twice:>9}  {'detected: ' if r.detected else ''}{r.note}"
         )
-    lost = sum(r.lost for r in rows)
-    twice = sum(r.duplicated for r in rows)
-    acted = sum(r.acted_twice for r in rows)
+    faults = [r for r in rows if r.detected is None]
+    attacks = [r for r in rows if r.detected is not None]
+    lost = sum(r.lost for r in faults)
+    twice = sum(r.duplicated for r in faults)
+    acted = sum(r.acted_twice for r in faults)
     write(
-        f"faults: {len(rows)} scenarios, {sum(r.sent for r in rows)} sent, "
-        f"{lost} lost, {twice} duplicated, {acted} acted twice"
+        f"faults: {len(faults)} scenarios, {sum(r.sent for r in faults)} sent, "
+        f"{lost} lost, {twice} duplicated, {acted} acted twice; "
+        f"attacks: {sum(1 for r in attacks if r.detected)} of {len(attacks)} detected"
     )

@@ -15,6 +15,8 @@ from typing import Annotated, TypeVar
 import asyncpg
 import typer
 
+from aiops.audit import AuditEntry, AuditLog
+from aiops.audit.records import cli_actor
 from aiops.config import Settings, get_settings
 from aiops.db.pool import create_pool
 from aiops.embeddings import get_embedder
@@ -86,7 +88,28 @@ def import_(
     when a line was bad.
     """
     lines = _read(source)
-    report: ImportReport = _with_graph(lambda kg: import_lines(kg, lines))
+
+    async def work(kg: KnowledgeGraph) -> ImportReport:
+        done = await import_lines(kg, lines)
+        if done.created or done.updated:
+            await AuditLog(kg.pool).append(
+                AuditEntry(
+                    actor=cli_actor(get_settings()),
+                    action="kg import",
+                    target=source,
+                    decision="imported",
+                    details={
+                        "lines": done.lines,
+                        "created": done.created,
+                        "updated": done.updated,
+                        "solutions": done.solutions,
+                        "bad_lines": len(done.errors),
+                    },
+                )
+            )
+        return done
+
+    report: ImportReport = _with_graph(work)
     if as_json:
         typer.echo(report.model_dump_json(indent=2))
     else:
@@ -213,6 +236,19 @@ def verify(
         raise typer.Exit(1)
 
 
+async def _audit_reembed(settings: Settings, report: ReembedReport) -> None:
+    async with _pool(settings) as pool:
+        await AuditLog(pool).append(
+            AuditEntry(
+                actor=cli_actor(settings),
+                action="kg reembed",
+                target=report.model,
+                decision="re-embedded",
+                details=report.model_dump(mode="json", exclude={"seconds", "per_second"}),
+            )
+        )
+
+
 @app.command("reembed")
 def reembed_(
     missing_only: Annotated[
@@ -248,6 +284,7 @@ def reembed_(
             progress=progress,
         )
     )
+    asyncio.run(_audit_reembed(settings, report))
     change = (
         f"column changed vector({report.old_dim}) -> vector({report.new_dim}), "
         f"rebuilt {', '.join(report.indexes_rebuilt) or 'no index'}; "

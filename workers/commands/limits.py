@@ -9,6 +9,8 @@ from typing import Annotated, TypeVar
 
 import typer
 
+from aiops.audit import AuditEntry, AuditLog
+from aiops.audit.records import cli_actor
 from aiops.config import get_settings
 from aiops.db.pool import create_pool
 from aiops.endpoints import resolve_database_url
@@ -25,13 +27,20 @@ app = typer.Typer(
 T = TypeVar("T")
 
 
-def _with_store(work: Callable[[LimitsStore], Awaitable[T]]) -> T:
+def _with_store(
+    work: Callable[[LimitsStore], Awaitable[T]],
+    audit: Callable[[T], AuditEntry] | None = None,
+) -> T:
+    """Run `work`; with `audit`, append the row it makes of the result (changes only)."""
     settings = get_settings()
 
     async def run() -> T:
         pool = await create_pool(resolve_database_url(settings), max_size=2)
         try:
-            return await work(LimitsStore(pool, default_limits(settings)))
+            result = await work(LimitsStore(pool, default_limits(settings)))
+            if audit is not None:
+                await AuditLog(pool).append(audit(result))
+            return result
         finally:
             await pool.close()
 
@@ -72,7 +81,16 @@ def set_limit(
     async def work(store: LimitsStore) -> RuntimeLimits:
         return await store.set(name, value)
 
-    limits = _with_store(work)
+    def audit(limits: RuntimeLimits) -> AuditEntry:
+        return AuditEntry(
+            actor=cli_actor(get_settings()),
+            action="limits",
+            target=name,
+            decision="set",
+            details={"value": getattr(limits, name), "via": "cli"},
+        )
+
+    limits = _with_store(work, audit)
     typer.echo(f"{name} = {getattr(limits, name)}")
 
 
@@ -85,7 +103,17 @@ def reset(
     async def work(store: LimitsStore) -> RuntimeLimits:
         return await store.reset(name)
 
-    limits = _with_store(work)
+    def audit(limits: RuntimeLimits) -> AuditEntry:
+        values = limits.model_dump()
+        return AuditEntry(
+            actor=cli_actor(get_settings()),
+            action="limits",
+            target=name or "*",
+            decision="reset",
+            details={"defaults": {k: v for k, v in values.items() if name in (None, k)}},
+        )
+
+    limits = _with_store(work, audit)
     for key, value in limits.model_dump().items():
         if name is None or key == name:
             typer.echo(f"{key} = {value} (default)")

@@ -10,6 +10,8 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from aiops.audit import AuditEntry, AuditLog
+from aiops.audit.records import cli_actor
 from aiops.config import load_settings
 from aiops.db.pool import create_pool
 from aiops.endpoints import resolve_database_url
@@ -29,11 +31,20 @@ app = typer.Typer(
 T = TypeVar("T")
 
 
-def _with_library(work: Callable[[PatternLibrary], Awaitable[T]]) -> T:
+def _with_library(
+    work: Callable[[PatternLibrary], Awaitable[T]],
+    audit: Callable[[T], AuditEntry | None] | None = None,
+) -> T:
+    """Run `work`; with `audit`, append the row it makes of the result (None: no change)."""
+
     async def run() -> T:
         pool = await create_pool(resolve_database_url(load_settings()), max_size=2)
         try:
-            return await work(PatternLibrary(pool))
+            result = await work(PatternLibrary(pool))
+            entry = audit(result) if audit is not None else None
+            if entry is not None:
+                await AuditLog(pool).append(entry)
+            return result
         finally:
             await pool.close()
 
@@ -60,7 +71,20 @@ def load(
     path = DEFAULT_PATTERNS if defaults else file
     assert path is not None
     patterns = read_patterns(path)
-    results: list[AddResult] = _with_library(lambda lib: lib.add_many(patterns))
+
+    def audit(results: list[AddResult]) -> AuditEntry | None:
+        added = [r.id for r in results if r.created]
+        if not added:
+            return None
+        return AuditEntry(
+            actor=cli_actor(load_settings()),
+            action="patterns load",
+            target=str(path),
+            decision="added",
+            details={"added": added, "already": len(results) - len(added)},
+        )
+
+    results: list[AddResult] = _with_library(lambda lib: lib.add_many(patterns), audit)
     for pattern, result in zip(patterns, results, strict=True):
         state = "added" if result.created else f"already there ({result.status.value})"
         typer.echo(f"{result.id}  {state:<28} {pattern.description}")
@@ -102,7 +126,19 @@ def retire(
     reason: Annotated[str, typer.Option(help="kept with the pattern")] = "retired by hand",
 ) -> None:
     """Retire a pattern: it stops matching (listeners reload within AIOPS_PATTERN_RELOAD_S)."""
-    done: bool = _with_library(lambda lib: lib.retire(pattern_id, reason))
+
+    def audit(retired: bool) -> AuditEntry | None:
+        if not retired:
+            return None
+        return AuditEntry(
+            actor=cli_actor(load_settings()),
+            action="patterns retire",
+            target=pattern_id,
+            decision="retired",
+            details={"reason": reason},
+        )
+
+    done: bool = _with_library(lambda lib: lib.retire(pattern_id, reason), audit)
     typer.echo(f"{pattern_id} retired" if done else f"{pattern_id} was retired already")
 
 
@@ -137,6 +173,15 @@ def evolve(
                 result: EvolutionResult | None = await evolver.evolve(pid)
                 if result is not None:
                     shown.append(result.model_dump(mode="json"))
+                    await AuditLog(pool).append(
+                        AuditEntry(
+                            actor=cli_actor(settings),
+                            action="patterns evolve",
+                            target=result.old_id,
+                            decision="evolved",
+                            details={"new_ids": result.new_ids, "event_id": result.event_id},
+                        )
+                    )
             return shown
         finally:
             if mesh is not None:

@@ -1,0 +1,111 @@
+"""Checkpoints of the audit chain's head, kept outside the table: one signed JSON line
+each in a file the database cannot reach (and, by the worker, in the Temporal history of
+AuditAnchorWorkflow). Whoever deletes the tail of the table and resets its sequence still
+leaves a checkpoint naming a row that is no longer there."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, Field, ValidationError
+
+from aiops.audit.chain import Checkpoint
+from aiops.errors import AiopsError
+
+ANCHOR_WORKFLOW = "AuditAnchorWorkflow"
+ANCHOR_WORKFLOW_ID = "aiops-audit-anchor"
+CHECKPOINT_ACTIVITY = "audit_checkpoint"
+
+
+class AnchorRun(BaseModel):
+    """AuditAnchorWorkflow's input, carried across continue-as-new."""
+
+    interval_s: float = Field(gt=0)
+    # checkpoints per run before continue-as-new: bounds the history (about 6 events each)
+    budget: int = Field(default=500, ge=1)
+    latest: Checkpoint | None = None
+
+
+class CheckpointRequest(BaseModel):
+    previous: Checkpoint | None = None
+
+
+class CheckpointResult(BaseModel):
+    checkpoint: Checkpoint | None = None
+    written: bool = False
+    problem: str = Field(default="", description="why no checkpoint: the chain is broken")
+
+
+class AnchorError(AiopsError):
+    """The anchor file is unreadable, or a line in it was not signed with the audit key."""
+
+
+class AnchorFile:
+    def __init__(self, path: Path, anchor_key: bytes) -> None:
+        self.path = path
+        self._key = anchor_key
+
+    def read(self) -> list[Checkpoint]:
+        """Every checkpoint, oldest first; AnchorError names the first bad line."""
+        if not self.path.exists():
+            return []
+        found: list[Checkpoint] = []
+        with self.path.open("rb") as lines:
+            for number, raw in enumerate(lines, start=1):
+                if not raw.strip():
+                    continue
+                if not raw.endswith(b"\n"):
+                    break  # a write cut short by a crash: the line never counted
+                try:
+                    checkpoint = Checkpoint.model_validate_json(raw)
+                except ValidationError:
+                    raise AnchorError(f"{self.path} line {number} is not a checkpoint") from None
+                if not checkpoint.signature_ok(self._key):
+                    raise AnchorError(
+                        f"{self.path} line {number} is not signed with the audit key: "
+                        "forged, or the key changed"
+                    )
+                if found and checkpoint.seq < found[-1].seq:
+                    raise AnchorError(
+                        f"{self.path} line {number} anchors row {checkpoint.seq} after row "
+                        f"{found[-1].seq}: the chain went back (it was truncated then)"
+                    )
+                found.append(checkpoint)
+        return found
+
+    def latest(self) -> Checkpoint | None:
+        """The last line's checkpoint, read from the end of the file (it only grows)."""
+        if not self.path.exists():
+            return None
+        with self.path.open("rb") as lines:
+            size = lines.seek(0, os.SEEK_END)
+            lines.seek(max(0, size - 8192))
+            tail = [line for line in lines.read().split(b"\n")[:-1] if line.strip()]
+        if not tail:
+            return None
+        try:
+            checkpoint = Checkpoint.model_validate_json(tail[-1])
+        except ValidationError:
+            raise AnchorError(f"{self.path}: its last line is not a checkpoint") from None
+        if not checkpoint.signature_ok(self._key):
+            raise AnchorError(f"{self.path}: its last line is not signed with the audit key")
+        return checkpoint
+
+    def append(self, checkpoint: Checkpoint) -> bool:
+        """Add a line unless the head is the one last anchored; True when written."""
+        if not checkpoint.signature_ok(self._key):
+            raise AnchorError("refusing to anchor a checkpoint not signed with the audit key")
+        last = self.latest()
+        if last is not None and (last.seq, last.head) == (checkpoint.seq, checkpoint.head):
+            return False
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        line = checkpoint.model_dump_json().encode() + b"\n"
+        # O_APPEND: one write per line, so two writers interleave whole lines only
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            os.write(fd, line)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return True
