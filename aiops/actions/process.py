@@ -20,7 +20,7 @@ import signal
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import psutil
 
@@ -47,6 +47,10 @@ def _pid_of_key(argv: list[str], key: str) -> ProcessRecord | None:
         except psutil.Error:
             continue
     return None
+
+
+def _lock_file(path: Path) -> IO[str]:
+    return open(path, "a")  # closed by ProcessAdapter._locked
 
 
 def _runs(record: ProcessRecord, argv: list[str]) -> bool:
@@ -83,7 +87,8 @@ class ProcessAdapter:
         """The service's flock, for the whole stop-and-start; the kernel drops it when the
         worker dies, so a killed worker never leaves it taken."""
         self._run_dir.mkdir(parents=True, exist_ok=True)
-        with open(self._run_dir / f"{service}.lock", "a") as handle:
+        handle = _lock_file(self._run_dir / f"{service}.lock")
+        try:
             while True:
                 try:
                     fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -94,6 +99,8 @@ class ProcessAdapter:
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
+        finally:
+            handle.close()
 
     def _write_pid_file(self, service: str, record: ProcessRecord, key: str) -> None:
         path = self.pid_file(service)

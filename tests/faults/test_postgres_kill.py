@@ -142,3 +142,5 @@ async def test_kill_9_of_postgres_under_load_loses_and_doubles_nothing(
     )
     assert sent - ids == set() and n == distinct == len(published)
     assert alive, "the listener died with PostgreSQL"
+    # it did see PostgreSQL go away, and carried on
+    assert "storing events failed" in (tmp_path / "listener.log").read_text()
