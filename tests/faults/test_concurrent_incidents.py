@@ -18,13 +18,20 @@ from pathlib import Path
 from cryptography.fernet import Fernet
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
-from worker_process import MARKER, copies_of, kill_copies, start_worker, stop_worker, worker_env
 
 from aiops.db.pool import create_pool
 from aiops.models.healing import HealingInput, HealingPlan, HealingResult, PlannedAction
 from aiops.policy import load_policy
 from aiops.policy.models import ActionSpec
 from aiops.registry import ServiceDefinition, ServiceRegistry
+from faults.worker_process import (
+    MARKER,
+    copies_of,
+    kill_copies,
+    start_worker,
+    stop_worker,
+    worker_env,
+)
 from workflows.healing import HealingWorkflow
 
 INCIDENTS = 50

@@ -27,7 +27,6 @@ from aiops_worker import EMBEDDER
 from cryptography.fernet import Fernet
 from temporalio.client import Client
 from test_events_helpers import mesh_env, mesh_settings, pending, wait_for
-from worker_process import start_worker, stop_worker, worker_env
 
 from aiops.db.pool import create_pool
 from aiops.devstack import DevStack
@@ -37,6 +36,7 @@ from aiops.events.mesh import EventMesh
 from aiops.knowledge import KnowledgeGraph, ProblemIn, SolutionIn
 from aiops.policy.models import ActionSpec
 from aiops.registry import ServiceDefinition, ServiceRegistry
+from faults.worker_process import start_worker, stop_worker, worker_env
 
 ROOT = Path(__file__).resolve().parents[2]
 PROBLEMS = {

@@ -20,8 +20,6 @@ from pathlib import Path
 import asyncpg
 from cryptography.fernet import Fernet
 from temporalio.testing import WorkflowEnvironment
-from worker_process import MARKER, copies_of, kill_9, kill_copies, start_worker, stop_worker
-from worker_process import worker_env as make_env
 
 from aiops.db.pool import create_pool
 from aiops.devstack.processes import spawn
@@ -30,6 +28,8 @@ from aiops.policy import load_policy
 from aiops.policy.models import ActionSpec
 from aiops.registry import ServiceDefinition, ServiceRegistry
 from aiops.registry.models import ProcessInfo
+from faults.worker_process import MARKER, copies_of, kill_9, kill_copies, start_worker, stop_worker
+from faults.worker_process import worker_env as make_env
 from workflows.healing import HealingWorkflow
 
 # Slow to stop (2 s after SIGTERM), so a kill can land while the worker stops it.
@@ -118,7 +118,7 @@ async def _scenario(
         status = await pool.fetchval(
             "SELECT status FROM action_executions WHERE idempotency_key = $1", f"{wid}:1"
         )
-        return status == "succeeded"
+        return bool(status == "succeeded")
 
     second = None
     try:
