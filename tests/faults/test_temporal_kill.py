@@ -265,8 +265,9 @@ async def test_kill_9_of_temporal_under_load(
         # Entries whose batch waited on Temporal longer than the claim idle time are
         # claimed back by the listener itself and signalled again (and a signal applied
         # just before the kill, its answer lost, is sent again by signal_all's retry): the
-        # observe signal carries no id to drop a repeat by. Nothing acts twice (one incident, one action each, asserted above); the
-        # incident's event count is inflated. The fix is an id per observation that
+        # observe signal carries no id to drop a repeat by. Nothing acts twice (one
+        # incident, one action each, asserted above); the incident's event count is
+        # inflated. The fix is an id per observation that
         # IncidentWorkflow remembers, a workflow change behind workflow.patched.
         pytest.xfail(f"incidents counted {signalled_twice} re-sent problem events twice")
 
