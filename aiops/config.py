@@ -490,6 +490,19 @@ class Settings(BaseSettings):
         ge=1,
         description="activities one worker runs at once",
     )
+    db_pool_min: int = Field(
+        default=1,
+        validation_alias="AIOPS_DB_POOL_MIN",
+        ge=0,
+        description="PostgreSQL connections the worker keeps open when idle",
+    )
+    db_pool_max: int = Field(
+        default=20,
+        validation_alias="AIOPS_DB_POOL_MAX",
+        ge=1,
+        description="PostgreSQL connections the worker's activities share; it opens up to "
+        "AIOPS_WORKER_MAX_ACTIVITIES more, one per action running, to hold the action's locks",
+    )
     worker_max_workflow_tasks: int = Field(
         default=50,
         validation_alias="AIOPS_WORKER_MAX_WORKFLOW_TASKS",

@@ -390,7 +390,8 @@ async def test_a_restarted_process_gets_only_its_declared_env(
         await adapter.stop(await registry.get("envdump"), graceful=False)
     assert "AIOPS_SECRET_KEY" not in names and "DATABASE_URL" not in names
     assert {"PATH", "APP_MODE"} <= names
-    assert names - {"PATH", "APP_MODE"} <= {"LC_CTYPE", "PWD"}  # what CPython itself may set
+    # what CPython itself may set, and who started it (no secret: the service and action key)
+    assert names - {"PATH", "APP_MODE"} <= {"LC_CTYPE", "PWD", "AIOPS_SERVICE", "AIOPS_ACTION_KEY"}
 
 
 # --- the incident's decide and approve -------------------------------------------------------

@@ -40,7 +40,7 @@ from aiops.audit.records import record_policy
 from aiops.auth.approvals import ApprovalSigner
 from aiops.auth.keys import approval_key
 from aiops.config import Settings
-from aiops.db.pool import create_pool
+from aiops.db.pool import create_lock_pool, create_pool, sized
 from aiops.diagnosis.llm import RootCauseWriter, root_cause_writer
 from aiops.diagnosis.tools import ToolPlanner
 from aiops.embeddings import get_embedder
@@ -85,6 +85,7 @@ def activity_holders(
     simulated: bool = False,
     client: Client | None = None,
     settings: Settings | None = None,
+    lock_pool: asyncpg.Pool | None = None,
 ) -> list[object]:
     """Every activity class, wired to its clients; the worker and the tests share this.
 
@@ -92,7 +93,8 @@ def activity_holders(
     built-in agents alone when None. The diagnosis asks agents only when a custom one is in
     the set. approval_key: what signed approvals are checked with (None: a random one, so
     nothing signed elsewhere counts). simulated: add the simulated adapter (tests,
-    benchmarks; AIOPS_SIMULATED_ADAPTER=1)."""
+    benchmarks; AIOPS_SIMULATED_ADAPTER=1). lock_pool: where actions hold their locks
+    (aiops.db.pool.create_lock_pool); None: the main pool."""
     if agents is None:
         agents = AgentPresence(pool, builtin_agents(kg, policy_file), timeout_s=agent_timeout_s)
     custom = any(a.agent_id not in BUILTIN_IDS for a in agents.agents)
@@ -108,7 +110,7 @@ def activity_holders(
     guard = ActionGuard(
         pool, registry, PolicyFile(policy_file), signer, approvals, frozenset(adapters)
     )
-    executor = ActionExecutor(pool, registry, adapters, guard)
+    executor = ActionExecutor(pool, registry, adapters, guard, lock_pool)
     audit = AuditLog(pool, audit_keys(settings) if settings is not None else None)
     return [
         HealingActivities(pool, executor, registry, audit, signer, approvals, client),
@@ -146,7 +148,9 @@ def activities_of(*holders: object) -> list[Any]:
 
 @asynccontextmanager
 async def running_worker(settings: Settings, client: Client) -> AsyncIterator[Worker]:
-    pool = await create_pool(resolve_database_url(settings), max_size=20)
+    database_url = resolve_database_url(settings)
+    pool = await create_pool(database_url, **sized(settings))
+    locks = await create_lock_pool(database_url, settings.worker_max_activities)
     mesh = EventMesh.from_settings(settings)
     kg = KnowledgeGraph(pool, get_embedder(settings), settings.similarity_threshold)
     custom = load_custom_agents(taken=set(BUILTIN_IDS))
@@ -174,6 +178,7 @@ async def running_worker(settings: Settings, client: Client) -> AsyncIterator[Wo
         simulated=settings.simulated_adapter,
         client=client,
         settings=settings,
+        lock_pool=locks,
     )
     keys = audit_keys(settings)
     holders.append(
@@ -206,6 +211,7 @@ async def running_worker(settings: Settings, client: Client) -> AsyncIterator[Wo
                 await holder.prober.aclose()  # its HTTP client
         await agents.aclose()
         await mesh.aclose()
+        await locks.close()
         await pool.close()
 
 

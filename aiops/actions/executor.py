@@ -5,10 +5,17 @@ key (workflow id + step) is recorded before the adapter acts. A retried or repla
 activity gets the recorded outcome back. A key left 'started' by a worker that died
 mid-action is reconciled with the real world (did the restart happen?) before anything is
 done again. A per-key advisory lock keeps two attempts of the same key from overlapping.
+
+The guard's counts (rate limit, blast radius) and the claim of the key are one transaction
+under a per-target advisory lock, so two workflows cannot both count "none yet" and both
+act. The locks live on a connection of their own pool (`locks`), never one the adapters
+or the guard draw from: an action holds its lock connection while it acts and uses the
+main pool meanwhile, and a pool whose every connection waits for one more never moves.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -17,7 +24,7 @@ import asyncpg
 from pydantic import BaseModel
 
 from aiops.actions.base import ActionContext, ActionError, ActionOutcome, Adapter
-from aiops.actions.guard import ActionGuard, Approval
+from aiops.actions.guard import ActionGuard, Approval, Cleared
 from aiops.errors import AiopsError
 from aiops.policy.models import ActionSpec
 from aiops.registry import ServiceRegistry
@@ -48,8 +55,17 @@ class ActionExecutor:
         registry: ServiceRegistry,
         adapters: dict[str, Adapter],
         guard: ActionGuard,
+        locks: asyncpg.Pool | None = None,
     ) -> None:
+        """locks: the pool the per-key and per-target locks are held on while an action
+        runs, at least as large as the actions run at once (the worker sizes it to
+        AIOPS_WORKER_MAX_ACTIVITIES); None: `pool` itself, and then fewer actions hold a
+        lock at once than it has connections, so one is always left to draw from."""
         self._pool = pool
+        self._locks = locks or pool
+        self._holders = asyncio.Semaphore(
+            locks.get_max_size() if locks is not None else max(1, pool.get_max_size() - 1)
+        )
         self._registry = registry
         self._adapters = adapters
         self._guard = guard
@@ -76,36 +92,110 @@ class ActionExecutor:
         done = await self._recorded(request)
         if done is not None:
             return done
-        try:
+        key = request.idempotency_key
+        async with self._holders, self._locks.acquire() as conn:
+            # session lock: released by PostgreSQL if this worker dies mid-action
+            await conn.execute("SELECT pg_advisory_lock(hashtext($1))", key)
+            try:
+                try:
+                    claim = await self._clear_and_claim(conn, request)
+                except AiopsError as error:  # refused: an outcome, not a retry
+                    return _refused(str(error))
+                cleared, fresh = claim
+                ctx = ActionContext(
+                    idempotency_key=key,
+                    workflow_id=request.workflow_id,
+                    step=request.step,
+                    action=request.action,
+                    service=cleared.service,
+                )
+                adapter = self._adapters[cleared.adapter]
+
+                async def apply(
+                    a: Adapter, c: ActionContext, intent: dict[str, Any]
+                ) -> ActionOutcome:
+                    return await a.apply(c, intent)
+
+                outcome = await self._run(
+                    conn, key, ctx, adapter, apply, True, True, request.run_id, fresh
+                )
+            finally:
+                await conn.execute("SELECT pg_advisory_unlock(hashtext($1))", key)
+        if cleared.approved_by is not None:
+            outcome = outcome.model_copy(
+                update={"data": {**outcome.data, "approved_by": cleared.approved_by}}
+            )
+        return outcome
+
+    async def _clear_and_claim(
+        self, conn: asyncpg.pool.PoolConnectionProxy[asyncpg.Record], request: ExecuteRequest
+    ) -> tuple[Cleared, bool]:
+        """The guard's verdict and the key's claim, atomic per target: (cleared, whether
+        this attempt made the claim). A claim left by an attempt that died is re-checked
+        with the counts as they were when it was made, so another workflow's later action
+        cannot refuse the retry of one that may already have acted."""
+        async with conn.transaction():
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock(hashtext($1))", f"aiops:act:{request.action.target}"
+            )
+            claimed_at = await conn.fetchval(
+                "SELECT started_at FROM action_executions WHERE idempotency_key = $1",
+                request.idempotency_key,
+            )
             cleared = await self._guard.clear(
                 workflow_id=request.workflow_id,
                 step=request.step,
                 action=request.action,
                 plan_service=request.service,
                 approval=Approval(request.decision_id, request.grant, request.approver),
+                as_of=claimed_at,
             )
-        except AiopsError as error:  # refused: an outcome, not a retry
-            return _refused(str(error))
-        ctx = ActionContext(
-            idempotency_key=request.idempotency_key,
-            workflow_id=request.workflow_id,
-            step=request.step,
-            action=request.action,
-            service=cleared.service,
-        )
-        adapter = self._adapters[cleared.adapter]
-
-        async def apply(a: Adapter, c: ActionContext, intent: dict[str, Any]) -> ActionOutcome:
-            return await a.apply(c, intent)
-
-        outcome = await self._once(
-            request.idempotency_key, ctx, adapter, apply, reconcile=True, run_id=request.run_id
-        )
-        if cleared.approved_by is not None:
-            outcome = outcome.model_copy(
-                update={"data": {**outcome.data, "approved_by": cleared.approved_by}}
+            if claimed_at is not None:
+                return cleared, False
+            await self._claim(
+                conn,
+                request.idempotency_key,
+                request.workflow_id,
+                request.step,
+                self._adapters[cleared.adapter].name,
+                request.action,
+                cleared.service.name,
+                request.run_id,
             )
-        return outcome
+            return cleared, True
+
+    @staticmethod
+    async def _claim(
+        conn: asyncpg.pool.PoolConnectionProxy[asyncpg.Record],
+        key: str,
+        workflow_id: str,
+        step: str,
+        adapter: str,
+        action: ActionSpec,
+        service: str | None,
+        run_id: str | None,
+    ) -> bool:
+        # clock_timestamp: claims made one after another under the target lock are
+        # ordered by their time (now() is the transaction's start, which may be earlier)
+        inserted = await conn.fetchval(
+            """
+            INSERT INTO action_executions (idempotency_key, workflow_id, step, adapter,
+                action_type, target, service, action, status, run_id, started_at)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'started', $9, clock_timestamp())
+            ON CONFLICT (idempotency_key) DO NOTHING
+            RETURNING true
+            """,
+            key,
+            workflow_id,
+            step,
+            adapter,
+            action.action_type,
+            action.target,
+            service,
+            action.model_dump(mode="json"),
+            run_id,
+        )
+        return bool(inserted)
 
     async def compensate(self, request: ExecuteRequest) -> ActionOutcome:
         """Undo the action recorded under request.idempotency_key, once. What is undone is
@@ -163,17 +253,27 @@ class ActionExecutor:
         prepare: bool = True,
         run_id: str | None = None,
     ) -> ActionOutcome:
-        async with self._pool.acquire() as conn:
+        async with self._holders, self._locks.acquire() as conn:
             # session lock: released by PostgreSQL if this worker dies mid-action
             await conn.execute("SELECT pg_advisory_lock(hashtext($1))", key)
             try:
-                return await self._locked(
-                    conn, key, ctx, adapter, operation, reconcile, prepare, run_id
+                fresh = await self._claim(
+                    conn,
+                    key,
+                    ctx.workflow_id,
+                    ctx.step,
+                    adapter.name,
+                    ctx.action,
+                    ctx.service.name if ctx.service else None,
+                    run_id,
+                )
+                return await self._run(
+                    conn, key, ctx, adapter, operation, reconcile, prepare, run_id, fresh
                 )
             finally:
                 await conn.execute("SELECT pg_advisory_unlock(hashtext($1))", key)
 
-    async def _locked(
+    async def _run(
         self,
         conn: asyncpg.pool.PoolConnectionProxy[asyncpg.Record],
         key: str,
@@ -183,26 +283,10 @@ class ActionExecutor:
         reconcile: bool,
         prepare: bool,
         run_id: str | None,
+        fresh: bool,
     ) -> ActionOutcome:
-        inserted = await conn.fetchval(
-            """
-            INSERT INTO action_executions (idempotency_key, workflow_id, step, adapter,
-                action_type, target, service, action, status, run_id)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'started', $9)
-            ON CONFLICT (idempotency_key) DO NOTHING
-            RETURNING true
-            """,
-            key,
-            ctx.workflow_id,
-            ctx.step,
-            adapter.name,
-            ctx.action.action_type,
-            ctx.action.target,
-            ctx.service.name if ctx.service else None,
-            ctx.action.model_dump(mode="json"),
-            run_id,
-        )
-        if not inserted:
+        """Act under the key's claim; fresh: this attempt made the claim just now."""
+        if not fresh:
             row = await conn.fetchrow(
                 "UPDATE action_executions SET attempts = attempts + 1"
                 " WHERE idempotency_key = $1 RETURNING status, intent, result, run_id",
@@ -214,7 +298,7 @@ class ActionExecutor:
             if row["status"] != "started":
                 recorded = ActionOutcome.model_validate(row["result"])
                 return recorded.model_copy(update={"replayed": True})
-            intent = dict(row["intent"])
+            intent = dict(row["intent"] or {})
             if reconcile and intent:
                 found = await adapter.reconcile(ctx, intent)
                 if found is not None:

@@ -10,6 +10,7 @@ counts read now, and, when the policy wants a human, checks the signed approval.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal
 
 import asyncpg
@@ -64,21 +65,32 @@ async def policy_context(
     service: ServiceRecord | None,
     target: str,
     window_s: float,
+    as_of: datetime | None = None,
 ) -> PolicyContext:
-    """The counts the rate limit and the blast radius need, read now."""
+    """The counts the rate limit and the blast radius need, read now; as_of: only what
+    was claimed before then (the counts as they stood when an action made its claim).
+
+    A remediation counts toward the blast radius once it has claimed an action on the
+    service, not when it merely opened: two that open at once then both wait for their
+    turn at the per-target lock, and the first to claim is the one that acts."""
     recent = await pool.fetchval(
         "SELECT count(*) FROM action_executions WHERE target = $1"
-        " AND started_at > now() - make_interval(secs => $2) AND workflow_id <> $3",
+        " AND started_at > now() - make_interval(secs => $2) AND workflow_id <> $3"
+        " AND ($4::timestamptz IS NULL OR started_at < $4)",
         target,
         window_s,
         workflow_id,
+        as_of,
     )
     mode = await ModeStore(pool).effective(service.name if service else None)
     concurrent = await pool.fetchval(
-        "SELECT count(*) FROM remediations WHERE service = $1 AND finished_at IS NULL"
-        " AND workflow_id <> $2",
+        "SELECT count(*) FROM remediations r WHERE r.service = $1 AND r.finished_at IS NULL"
+        " AND r.workflow_id <> $2 AND EXISTS (SELECT 1 FROM action_executions a"
+        " WHERE a.workflow_id = r.workflow_id AND a.service = $1"
+        " AND ($3::timestamptz IS NULL OR a.started_at < $3))",
         service.name if service else "",
         workflow_id,
+        as_of,
     )
     return PolicyContext(
         service_critical=service.critical if service else False,
@@ -159,8 +171,10 @@ class ActionGuard:
         action: ActionSpec,
         plan_service: str | None,
         approval: Approval,
+        as_of: datetime | None = None,
     ) -> Cleared:
-        """Let the action through, or raise RefusedAction saying why not."""
+        """Let the action through, or raise RefusedAction saying why not. as_of: the time
+        of the action's claim when it has one (see policy_context)."""
         reason = forbidden_reason(action)
         if reason is not None:
             raise RefusedAction(f"refused: {reason} is forbidden")
@@ -178,6 +192,7 @@ class ActionGuard:
             service=service,
             target=action.target,
             window_s=policy.rate_limit.window_s,
+            as_of=as_of,
         )
         decision = evaluate(policy, action, context)
         if decision.verdict == "deny":

@@ -322,9 +322,13 @@ class KnowledgeGraph:
                 " RETURNING true",
                 key,
             )
-            if not fresh:
-                return await self.solution_stats(solution_id)
-            return await self.update_solution_outcome(solution_id, success, resolution_time_s, conn)
+            if fresh:
+                return await self.update_solution_outcome(
+                    solution_id, success, resolution_time_s, conn
+                )
+        # read after the connection is back: holding it while waiting for another is how a
+        # busy pool deadlocks
+        return await self.solution_stats(solution_id)
 
     async def add_insight(
         self, key: str, problem_id: str | None, solution_id: str | None, outcome: str, summary: str
