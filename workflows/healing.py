@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ApplicationError, FailureError
+from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError, FailureError
 
 from workflows.notifying import send_notification
 
@@ -34,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
     from aiops.notify.models import NotificationKind, NotifyRequest
     from aiops.policy import evaluate
     from aiops.policy.models import PolicyContext
+    from aiops.saga import after_compensation, hard_failure_detail
     from workflows.notifying import send_notification
 
 _QUICK = timedelta(seconds=30)
@@ -44,6 +46,20 @@ _RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=5)
 # handling when replayed; every new run takes the checked path.
 SIGNED_APPROVALS = "signed-approvals"
 NOTIFICATIONS = "notifications"
+# Runs from before it failed outright when a step raised; every new run rolls back whatever
+# way a step fails, and its undo and bookkeeping outlast an outage of the database.
+COMPENSATE_ALWAYS = "compensate-on-any-failure"
+# An undo must not give up while the database or the target is down for a while: retried
+# with a capped backoff for hours, not 5 attempts in 15 s.
+_UNDO_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=30),
+    maximum_attempts=0,
+)
+_UNDO_WITHIN = timedelta(hours=6)
+# what ends a step without an outcome: out of retries, timed out, cancelled
+_HARD_FAILURES = (ActivityError, ChildWorkflowError, TimeoutError, asyncio.CancelledError)
 
 
 @workflow.defn(name="HealingWorkflow")
@@ -63,6 +79,8 @@ class HealingWorkflow:
         self._notifies = False
         self._notifying: list[asyncio.Task[None]] = []
         self._approval_deadline: datetime | None = None
+        self._always_compensates = False
+        self._in_flight: ExecuteRequest | None = None
 
     def _checks_approvals(self) -> bool:
         """Whether this run checks decisions (signed grants, the pending step only) and
@@ -201,6 +219,7 @@ class HealingWorkflow:
         self._input = input
         self._checks_approvals()
         self._notifies = workflow.patched(NOTIFICATIONS)
+        self._always_compensates = workflow.patched(COMPENSATE_ALWAYS)
         wid = workflow.info().workflow_id
         plan = input.plan
         self._steps = [StepRecord(step=p.step, action=p.action) for p in plan.actions]
@@ -208,41 +227,18 @@ class HealingWorkflow:
             "open_remediation", RemediationRequest(workflow_id=wid, service=plan.service)
         )
         saga: list[ExecuteRequest] = []
-        outcome: HealingOutcome | None = None
-        detail = ""
         try:
-            for record in sorted(self._steps, key=lambda r: r.action.order):
-                stop = await self._run_step(wid, record, saga)
-                if stop is not None:
-                    outcome, detail = stop
-                    break
-            verified: bool | None = None
-            if outcome is None and any(r.status == "would_run" for r in self._steps):
-                outcome = "shadow"
-                detail = "shadow mode: would run " + ", ".join(
-                    f"step {r.step} ({r.action.action_type} on {r.action.target})"
-                    for r in self._steps
-                    if r.status == "would_run"
-                )
-            if outcome is None:
-                self._phase = "verifying"
-                check = await workflow.execute_activity(
-                    "verify_service_health",
-                    VerifyRequest(service=plan.service, timeout_s=input.verify_timeout_s),
-                    result_type=VerifyResult,
-                    start_to_close_timeout=timedelta(seconds=input.verify_timeout_s + 30),
-                    heartbeat_timeout=timedelta(seconds=15),
-                    retry_policy=_RETRY,
-                )
-                verified = check.healthy
-                await self._audit(wid, "verify", plan.service, str(check.healthy), check.detail)
-                if check.healthy is False:
-                    outcome, detail = "failed", f"verification failed: {check.detail}"
-                else:
-                    outcome, detail = "healed", check.detail
+            try:
+                outcome, detail, verified = await self._run_plan(wid, saga)
+            except _HARD_FAILURES as error:
+                if not self._always_compensates:
+                    raise
+                outcome, detail, verified = "failed", self._failed_hard(error, saga), None
             if outcome in ("failed", "refused", "escalated", "rejected") and saga:
                 await self._compensate(wid, saga)
-                if outcome == "failed":
+                if self._always_compensates:
+                    outcome = after_compensation(outcome, self._compensations)
+                elif outcome == "failed":
                     outcome = "compensated"
             self._outcome = outcome
             self._phase = "done"
@@ -259,7 +255,58 @@ class HealingWorkflow:
             await self._call(
                 "close_remediation",
                 RemediationRequest(workflow_id=wid, service=plan.service, outcome=self._outcome),
+                lasting=self._always_compensates,
             )
+
+    async def _run_plan(
+        self, wid: str, saga: list[ExecuteRequest]
+    ) -> tuple[HealingOutcome, str, bool | None]:
+        """Run the steps in order, then verify; (outcome, detail, verified)."""
+        assert self._input is not None
+        plan = self._input.plan
+        for record in sorted(self._steps, key=lambda r: r.action.order):
+            stop = await self._run_step(wid, record, saga)
+            if stop is not None:
+                return stop[0], stop[1], None
+        if any(r.status == "would_run" for r in self._steps):
+            return (
+                "shadow",
+                "shadow mode: would run "
+                + ", ".join(
+                    f"step {r.step} ({r.action.action_type} on {r.action.target})"
+                    for r in self._steps
+                    if r.status == "would_run"
+                ),
+                None,
+            )
+        self._phase = "verifying"
+        check = await workflow.execute_activity(
+            "verify_service_health",
+            VerifyRequest(service=plan.service, timeout_s=self._input.verify_timeout_s),
+            result_type=VerifyResult,
+            start_to_close_timeout=timedelta(seconds=self._input.verify_timeout_s + 30),
+            heartbeat_timeout=timedelta(seconds=15),
+            retry_policy=_RETRY,
+        )
+        await self._audit(wid, "verify", plan.service, str(check.healthy), check.detail)
+        if check.healthy is False:
+            return "failed", f"verification failed: {check.detail}", check.healthy
+        return "healed", check.detail, check.healthy
+
+    def _failed_hard(self, error: BaseException, saga: list[ExecuteRequest]) -> str:
+        """A step raised (out of retries, timed out, cancelled): the step in flight may have
+        acted before its bookkeeping failed, so it is undone too; the executor undoes only
+        what it recorded as a compensable success."""
+        workflow.logger.warning("healing stopped by %r; rolling back", error)
+        flying = self._in_flight
+        if flying is None:
+            return hard_failure_detail(None, error)
+        self._in_flight = None
+        record = next(r for r in self._steps if r.step == flying.step)
+        record.status = "failed"
+        if flying not in saga:
+            saga.append(flying)
+        return hard_failure_detail(flying.step, error)
 
     async def _run_step(
         self, wid: str, record: StepRecord, saga: list[ExecuteRequest]
@@ -324,6 +371,7 @@ class HealingWorkflow:
             grant=approval.grant if approval else None,
             approver=approval.approver if approval else None,
         )
+        self._in_flight = request
         outcome = await workflow.execute_activity(
             "execute_action",
             request,
@@ -332,6 +380,7 @@ class HealingWorkflow:
             heartbeat_timeout=_HEARTBEAT,
             retry_policy=_RETRY,
         )
+        self._in_flight = None
         # execute_action audits its own result (key action:<step>), in the same attempt
         record.outcome = outcome
         if outcome.data.get("refused"):
@@ -452,6 +501,10 @@ class HealingWorkflow:
 
     async def _compensate(self, wid: str, saga: list[ExecuteRequest]) -> None:
         self._phase = "compensating"
+        if self._always_compensates:
+            # a cancellation of the run must not stop the rollback half way
+            await _uncancellable(self._undo_all(wid, saga))
+            return
         for request in reversed(saga):
             outcome = await workflow.execute_activity(
                 "compensate_action",
@@ -470,6 +523,32 @@ class HealingWorkflow:
                 outcome.detail,
             )
 
+    async def _undo_all(self, wid: str, saga: list[ExecuteRequest]) -> None:
+        """Undo in reverse, each undo retried for hours; one that still fails is recorded
+        as not undone and the others are still tried."""
+        for request in reversed(saga):
+            try:
+                outcome = await workflow.execute_activity(
+                    "compensate_action",
+                    request,
+                    result_type=ActionOutcome,
+                    start_to_close_timeout=_ACT,
+                    schedule_to_close_timeout=_UNDO_WITHIN,
+                    heartbeat_timeout=_HEARTBEAT,
+                    retry_policy=_UNDO_RETRY,
+                )
+            except ActivityError as error:
+                outcome = ActionOutcome(success=False, detail=f"not undone: {error.cause or error}")
+            self._compensations.append(CompensationRecord(step=request.step, outcome=outcome))
+            await self._audit(
+                wid,
+                f"compensation:{request.step}",
+                request.action.target,
+                "succeeded" if outcome.success else "failed",
+                outcome.detail,
+                lasting=True,
+            )
+
     async def _audit(
         self,
         wid: str,
@@ -478,6 +557,8 @@ class HealingWorkflow:
         decision: str,
         detail: str,
         actor: str = "aiops-healer",
+        *,
+        lasting: bool = False,
     ) -> None:
         await self._call(
             "record_audit",
@@ -490,13 +571,36 @@ class HealingWorkflow:
                 details={"detail": detail},
                 workflow_id=wid,
             ),
+            lasting=lasting,
         )
 
-    async def _call(self, activity_name: str, arg: object) -> None:
+    async def _call(self, activity_name: str, arg: object, *, lasting: bool = False) -> None:
         # Short database bookkeeping runs as a local activity: no server round trip per call.
+        # lasting: the rollback's own records, which must outlive a database outage.
+        if lasting:
+            await workflow.execute_local_activity(
+                activity_name,
+                arg,
+                start_to_close_timeout=_QUICK,
+                schedule_to_close_timeout=_UNDO_WITHIN,
+                retry_policy=_UNDO_RETRY,
+            )
+            return
         await workflow.execute_local_activity(
             activity_name, arg, start_to_close_timeout=_QUICK, retry_policy=_RETRY
         )
+
+
+async def _uncancellable(work: Awaitable[None]) -> None:
+    """Run work to its end even if the workflow is cancelled meanwhile."""
+    task = asyncio.ensure_future(work)
+    while True:
+        try:
+            await asyncio.shield(task)
+            return
+        except asyncio.CancelledError:
+            if task.done():
+                raise
 
 
 def _not_pending(step: str | None, pending: str | None) -> str:
