@@ -394,6 +394,23 @@ class Settings(BaseSettings):
         "reads them (a backlog after an outage) are stored and counted, never acted on; "
         "0 acts on every event however old",
     )
+    incident_max_retries: int = Field(
+        default=2,
+        validation_alias="AIOPS_INCIDENT_MAX_RETRIES",
+        ge=0,
+        le=20,
+        description="after a failed fix or an unknown problem, how many times an incident "
+        "whose events go on past its cool-down re-notifies and re-diagnoses (leaving out the "
+        "fix that failed); 0 turns it off",
+    )
+    incident_history_budget: int = Field(
+        default=10_000,
+        validation_alias="AIOPS_INCIDENT_HISTORY_BUDGET",
+        ge=100,
+        le=40_000,
+        description="history events after which an incident continues as a new run, "
+        "carrying its counters (Temporal's hard limit is 51,200)",
+    )
     dead_letter_stream: str = Field(
         default="events:dead",
         validation_alias="AIOPS_DEAD_LETTER_STREAM",

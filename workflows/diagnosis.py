@@ -37,7 +37,12 @@ class DiagnosisWorkflow:
             start_to_close_timeout=timedelta(minutes=2),
             retry_policy=RetryPolicy(maximum_attempts=5),
         )
-        similar = [c for c in search.candidates if c.similarity >= input.min_similarity]
+        # a fix that already failed for this incident is not offered again
+        similar = [
+            c
+            for c in search.candidates
+            if c.similarity >= input.min_similarity and c.solution_id not in input.exclude_solutions
+        ]
         known = applicable(similar, input.service, input.closeness)
         picked = choose_solution(known, workflow.random(), input.closeness)
         note = await self._root_cause_note(input, search) if search.llm_configured else None
@@ -170,6 +175,10 @@ def _not_counted(vote: VoteResult) -> str:
 
 
 def _unknown_why(input: DiagnosisInput, search: CandidateSearch, similar: list[Candidate]) -> str:
+    tried = [c for c in search.candidates if c.solution_id in input.exclude_solutions]
+    if tried and not similar:
+        fixes = ", ".join(sorted({repr(c.solution_description) for c in tried}))
+        return f"the known fix ({fixes}) failed already here; escalating without acting"
     if similar:
         hint = max(similar, key=lambda c: c.similarity)
         return (

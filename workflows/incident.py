@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeUpdate
-from temporalio.exceptions import ApplicationError, FailureError
+from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError, FailureError
 from temporalio.workflow import ParentClosePolicy
 
 from workflows.notifying import send_notification
@@ -23,6 +23,7 @@ from workflows.notifying import send_notification
 with workflow.unsafe.imports_passed_through():
     from aiops import search_attributes as sa
     from aiops.events.envelope import Event
+    from aiops.incident_rules import continue_as_new_due, failed_solution, retry_due
     from aiops.models.diagnosis import Diagnosis, DiagnosisInput
     from aiops.models.healing import (
         ApprovalDecision,
@@ -35,6 +36,7 @@ with workflow.unsafe.imports_passed_through():
     from aiops.models.incident import (
         EscalationRequest,
         IncidentInput,
+        IncidentLimits,
         IncidentStatus,
         Observation,
         ProblemCategory,
@@ -56,6 +58,10 @@ FORWARD_DECISIONS = "forward-decisions-as-updates"
 NOTIFICATIONS = "notifications"
 SILENCES = "silences"
 INCIDENT_MODE = "incident-mode"
+# Runs from before it failed with their child and skipped the cool-down; every new run
+# cools down whatever the outcome, tries again while the problem goes on, and continues
+# as new on a history budget.
+PERSISTS = "incident-persists"
 
 
 @workflow.defn(name="IncidentWorkflow")
@@ -81,6 +87,8 @@ class IncidentWorkflow:
         self._notifies = False
         self._notifying: list[asyncio.Task[None]] = []
         self._mode_searchable = False
+        self._persists = False
+        self._note = ""
 
     def _forwards_updates(self) -> bool:
         if self._forwards is None:
@@ -205,16 +213,118 @@ class IncidentWorkflow:
     async def run(self, incident: IncidentInput) -> IncidentStatus:
         self._forwards_updates()
         self._notifies = workflow.patched(NOTIFICATIONS)
+        self._persists = workflow.patched(PERSISTS)
         if self._status.events == 0:
             # started by hand (no signal came with the start): the input is the first event
             self.observe(_observation_from(incident, workflow.now()))
         if not self._status.resolved:
             if workflow.patched(SILENCES):
                 await self._wait_out_silences()
-            await self._handle(incident)
-        await self._cool_down(incident)
+            await self._attempt(incident)
+        if self._persists:
+            await self._watch(incident)
+        else:
+            await self._cool_down(incident)
         self._status.open = False
         return self._status
+
+    async def _attempt(self, incident: IncidentInput) -> None:
+        """Diagnose, heal, learn; a child or activity that fails for good makes the outcome
+        `failed`, never the incident (which must still absorb its duplicates)."""
+        try:
+            await self._handle(incident)
+        except (ActivityError, ChildWorkflowError) as error:
+            if not self._persists:
+                raise
+            workflow.logger.warning("incident attempt failed: %r", error)
+            status = self._status
+            status.outcome = "failed"
+            status.pending_approval = None
+            self._notify(NotificationKind.REMEDIATION_FAILED, f"the attempt failed: {error}")
+            await asyncio.gather(*self._notifying, return_exceptions=True)
+            status.resolved = True
+            status.resolved_at = workflow.now()
+            self._set_phase("cooling_down", outcome="failed")
+
+    async def _watch(self, incident: IncidentInput) -> None:
+        """The cool-down, window by window: a window without events closes the incident;
+        events in a window are counted here (no new incident), and after a failed fix or an
+        unknown problem they mean it goes on: alert again and try again, a bounded number
+        of times. The run continues as new when its history reaches its budget."""
+        status = self._status
+        limits = await self._limits(incident)
+        window = timedelta(seconds=incident.cool_down_s)
+        while True:
+            seen = status.events
+            with contextlib.suppress(TimeoutError):
+                await workflow.wait_condition(lambda: self._history_full(limits), timeout=window)
+            if self._history_full(limits):
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                status.runs += 1
+                workflow.continue_as_new(
+                    incident.model_copy(
+                        update={
+                            "carried": status,
+                            "max_retries": limits.max_retries,
+                            "history_budget": limits.history_budget,
+                        }
+                    )
+                )
+            persisted = status.events > seen and status.source_resolved_at is None
+            if not persisted:
+                return
+            if retry_due(status.outcome, persisted, status.retries, limits.max_retries):
+                await self._retry(incident, status.events - seen, limits)
+
+    def _history_full(self, limits: IncidentLimits) -> bool:
+        info = workflow.info()
+        return continue_as_new_due(
+            info.get_current_history_length(),
+            limits.history_budget,
+            info.is_continue_as_new_suggested(),
+        )
+
+    async def _limits(self, incident: IncidentInput) -> IncidentLimits:
+        if incident.max_retries is not None and incident.history_budget is not None:
+            return IncidentLimits(
+                max_retries=incident.max_retries, history_budget=incident.history_budget
+            )
+        worker: IncidentLimits = await workflow.execute_local_activity(
+            "incident_limits",
+            result_type=IncidentLimits,
+            start_to_close_timeout=_QUICK,
+            retry_policy=_RETRY,
+        )
+        return IncidentLimits(
+            max_retries=worker.max_retries
+            if incident.max_retries is None
+            else incident.max_retries,
+            history_budget=worker.history_budget
+            if incident.history_budget is None
+            else incident.history_budget,
+        )
+
+    async def _retry(
+        self, incident: IncidentInput, new_events: int, limits: IncidentLimits
+    ) -> None:
+        """The problem went on after an attempt that did not fix it: people are told again
+        (the attempt's own notification says so) and it is diagnosed again, without the fix
+        that just failed."""
+        status = self._status
+        failed = failed_solution(status.outcome, status.plan.solution_id if status.plan else None)
+        if failed is not None and failed not in status.excluded_solutions:
+            status.excluded_solutions.append(failed)
+        self._note = (
+            f"still happening ({new_events} more event(s) after {status.outcome}); "
+            f"attempt {status.retries + 2} of {limits.max_retries + 1}"
+        )
+        status.retries += 1
+        status.resolved, status.resolved_at = False, None
+        status.diagnosis = status.plan = status.learning = None
+        status.healing_workflow_id = status.healing = status.healing_result = None
+        status.pending_approval = None
+        self._notifying = []
+        await self._attempt(incident)
 
     async def _wait_out_silences(self) -> None:
         """While a silence or maintenance window holds the problem, neither act nor notify
@@ -276,7 +386,7 @@ class IncidentWorkflow:
                 category=status.category.value if status.category else None,
                 severity=status.severity.value if status.severity else None,
                 event_type=sample.event_type if sample else incident.event_type,
-                occurrences=status.events,
+                occurrences=max(status.events - status.recorded_events, 1),
             ),
             result_type=ProblemRef,
             start_to_close_timeout=_QUICK,
@@ -291,10 +401,12 @@ class IncidentWorkflow:
                 service=status.service,
                 category=status.category.value if status.category else None,
                 severity=status.severity.value if status.severity else None,
+                exclude_solutions=status.excluded_solutions,
             ),
-            id=f"{wid}-diagnosis-{workflow.info().run_id[:8]}",
+            id=f"{wid}-diagnosis-{self._tag()}",
             result_type=Diagnosis,
         )
+        status.recorded_events = status.events
         problem, diagnosis = await asyncio.gather(recorded, diagnosed)
         if workflow.patched(INCIDENT_MODE):
             # for people (status, memo, AiopsMode); where actions run, the mode is read again
@@ -342,7 +454,7 @@ class IncidentWorkflow:
                 start_to_close_timeout=_QUICK,
                 retry_policy=_RETRY,
             )
-            healing_id = f"{wid}-healing-{workflow.info().run_id[:8]}"
+            healing_id = f"{wid}-healing-{self._tag()}"
             status.healing_workflow_id = healing_id
             result = await workflow.execute_child_workflow(
                 "HealingWorkflow",
@@ -385,7 +497,7 @@ class IncidentWorkflow:
                 winning_plan=diagnosis.vote.winning_plan if diagnosis.vote else None,
                 pattern_id=status.pattern_id,
             ),
-            id=f"{wid}-learning-{workflow.info().run_id[:8]}",
+            id=f"{wid}-learning-{self._tag()}",
             result_type=LearningResult,
         )
         status.learning = learned
@@ -416,14 +528,20 @@ class IncidentWorkflow:
         plan = status.plan
         request = NotifyRequest(
             kind=kind,
-            key=f"{kind.value}:{workflow.info().run_id[:8]}",
+            key=f"{kind.value}:{self._tag()}",
             incident_id=workflow.info().workflow_id,
             workflow_id=status.healing_workflow_id,
             service=status.service,
             plan_description=plan.description if plan else "",
-            detail=detail,
+            detail=f"{self._note}: {detail}" if self._note else detail,
         )
         self._notifying.append(asyncio.create_task(send_notification(request)))
+
+    def _tag(self) -> str:
+        """This attempt's suffix for child ids and notification keys: the run's, plus the
+        attempt's number on a new attempt."""
+        run = workflow.info().run_id[:8]
+        return f"{run}-r{self._status.retries}" if self._status.retries else run
 
     def _set_phase(self, phase: str, outcome: str | None = None) -> None:
         self._status.phase = phase

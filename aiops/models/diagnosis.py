@@ -24,6 +24,9 @@ class DiagnosisInput(BaseModel):
     closeness: float = Field(
         default=0.08, description="candidates this close to the best take part in sampling"
     )
+    exclude_solutions: list[str] = Field(
+        default_factory=list, description="solutions that already failed for this incident"
+    )
 
 
 class Candidate(BaseModel):

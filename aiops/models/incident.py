@@ -127,6 +127,17 @@ class IncidentStatus(BaseModel):
     mode: str | None = Field(
         default=None, description="act, approve-all or shadow: the mode it was planned under"
     )
+    # --- after the first attempt (bounded: one entry per new attempt at most) ---
+    retries: int = Field(
+        default=0, description="new attempts made because the problem went on after one failed"
+    )
+    excluded_solutions: list[str] = Field(
+        default_factory=list, description="solutions that failed here, left out of new attempts"
+    )
+    recorded_events: int = Field(
+        default=0, description="events already counted in the knowledge graph's occurrences"
+    )
+    runs: int = Field(default=1, description="runs of this incident (continue-as-new)")
 
     def summary(self) -> str:
         """One line for the Web UI memo and `aiops incidents`."""
@@ -186,6 +197,16 @@ class IncidentInput(BaseModel):
     cool_down_s: float = Field(default=600.0, gt=0)
     # set when the workflow continues as new, so counts survive the new run
     carried: IncidentStatus | None = None
+    # None: the worker's AIOPS_INCIDENT_MAX_RETRIES / AIOPS_INCIDENT_HISTORY_BUDGET
+    max_retries: int | None = Field(default=None, ge=0)
+    history_budget: int | None = Field(default=None, ge=100)
+
+
+class IncidentLimits(BaseModel):
+    """The worker's settings for an incident's life after its first attempt."""
+
+    max_retries: int = Field(ge=0)
+    history_budget: int = Field(ge=100)
 
 
 class SourceResolved(BaseModel):

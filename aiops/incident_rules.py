@@ -1,0 +1,30 @@
+"""Pure decisions of an incident's life after its first attempt: when to try again, and
+when to start a fresh run so its history stays bounded."""
+
+from __future__ import annotations
+
+# outcomes after which the problem may still be there and a new attempt can help: nothing
+# fixed it (failed, rolled back) or nothing was known (unknown). A person's no (rejected),
+# the policy's no (refused) and an approval nobody gave (escalated) are not retried.
+RETRYABLE = frozenset({"failed", "compensated", "unknown"})
+
+
+def retry_due(outcome: str | None, persisted: bool, retries: int, max_retries: int) -> bool:
+    """Whether to re-notify and re-diagnose after a cool-down window: the problem went on
+    (events arrived during the window), the last attempt did not fix it, and the budget of
+    new attempts is not spent."""
+    return persisted and outcome in RETRYABLE and retries < max_retries
+
+
+def continue_as_new_due(history_length: int, budget: int, suggested: bool) -> bool:
+    """Start a new run (carrying the counters) when the server suggests it or the run's
+    history reached its budget of events, well before Temporal's hard limits."""
+    return suggested or history_length >= budget
+
+
+def failed_solution(outcome: str | None, solution_id: str | None) -> str | None:
+    """The solution to leave out of the next diagnosis: the one whose plan just ran and
+    did not heal."""
+    if outcome in ("failed", "compensated") and solution_id:
+        return solution_id
+    return None
