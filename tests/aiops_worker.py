@@ -44,11 +44,13 @@ async def aiops_worker(
     approvals: Literal["open", "signed"] = "open",
     policy_file: Path | None = None,
     settings: Settings | None = None,
+    workflows: Sequence[type] = ALL_WORKFLOWS,
 ) -> AsyncIterator[KnowledgeGraph]:
     """agents: custom agents next to the built-in ones, registered (as the worker does)
     for the test's duration; None: the built-in ones only, as today. The simulated adapter
     is on, as AIOPS_SIMULATED_ADAPTER=1 turns it on; it acts for services registered with
-    adapter: simulated (tests/known_problems.register_simulated)."""
+    adapter: simulated (tests/known_problems.register_simulated). workflows: what the
+    worker runs (a test may put a broken child in place of one)."""
     pool = await create_pool(database_url, max_size=10)
     mesh = EventMesh(aioredis.Redis.from_url(redis_url))
     kg = KnowledgeGraph(pool, EMBEDDER)
@@ -81,7 +83,7 @@ async def aiops_worker(
     gc.collect()
     try:
         async with Worker(
-            client, task_queue=queue, workflows=ALL_WORKFLOWS, activities=activities_of(*holders)
+            client, task_queue=queue, workflows=list(workflows), activities=activities_of(*holders)
         ):
             yield kg
     finally:
