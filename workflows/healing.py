@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError, FailureError
+from temporalio.exceptions import ApplicationError, FailureError
 
 from workflows.notifying import send_notification
 
@@ -58,8 +58,9 @@ _UNDO_RETRY = RetryPolicy(
     maximum_attempts=0,
 )
 _UNDO_WITHIN = timedelta(hours=6)
-# what ends a step without an outcome: out of retries, timed out, cancelled
-_HARD_FAILURES = (ActivityError, ChildWorkflowError, TimeoutError, asyncio.CancelledError)
+# what ends a step without an outcome: out of retries, timed out, cancelled. FailureError,
+# not only ActivityError: a local activity out of retries can surface as its own failure.
+_HARD_FAILURES = (FailureError, TimeoutError, asyncio.CancelledError)
 
 
 @workflow.defn(name="HealingWorkflow")
@@ -537,8 +538,8 @@ class HealingWorkflow:
                     heartbeat_timeout=_HEARTBEAT,
                     retry_policy=_UNDO_RETRY,
                 )
-            except ActivityError as error:
-                outcome = ActionOutcome(success=False, detail=f"not undone: {error.cause or error}")
+            except FailureError as error:
+                outcome = ActionOutcome(success=False, detail=f"not undone: {_cause(error)}")
             self._compensations.append(CompensationRecord(step=request.step, outcome=outcome))
             await self._audit(
                 wid,
@@ -575,17 +576,22 @@ class HealingWorkflow:
         )
 
     async def _call(self, activity_name: str, arg: object, *, lasting: bool = False) -> None:
-        # Short database bookkeeping runs as a local activity: no server round trip per call.
-        # lasting: the rollback's own records, which must outlive a database outage.
         if lasting:
-            await workflow.execute_local_activity(
-                activity_name,
-                arg,
-                start_to_close_timeout=_QUICK,
-                schedule_to_close_timeout=_UNDO_WITHIN,
-                retry_policy=_UNDO_RETRY,
-            )
+            # the rollback's own records: a regular activity whose retries the server keeps
+            # for hours, past an outage of the database; one that still fails then is a log
+            # line, never the rollback's result
+            try:
+                await workflow.execute_activity(
+                    activity_name,
+                    arg,
+                    start_to_close_timeout=_QUICK,
+                    schedule_to_close_timeout=_UNDO_WITHIN,
+                    retry_policy=_UNDO_RETRY,
+                )
+            except FailureError as error:
+                workflow.logger.error("%s not recorded: %s", activity_name, _cause(error))
             return
+        # Short database bookkeeping runs as a local activity: no server round trip per call.
         await workflow.execute_local_activity(
             activity_name, arg, start_to_close_timeout=_QUICK, retry_policy=_RETRY
         )
@@ -607,3 +613,7 @@ def _not_pending(step: str | None, pending: str | None) -> str:
     if pending is None:
         return "no step is waiting for approval"
     return f"step {step} is not the one waiting for approval (step {pending} is)"
+
+
+def _cause(error: FailureError) -> BaseException:
+    return error.cause or error

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeUpdate
-from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError, FailureError
+from temporalio.exceptions import ApplicationError, FailureError
 from temporalio.workflow import ParentClosePolicy
 
 from workflows.notifying import send_notification
@@ -233,7 +233,7 @@ class IncidentWorkflow:
         `failed`, never the incident (which must still absorb its duplicates)."""
         try:
             await self._handle(incident)
-        except (ActivityError, ChildWorkflowError) as error:
+        except FailureError as error:  # a child or activity out of retries, however surfaced
             if not self._persists:
                 raise
             workflow.logger.warning("incident attempt failed: %r", error)
