@@ -5,7 +5,9 @@ simulated adapter, made to raise for the step that says so."""
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -28,6 +30,14 @@ from aiops.policy.models import ActionSpec
 from workflows.healing import HealingWorkflow
 
 SIGNER = ApprovalSigner(b"k" * 32)
+HISTORIES = Path(__file__).parent / "histories"
+
+
+async def export(env: WorkflowEnvironment, wid: str, name: str) -> None:
+    """EXPORT_HISTORIES=1 pytest ... writes the run to tests/histories/, which CI replays."""
+    if os.environ.get("EXPORT_HISTORIES"):
+        history = await env.client.get_workflow_handle(wid).fetch_history()
+        (HISTORIES / f"{name}.json").write_text(history.to_json())
 
 
 class RaisingAdapter(SimulatedAdapter):
@@ -108,6 +118,7 @@ async def test_a_step_that_raises_past_its_retries_rolls_back_the_done_steps(
             id=wid,
             task_queue=queue,
         )
+        await export(time_skipping_env, wid, "healing_raised_rolls_back")
     assert result.outcome == "compensated", result.detail
     assert "step 2 did not finish" in result.detail and "adapter blew up" in result.detail
     assert [s.status for s in result.steps] == ["done", "failed"]
@@ -149,6 +160,7 @@ async def test_cancelling_the_run_rolls_back_the_done_steps(
         await _pending(handle, "3")
         await handle.cancel()
         result = await handle.result()
+        await export(time_skipping_env, wid, "healing_cancelled_rolls_back")
     assert result.outcome == "compensated", result.detail
     assert "cancelled" in result.detail
     assert [c.step for c in result.compensations] == ["1"]

@@ -18,6 +18,7 @@ from temporalio import workflow
 from temporalio.client import WorkflowHandle
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
+from test_healing_hard_failures import export
 from webhook import Receiver
 
 from aiops.config import Settings
@@ -86,7 +87,8 @@ class BrokenDiagnosis:
 async def test_a_failed_attempt_still_cools_down_and_absorbs_duplicates(
     temporal_env: WorkflowEnvironment, database_url: str, redis_url: str
 ) -> None:
-    queue, wid = f"q-{uuid.uuid4().hex[:8]}", f"incident-{uuid.uuid4().hex[:8]}"
+    # fixed ids: a saved history's file name is the workflow id it replays as
+    queue, wid = f"q-{uuid.uuid4().hex[:8]}", "incident-history-failed-child"
     others = [w for w in ALL_WORKFLOWS if w.__name__ != "DiagnosisWorkflow"]
     async with aiops_worker(
         temporal_env.client, queue, database_url, redis_url, workflows=[*others, BrokenDiagnosis]
@@ -108,6 +110,7 @@ async def test_a_failed_attempt_still_cools_down_and_absorbs_duplicates(
                 start_signal_args=[observation(wid, count=10)],
             )
         result = await handle.result()
+        await export(temporal_env, wid, wid)
     assert result.outcome == "failed"
     assert result.events == 31 and result.observations == 4
     assert not result.open and result.resolved
@@ -145,7 +148,7 @@ async def test_a_problem_that_goes_on_is_alerted_and_diagnosed_again_without_the
     tmp_path: Path,
 ) -> None:
     settings = Settings(notify_urls=f"json://127.0.0.1:{receiver.port}/hook", home=tmp_path)
-    queue, wid = f"q-{uuid.uuid4().hex[:8]}", f"incident-{uuid.uuid4().hex[:8]}"
+    queue, wid = f"q-{uuid.uuid4().hex[:8]}", "incident-history-persists"
     async with aiops_worker(
         temporal_env.client, queue, database_url, redis_url, settings=settings
     ) as kg:
@@ -167,6 +170,7 @@ async def test_a_problem_that_goes_on_is_alerted_and_diagnosed_again_without_the
         await until_phase(handle, "cooling_down")
         await handle.signal(IncidentWorkflow.observe, observation(wid, count=5))
         result = await handle.result()
+        await export(temporal_env, wid, wid)
         acted = await kg.pool.fetchval(
             "SELECT count(*) FROM action_executions WHERE workflow_id LIKE $1", f"{wid}-%"
         )
