@@ -16,7 +16,6 @@ from temporalio.exceptions import ApplicationError
 
 from aiops.audit import AuditEntry, AuditLog
 from aiops.config import Settings, get_settings
-from aiops.models.incident import IncidentLimits
 from aiops.notify.models import ChannelResult, NotificationKind, NotifyRequest, NotifyResult
 from aiops.notify.sender import Notifier, Target
 from aiops.registry import ServiceRegistry
@@ -126,14 +125,3 @@ class NotifyActivities:
                 f"every notification channel failed ({errors})", type="NotificationFailed"
             )
         return result
-
-    @activity.defn(name="incident_limits")
-    async def incident_limits(self) -> IncidentLimits:
-        """How many times an incident whose problem goes on alerts and tries again, and its
-        history budget: the worker's settings, read by the workflow through this activity
-        (a workflow reads no environment)."""
-        settings = self._settings or get_settings()
-        return IncidentLimits(
-            max_retries=settings.incident_max_retries,
-            history_budget=settings.incident_history_budget,
-        )

@@ -141,6 +141,8 @@ async def run_listener(
             detector=detector or patterns or DefaultDetector(),
             fingerprinter=fingerprinter or default_fingerprinter(shared),
             cool_down_s=cool_down_s,
+            max_retries=settings.incident_max_retries,
+            history_budget=settings.incident_history_budget,
             correlate_s=settings.incident_correlate_s,
             # shared by every listener of the group: which incident a symptom joins
             redis=client,

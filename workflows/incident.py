@@ -36,7 +36,6 @@ with workflow.unsafe.imports_passed_through():
     from aiops.models.incident import (
         EscalationRequest,
         IncidentInput,
-        IncidentLimits,
         IncidentStatus,
         Observation,
         ProblemCategory,
@@ -252,61 +251,30 @@ class IncidentWorkflow:
         unknown problem they mean it goes on: alert again and try again, a bounded number
         of times. The run continues as new when its history reaches its budget."""
         status = self._status
-        limits = await self._limits(incident)
         window = timedelta(seconds=incident.cool_down_s)
         while True:
             seen = status.events
             with contextlib.suppress(TimeoutError):
-                await workflow.wait_condition(lambda: self._history_full(limits), timeout=window)
-            if self._history_full(limits):
+                await workflow.wait_condition(lambda: self._history_full(incident), timeout=window)
+            if self._history_full(incident):
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 status.runs += 1
-                workflow.continue_as_new(
-                    incident.model_copy(
-                        update={
-                            "carried": status,
-                            "max_retries": limits.max_retries,
-                            "history_budget": limits.history_budget,
-                        }
-                    )
-                )
+                workflow.continue_as_new(incident.model_copy(update={"carried": status}))
             persisted = status.events > seen and status.source_resolved_at is None
             if not persisted:
                 return
-            if retry_due(status.outcome, persisted, status.retries, limits.max_retries):
-                await self._retry(incident, status.events - seen, limits)
+            if retry_due(status.outcome, persisted, status.retries, incident.max_retries):
+                await self._retry(incident, status.events - seen)
 
-    def _history_full(self, limits: IncidentLimits) -> bool:
+    def _history_full(self, incident: IncidentInput) -> bool:
         info = workflow.info()
         return continue_as_new_due(
             info.get_current_history_length(),
-            limits.history_budget,
+            incident.history_budget,
             info.is_continue_as_new_suggested(),
         )
 
-    async def _limits(self, incident: IncidentInput) -> IncidentLimits:
-        if incident.max_retries is not None and incident.history_budget is not None:
-            return IncidentLimits(
-                max_retries=incident.max_retries, history_budget=incident.history_budget
-            )
-        worker: IncidentLimits = await workflow.execute_local_activity(
-            "incident_limits",
-            result_type=IncidentLimits,
-            start_to_close_timeout=_QUICK,
-            retry_policy=_RETRY,
-        )
-        return IncidentLimits(
-            max_retries=worker.max_retries
-            if incident.max_retries is None
-            else incident.max_retries,
-            history_budget=worker.history_budget
-            if incident.history_budget is None
-            else incident.history_budget,
-        )
-
-    async def _retry(
-        self, incident: IncidentInput, new_events: int, limits: IncidentLimits
-    ) -> None:
+    async def _retry(self, incident: IncidentInput, new_events: int) -> None:
         """The problem went on after an attempt that did not fix it: people are told again
         (the attempt's own notification says so) and it is diagnosed again, without the fix
         that just failed."""
@@ -316,7 +284,7 @@ class IncidentWorkflow:
             status.excluded_solutions.append(failed)
         self._note = (
             f"still happening ({new_events} more event(s) after {status.outcome}); "
-            f"attempt {status.retries + 2} of {limits.max_retries + 1}"
+            f"attempt {status.retries + 2} of {incident.max_retries + 1}"
         )
         status.retries += 1
         status.resolved, status.resolved_at = False, None

@@ -395,6 +395,8 @@ class IncidentRouter:
     detector: Detector
     fingerprinter: Fingerprinter
     cool_down_s: float = 600.0
+    max_retries: int = 2  # AIOPS_INCIDENT_MAX_RETRIES
+    history_budget: int = 10_000  # AIOPS_INCIDENT_HISTORY_BUDGET
     concurrency: int = 32
     with_search_attributes: bool = True
     # A failed health probe of a service that, this recently, reported a problem of its own
@@ -437,6 +439,8 @@ class IncidentRouter:
             correlation_id=sample.correlation_id,
             replay=observation.replay,
             cool_down_s=self.cool_down_s,
+            max_retries=self.max_retries,
+            history_budget=self.history_budget,
             pattern_id=observation.pattern_id,
         )
         # the incident continues the publisher's trace when the event carries one

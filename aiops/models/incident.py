@@ -197,16 +197,13 @@ class IncidentInput(BaseModel):
     cool_down_s: float = Field(default=600.0, gt=0)
     # set when the workflow continues as new, so counts survive the new run
     carried: IncidentStatus | None = None
-    # None: the worker's AIOPS_INCIDENT_MAX_RETRIES / AIOPS_INCIDENT_HISTORY_BUDGET
-    max_retries: int | None = Field(default=None, ge=0)
-    history_budget: int | None = Field(default=None, ge=100)
-
-
-class IncidentLimits(BaseModel):
-    """The worker's settings for an incident's life after its first attempt."""
-
-    max_retries: int = Field(ge=0)
-    history_budget: int = Field(ge=100)
+    # the listener sets both from AIOPS_INCIDENT_MAX_RETRIES and AIOPS_INCIDENT_HISTORY_BUDGET
+    max_retries: int = Field(
+        default=2, ge=0, description="new attempts while the problem goes on after one failed"
+    )
+    history_budget: int = Field(
+        default=10_000, ge=100, description="history events after which a run continues as new"
+    )
 
 
 class SourceResolved(BaseModel):

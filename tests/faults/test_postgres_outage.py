@@ -114,7 +114,7 @@ async def test_postgres_outage_mid_heal_rolls_back_and_does_not_act_again(
         await _seed(kg)
         handle = await client.start_workflow(
             IncidentWorkflow.run,
-            _incident(cool_down_s=4, max_retries=0, history_budget=10_000),
+            _incident(cool_down_s=2, max_retries=0, history_budget=10_000),
             id=wid,
             task_queue=queue,
         )
