@@ -37,6 +37,12 @@ def test_there_are_histories_of_each_kind() -> None:
         # update, a late approve; a rejection that rolls the done step back
         "incident-history-signed-approval",
         "healing_rejected_rolls_back",
+        # a step that raised past its retries and a cancelled run, both rolled back; an
+        # incident whose child failed; one alerted and diagnosed again while it persisted
+        "healing_raised_rolls_back",
+        "healing_cancelled_rolls_back",
+        "incident-history-failed-child",
+        "incident-history-persists",
     } <= names
     assert any(n.startswith("healing_fail_at_step_") for n in names)
 
