@@ -142,7 +142,11 @@ class KnowledgeActivities:
     @activity.defn(name="escalate")
     async def escalate(self, request: EscalationRequest) -> str:
         event = Event(
-            id=uuid.uuid5(uuid.NAMESPACE_URL, f"escalation:{activity.info().workflow_id}"),
+            id=uuid.uuid5(
+                uuid.NAMESPACE_URL,
+                f"escalation:{activity.info().workflow_id}"
+                + (f":{request.key}" if request.key else ""),
+            ),
             event_type=EventType.AGENT_ACTION,
             source="aiops",
             service=request.service,

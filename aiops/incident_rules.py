@@ -28,3 +28,22 @@ def failed_solution(outcome: str | None, solution_id: str | None) -> str | None:
     if outcome in ("failed", "compensated") and solution_id:
         return solution_id
     return None
+
+
+def ladder_stop(
+    plans_tried: int,
+    max_plans: int,
+    elapsed_s: float,
+    budget_s: float,
+    source_resolved: bool,
+) -> str | None:
+    """Why the escalation ladder stops after a failed plan, or None to try the next known
+    fix now: the plans allowed in one incident are spent, its time budget is, or the
+    alert's source said it resolved (nothing left to fix)."""
+    if source_resolved:
+        return "the source says it resolved"
+    if plans_tried >= max_plans:
+        return f"{plans_tried} of {max_plans} plans tried (max_plans_per_incident)"
+    if elapsed_s >= budget_s:
+        return f"the ladder's {budget_s:g} s are spent (ladder_budget_s)"
+    return None

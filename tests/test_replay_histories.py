@@ -43,6 +43,8 @@ def test_there_are_histories_of_each_kind() -> None:
         "healing_cancelled_rolls_back",
         "incident-history-failed-child",
         "incident-history-persists",
+        # the escalation ladder: two fixes failed, the third healed, in one incident
+        "incident-history-ladder",
     } <= names
     assert any(n.startswith("healing_fail_at_step_") for n in names)
 

@@ -23,7 +23,12 @@ from workflows.notifying import send_notification
 with workflow.unsafe.imports_passed_through():
     from aiops import search_attributes as sa
     from aiops.events.envelope import Event
-    from aiops.incident_rules import continue_as_new_due, failed_solution, retry_due
+    from aiops.incident_rules import (
+        continue_as_new_due,
+        failed_solution,
+        ladder_stop,
+        retry_due,
+    )
     from aiops.models.diagnosis import Diagnosis, DiagnosisInput
     from aiops.models.healing import (
         ApprovalDecision,
@@ -38,6 +43,7 @@ with workflow.unsafe.imports_passed_through():
         IncidentInput,
         IncidentStatus,
         Observation,
+        PlanRung,
         ProblemCategory,
         ProblemRecordRequest,
         ProblemRef,
@@ -61,6 +67,8 @@ INCIDENT_MODE = "incident-mode"
 # cools down whatever the outcome, tries again while the problem goes on, and continues
 # as new on a history budget.
 PERSISTS = "incident-persists"
+# After a failed or rolled-back plan, the next known fix is tried in the same incident.
+LADDER = "escalation-ladder"
 
 
 @workflow.defn(name="IncidentWorkflow")
@@ -291,6 +299,7 @@ class IncidentWorkflow:
         status.diagnosis = status.plan = status.learning = None
         status.healing_workflow_id = status.healing = status.healing_result = None
         status.pending_approval = None
+        status.rungs = []
         self._notifying = []
         await self._attempt(incident)
 
@@ -388,6 +397,26 @@ class IncidentWorkflow:
             status.mode = shown.mode
             self._mode_searchable = shown.searchable
         status.problem_id = problem.problem_id
+        ladder_since = workflow.now() if workflow.patched(LADDER) else None
+        next_diagnosis: Diagnosis | None = diagnosis
+        while next_diagnosis is not None:
+            next_diagnosis = await self._rung(incident, next_diagnosis, ladder_since)
+        # sent beside learning; a channel that is down never holds the incident up for long
+        await asyncio.gather(*self._notifying, return_exceptions=True)
+        status.resolved = True
+        status.resolved_at = workflow.now()
+        self._set_phase("cooling_down", outcome=status.outcome)
+
+    async def _rung(
+        self, incident: IncidentInput, diagnosis: Diagnosis, ladder_since: datetime | None
+    ) -> Diagnosis | None:
+        """Act on one diagnosis and learn from it. With the ladder (ladder_since set), a plan
+        that failed or was rolled back is followed by the next known fix: its diagnosis is
+        returned to run as the next rung; None when the attempt is over."""
+        wid = workflow.info().workflow_id
+        status = self._status
+        sample = status.last_sample
+        policy: Policy | None = None
         status.diagnosis = diagnosis
         status.plan = diagnosis.plan
         started = workflow.now()
@@ -401,6 +430,7 @@ class IncidentWorkflow:
                     reason=diagnosis.why,
                     service=status.service,
                     causation_event_id=str(sample.id) if sample else None,
+                    key=self._tag() if status.retries else None,
                 ),
                 start_to_close_timeout=_QUICK,
                 retry_policy=_RETRY,
@@ -469,11 +499,88 @@ class IncidentWorkflow:
             result_type=LearningResult,
         )
         status.learning = learned
-        # sent beside learning; a channel that is down never holds the incident up for long
-        await asyncio.gather(*self._notifying, return_exceptions=True)
-        status.resolved = True
-        status.resolved_at = workflow.now()
-        self._set_phase("cooling_down", outcome=status.outcome)
+        if ladder_since is None or policy is None:
+            return None
+        return await self._next_rung(incident, policy, ladder_since)
+
+    async def _next_rung(
+        self, incident: IncidentInput, policy: Policy, since: datetime
+    ) -> Diagnosis | None:
+        """After a plan that failed or was rolled back: the next known fix (diagnosed again
+        without the ones that failed), or None with the incident escalated when the ladder
+        is spent or knows nothing more."""
+        status = self._status
+        plan = status.plan
+        healing = status.healing_result
+        if (
+            policy.max_plans_per_incident <= 1
+            or status.outcome not in ("failed", "compensated")
+            or plan is None
+            or healing is None
+            or status.healing_workflow_id is None
+        ):
+            return None
+        status.rungs.append(
+            PlanRung(
+                solution_id=plan.solution_id,
+                description=plan.description,
+                outcome=status.outcome,
+                healing_workflow_id=status.healing_workflow_id,
+                detail=healing.detail[:300],
+            )
+        )
+        if plan.solution_id and plan.solution_id not in status.excluded_solutions:
+            status.excluded_solutions.append(plan.solution_id)
+        why = ladder_stop(
+            len(status.rungs),
+            policy.max_plans_per_incident,
+            (workflow.now() - since).total_seconds(),
+            policy.ladder_budget_s,
+            status.source_resolved_at is not None,
+        )
+        if why is None:
+            self._set_phase("diagnosing")
+            wid = workflow.info().workflow_id
+            diagnosis: Diagnosis = await workflow.execute_child_workflow(
+                "DiagnosisWorkflow",
+                DiagnosisInput(
+                    incident_id=wid,
+                    text=_problem_text(status, status.last_sample),
+                    service=status.service,
+                    category=status.category.value if status.category else None,
+                    severity=status.severity.value if status.severity else None,
+                    exclude_solutions=status.excluded_solutions,
+                ),
+                id=f"{wid}-diagnosis-{self._tag()}",
+                result_type=Diagnosis,
+            )
+            if diagnosis.plan is not None:
+                return diagnosis
+            why = f"no other known fix ({diagnosis.why})"
+        # one plan that failed with nothing else to try was said by its own notification
+        if status.source_resolved_at is None and len(status.rungs) > 1:
+            await self._fixes_exhausted(why)
+        return None
+
+    async def _fixes_exhausted(self, why: str) -> None:
+        status = self._status
+        tried = "; ".join(f"{r.description!r} {r.outcome}" for r in status.rungs)
+        reason = f"tried {len(status.rungs)} fix(es): {tried}; stopped: {why}"
+        self._set_phase("escalated", outcome=status.outcome)
+        sample = status.last_sample
+        await workflow.execute_activity(
+            "escalate",
+            EscalationRequest(
+                incident_id=workflow.info().workflow_id,
+                reason=reason,
+                service=status.service,
+                causation_event_id=str(sample.id) if sample else None,
+                key=f"ladder:{self._tag()}",
+            ),
+            start_to_close_timeout=_QUICK,
+            retry_policy=_RETRY,
+        )
+        self._notify(NotificationKind.FIXES_EXHAUSTED, reason)
 
     async def _cool_down(self, incident: IncidentInput) -> None:
         """Late duplicates are counted here instead of opening a new incident."""
@@ -509,7 +616,9 @@ class IncidentWorkflow:
         """This attempt's suffix for child ids and notification keys: the run's, plus the
         attempt's number on a new attempt."""
         run = workflow.info().run_id[:8]
-        return f"{run}-r{self._status.retries}" if self._status.retries else run
+        tag = f"{run}-r{self._status.retries}" if self._status.retries else run
+        rungs = len(self._status.rungs)
+        return f"{tag}-p{rungs + 1}" if rungs else tag
 
     def _set_phase(self, phase: str, outcome: str | None = None) -> None:
         self._status.phase = phase

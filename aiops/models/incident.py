@@ -85,6 +85,16 @@ class Observation(BaseModel):
     )
 
 
+class PlanRung(BaseModel):
+    """One plan the escalation ladder tried in an incident, and how it ended."""
+
+    solution_id: str | None
+    description: str
+    outcome: str
+    healing_workflow_id: str
+    detail: str = ""
+
+
 class IncidentStatus(BaseModel):
     """What the `status` query returns; also the workflow's result."""
 
@@ -126,6 +136,10 @@ class IncidentStatus(BaseModel):
     silence_reason: str | None = None
     mode: str | None = Field(
         default=None, description="act, approve-all or shadow: the mode it was planned under"
+    )
+    rungs: list[PlanRung] = Field(
+        default_factory=list,
+        description="the plans tried before the current one in this attempt (the ladder)",
     )
     # --- after the first attempt (bounded: one entry per new attempt at most) ---
     retries: int = Field(
@@ -171,6 +185,11 @@ class EscalationRequest(BaseModel):
     reason: str
     service: str | None = None
     causation_event_id: str | None = None
+    key: str | None = Field(
+        default=None,
+        description="tells apart escalations of one incident (a new attempt, the ladder's "
+        "end); unset: one per workflow",
+    )
 
 
 class IncidentInput(BaseModel):

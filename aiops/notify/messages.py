@@ -57,6 +57,8 @@ def _title(request: NotifyRequest) -> str:
             return f"[aiops] Unknown problem on {where}: escalated to you"
         case NotificationKind.REMEDIATION_FAILED:
             return f"[aiops] Remediation failed on {where}"
+        case NotificationKind.FIXES_EXHAUSTED:
+            return f"[aiops] No known fix worked on {where}: escalated to you"
         case NotificationKind.HEALED:
             return f"[aiops] Healed: {where}"
     raise AssertionError(request.kind)  # pragma: no cover
@@ -74,6 +76,9 @@ _LEAD = {
     "nothing and escalates it to a person.",
     NotificationKind.REMEDIATION_FAILED: "A remediation step failed; the steps done before "
     "it were rolled back (compensated).",
+    NotificationKind.FIXES_EXHAUSTED: "aiops tried the fixes it knows for this problem, one "
+    "after another, each rolled back when it failed; none healed it, so it stops and "
+    "escalates it to a person.",
     NotificationKind.HEALED: "The incident healed and the service's health was verified.",
 }
 

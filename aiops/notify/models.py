@@ -16,6 +16,7 @@ class NotificationKind(StrEnum):
     APPROVAL_TIMEOUT = "approval_timeout"  # nobody decided: escalated, nothing was done
     ESCALATED_UNKNOWN = "escalated_unknown"  # no known fix: a person must look
     REMEDIATION_FAILED = "remediation_failed"  # a step failed; done steps were rolled back
+    FIXES_EXHAUSTED = "fixes_exhausted"  # every fix the ladder may try failed: a person must look
     HEALED = "healed"  # only with AIOPS_NOTIFY_HEALED=1
 
 

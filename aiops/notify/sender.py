@@ -43,6 +43,7 @@ _TYPE = {
     NotificationKind.APPROVAL_TIMEOUT: apprise.NotifyType.FAILURE,
     NotificationKind.ESCALATED_UNKNOWN: apprise.NotifyType.FAILURE,
     NotificationKind.REMEDIATION_FAILED: apprise.NotifyType.FAILURE,
+    NotificationKind.FIXES_EXHAUSTED: apprise.NotifyType.FAILURE,
     NotificationKind.HEALED: apprise.NotifyType.SUCCESS,
 }
 

@@ -66,6 +66,10 @@ class Policy(BaseModel):
     rate_limit: RateLimit = Field(default_factory=RateLimit)
     blast_radius: BlastRadius = Field(default_factory=BlastRadius)
     approval_timeout_s: float = Field(default=900.0, gt=0)
+    # the escalation ladder: after a failed or rolled-back plan, the next known fix is tried
+    # in the same incident, up to this many plans and within this time
+    max_plans_per_incident: int = Field(default=3, ge=1, le=10)
+    ladder_budget_s: float = Field(default=1800.0, gt=0)
 
 
 class PolicyContext(BaseModel):
