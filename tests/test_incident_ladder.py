@@ -12,8 +12,8 @@ from pathlib import Path
 
 from aiops_worker import aiops_worker
 from known_problems import register_simulated
-from test_healing_hard_failures import export
 from temporalio.testing import WorkflowEnvironment
+from test_healing_hard_failures import export
 from webhook import Receiver
 
 from aiops.config import Settings

@@ -104,6 +104,8 @@ class ProcessAdapter:
 
     def _write_pid_file(self, service: str, record: ProcessRecord, key: str) -> None:
         path = self.pid_file(service)
+        # start() outside an action (the demo's own start) takes no lock, which made it
+        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         tmp.write_text(
             json.dumps(
