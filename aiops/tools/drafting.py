@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any
 
 from pydantic import ValidationError
 
 from aiops.actions.params import PARAMS
 from aiops.diagnosis.chat import ChatError, ChatModel
-from aiops.privacy import mask
+from aiops.privacy import mask, mask_json
 from aiops.registry.models import ServiceRecord
 from aiops.tools.models import UNDOABLE, ToolDraft, ToolRequest, ToolSpec
 from aiops.tools.spec import ToolSpecError, parse_spec, reasons
@@ -44,12 +45,23 @@ def _primitives() -> str:
     return "\n".join(lines)
 
 
+def _masked(parameters: dict[str, Any]) -> str:
+    """The parameters as JSON with every text masked, and a config_update's value masked
+    whole when its key names a secret (db_password: hunter2), as under a secret-named key."""
+    masked = mask_json(parameters)
+    key, value = parameters.get("key"), parameters.get("value")
+    if isinstance(key, str) and "value" in parameters:
+        masked["value"] = mask_json({key: value})[key]
+    return json.dumps(masked, sort_keys=True)
+
+
 def prompt(request: ToolRequest, service: ServiceRecord | None) -> str:
     lines = [
         f"Build the tool {request.action_type!r}.",
         f"A known fix, {mask(request.solution_description)!r}, needs it for the problem "
         f"{mask(request.problem_description)!r}.",
-        f"The fix calls it with the parameters {json.dumps(request.parameters, sort_keys=True)}",
+        # a fix's values may be a connection string or a token (config_update.value)
+        f"The fix calls it with the parameters {_masked(request.parameters)}",
         "Primitive action types:",
         _primitives(),
     ]
