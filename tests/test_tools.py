@@ -399,7 +399,8 @@ postconditions:
         "dry_run",
         "staging_trial",
     ]
-    done = runner.invoke(cli.app, ["tools", "approve", "tidy_logs", "--version", "1", "--reason", "reviewed"])
+    approve = ["tools", "approve", "tidy_logs", "--version", "1", "--reason", "reviewed"]
+    done = runner.invoke(cli.app, approve)
     assert done.exit_code == 0, done.output
     assert runner.invoke(cli.app, ["tools", "retire", "tidy_logs"]).exit_code != 0  # no reason
     done = runner.invoke(cli.app, ["tools", "retire", "tidy_logs", "--reason", "replaced"])
@@ -462,9 +463,7 @@ def test_cli_decisions_need_an_admin_token_in_signed_mode(
         done = as_(operator, *command)
         assert done.exit_code != 0, command
         assert "bob's, who has no admin role: tool changes need one" in str(done.exception)
-    assert [r["status"] for r in json.loads(as_(operator, "list", "--json").stdout)] == [
-        "proposed"
-    ]
+    assert [r["status"] for r in json.loads(as_(operator, "list", "--json").stdout)] == ["proposed"]
     done = as_(admin, "approve", "clear_cache", "--version", "1")
     assert done.exit_code == 0, done.output
     assert "(by carol)" in done.output

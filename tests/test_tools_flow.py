@@ -6,6 +6,7 @@ and the outcome is learned for the fix that uses it."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -181,17 +182,25 @@ class _ChatServer:
         return f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
 
 
-@pytest.fixture
-def chat() -> Iterator[_ChatServer]:
+@contextlib.contextmanager
+def chat_server() -> Iterator[_ChatServer]:
     server = _ChatServer([])
     server.thread.start()
     deadline = time.monotonic() + 20
     while not server.server.started:
         assert time.monotonic() < deadline, "the chat server did not start"
         time.sleep(0.05)
-    yield server
-    server.server.should_exit = True
-    server.thread.join(timeout=10)
+    try:
+        yield server
+    finally:
+        server.server.should_exit = True
+        server.thread.join(timeout=10)
+
+
+@pytest.fixture
+def chat() -> Iterator[_ChatServer]:
+    with chat_server() as server:
+        yield server
 
 
 async def test_a_chat_model_drafts_requested_tools_and_validation_judges_them(

@@ -27,6 +27,7 @@ _SYSTEM = (
     "replica_bounds|capability|healthy, value). Use only the primitive action types listed. "
     "Never delete data, change credentials, the network or the system."
 )
+_SECRET = "<SECRET>"
 _FENCE = re.compile(r"^```[a-zA-Z]*\s*\n(.*?)\n```\s*$", re.DOTALL)
 
 
@@ -45,14 +46,23 @@ def _primitives() -> str:
     return "\n".join(lines)
 
 
-def _masked(parameters: dict[str, Any]) -> str:
-    """The parameters as JSON with every text masked, and a config_update's value masked
-    whole when its key names a secret (db_password: hunter2), as under a secret-named key."""
-    masked = mask_json(parameters)
-    key, value = parameters.get("key"), parameters.get("value")
-    if isinstance(key, str) and "value" in parameters:
-        masked["value"] = mask_json({key: value})[key]
-    return json.dumps(masked, sort_keys=True)
+def _secret_named(key: str) -> bool:
+    return bool(mask_json({key: 0})[key] != 0)
+
+
+def _masked(value: Any) -> Any:
+    """Every text masked, values under secret-named keys hidden whole, and so is the value
+    of a key/value pair whose key names a secret ({key: db_password, value: hunter2})."""
+    if isinstance(value, list):
+        return [_masked(v) for v in value]
+    if not isinstance(value, dict):
+        return mask_json(value)
+    key = value.get("key")
+    pair = isinstance(key, str) and _secret_named(key)
+    return {
+        k: _SECRET if _secret_named(str(k)) or (pair and k == "value") else _masked(v)
+        for k, v in value.items()
+    }
 
 
 def prompt(request: ToolRequest, service: ServiceRecord | None) -> str:
@@ -61,7 +71,8 @@ def prompt(request: ToolRequest, service: ServiceRecord | None) -> str:
         f"A known fix, {mask(request.solution_description)!r}, needs it for the problem "
         f"{mask(request.problem_description)!r}.",
         # a fix's values may be a connection string or a token (config_update.value)
-        f"The fix calls it with the parameters {_masked(request.parameters)}",
+        f"The fix calls it with the parameters "
+        f"{json.dumps(_masked(request.parameters), sort_keys=True)}",
         "Primitive action types:",
         _primitives(),
     ]
