@@ -229,8 +229,10 @@ async def test_every_argument_combination_is_validated_or_the_tool_refused(
     assert "step 1 (config_update): credential change" in (record.validation.refusal() or "")
     # one step over more combinations than can be checked: refused, not half checked
     three = [{"name": n, "type": "integer", "choices": list(range(8)), "default": 0} for n in "abc"]
-    wide = {"action_type": "config_update", "parameters": {"key": "cache_ttl", "value": "${a}"}}
-    wide["parameters"]["note"] = "${b}-${c}"
+    wide = {
+        "action_type": "config_update",
+        "parameters": {"key": "cache_ttl", "value": "${a}", "note": "${b}-${c}"},
+    }
     record = await builder.submit(_tuning([wide], three), "aiops")
     assert record.status == "refused"
     assert "step 1 (config_update): 512 argument combinations, too many to validate" in (
