@@ -108,6 +108,9 @@ def test_a_build_approves_no_staging_step_an_admins_trial_signs_them(
     assert "smaller_batches v1: refused: staging_trial: needs a person" in done.output
     assert "`aiops tools trial smaller_batches --version 1`" in done.output
     assert asyncio.run(_rows(cli_db, "SELECT 1 FROM action_executions")) == []
+    # drafted again meanwhile, the same specification keeps the version the admin is reading
+    done = tools("draft", str(spec_file), "--service", "import-service")
+    assert "smaller_batches v1: refused: staging_trial: needs a person" in done.output
     shown = tools("show", "smaller_batches").output
     # the policy check reads the production service's own context: it is critical
     assert "every step is allowed by the policy; step 1 will wait for approval" in shown

@@ -43,6 +43,15 @@ class BuildReport(BaseModel):
     notes: list[str] = Field(default_factory=list)
 
 
+def _unchanged(current: ToolRecord, draft: ToolDraft) -> bool:
+    """The same specification as a decided version, or as one whose trial waits for an
+    admin (who may be reading that version now): it keeps its version (ToolStore.save)."""
+    same = current.spec.model_dump(mode="json") == draft.spec.model_dump(mode="json")
+    return same and (
+        current.status in ("proposed", "approved") or current.validation.needs_a_person
+    )
+
+
 class ToolBuilder:
     def __init__(
         self,
@@ -128,6 +137,8 @@ class ToolBuilder:
 
     async def submit(self, draft: ToolDraft, actor: str) -> ToolRecord:
         current = await self._store.get(draft.spec.name)
+        if current is not None and _unchanged(current, draft):
+            return current  # nothing new to validate, nor to try on staging again
         report = await self.validate(draft, (current.version + 1) if current else 1, actor)
         return await self._store.save(draft, report, actor)
 
@@ -173,8 +184,10 @@ class ToolBuilder:
         report = BuildReport()
         for request in await self._store.requests():
             existing = await self._store.get(request.action_type)
-            if existing is not None and existing.status in ("proposed", "approved"):
-                continue
+            if existing is not None and (
+                existing.status in ("proposed", "approved") or existing.validation.needs_a_person
+            ):
+                continue  # decided, or waiting for an admin's trial of the version they read
             draft = await self._draft_for(request, report)
             if draft is not None:
                 report.built.append(await self.submit(draft, actor))

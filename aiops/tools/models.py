@@ -170,6 +170,9 @@ class Check(BaseModel):
     ok: bool
     detail: str
     skipped: bool = False
+    needs_a_person: bool = Field(
+        default=False, description="the staging trial waits for an admin's `aiops tools trial`"
+    )
 
 
 class ValidationReport(BaseModel):
@@ -182,6 +185,11 @@ class ValidationReport(BaseModel):
     def refusal(self) -> str | None:
         failed = next((c for c in self.checks if not c.ok), None)
         return f"{failed.stage}: {failed.detail}" if failed else None
+
+    @property
+    def needs_a_person(self) -> bool:
+        """Only an admin's trial can take it further: a redraft of the same would not."""
+        return any(c.needs_a_person for c in self.checks)
 
 
 class ToolRecord(BaseModel):

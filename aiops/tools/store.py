@@ -129,13 +129,20 @@ class ToolStore:
         spec_json = draft.spec.model_dump(mode="json")
         async with self._pool.acquire() as conn, conn.transaction():
             current = await conn.fetchrow(
-                "SELECT version, status, spec FROM tools WHERE name = $1 FOR UPDATE",
+                "SELECT version, status, spec, validation FROM tools WHERE name = $1 FOR UPDATE",
                 draft.spec.name,
             )
+            # the same specification again keeps its version: a decided one, and one whose
+            # trial waits for an admin who may be reading that version now
             if (
                 current is not None
                 and _json(current["spec"]) == spec_json
-                and current["status"] in ("approved", "proposed")
+                and (
+                    current["status"] in ("approved", "proposed")
+                    or ValidationReport.model_validate(
+                        _json(current["validation"]) or {}
+                    ).needs_a_person
+                )
             ):
                 row = await conn.fetchrow(
                     f"SELECT {_COLUMNS} FROM tools WHERE name = $1", draft.spec.name

@@ -31,6 +31,7 @@ from aiops.auth.approvals import ApprovalSigner, action_digest
 from aiops.auth.roles import Identity
 from aiops.policy import PolicyFile, evaluate
 from aiops.policy.models import ActionSpec
+from aiops.privacy import mask, mask_json
 from aiops.registry import ServiceRegistry
 from aiops.registry.models import ServiceRecord
 from aiops.tools.models import Check, ToolSpec
@@ -165,9 +166,10 @@ async def _audit_step(
                 "tool": spec.name,
                 "version": version,
                 "step": int(request.step),
-                "parameters": request.action.parameters,
+                # masked as every audited detail is (a config value may be a secret)
+                "parameters": mask_json(request.action.parameters),
                 "approved_by": approved_by,
-                "detail": detail[:500],
+                "detail": mask(detail[:500]),
             },
             workflow_id=request.workflow_id,
         )
@@ -206,7 +208,7 @@ async def staging_trial(
     if run.approver is None:
         held = await _held_for_a_person(spec, version, staging, requests, run)
         if held is not None:
-            return Check(stage="staging_trial", ok=False, detail=held)
+            return Check(stage="staging_trial", ok=False, detail=held, needs_a_person=True)
     ran: list[ExecuteRequest] = []
     failure: str | None = None
     for request in requests:
