@@ -255,7 +255,8 @@ def draft(
 def build() -> None:
     """Draft tools from both triggers: sequences approved and healed repeatedly
     (AIOPS_TOOL_MINE_MIN_RUNS) and actions fixes asked for; each is validated and stored
-    proposed (or refused, with why)."""
+    proposed (or refused, with why). A staging step the policy makes wait for a person is
+    approved by nobody here: the tool waits for `aiops tools trial`."""
     settings = get_settings()
     actor = registry_actor(settings, what="tool")
 
