@@ -308,3 +308,27 @@ def test_cli_approve_requires_the_version(cli_db: str, tmp_path: Path) -> None:
     assert "at version 1, not 3" in str(done.exception)
     done = runner.invoke(cli.app, ["tools", "approve", "smaller_batches", "--version", "1"])
     assert done.exit_code == 0, done.output
+
+
+async def test_a_requested_tool_waiting_for_a_trial_is_not_redrafted(
+    database_url: str, chat: _ChatServer
+) -> None:
+    await _critical_services(database_url)
+    pool = await create_pool(database_url)
+    try:
+        store = ToolStore(pool)
+        await store.record_request(
+            ToolRequest(action_type="smaller_batches", service="import-service")
+        )
+        chat.answers[:] = [GUARDED, GUARDED.replace("default: 50", "default: 40")]
+        drafter = LlmDrafter(ChatModel("tiny-model", chat.url, None, 10.0))
+        builder = tool_builder(pool, drafter=drafter)
+        [record] = (await builder.from_requests("aiops")).built
+        assert (record.version, record.status) == (1, "refused")
+        assert record.validation.needs_a_person
+        # the next build leaves it for the admin: no redraft moves the version they read
+        assert (await builder.from_requests("aiops")).built == []
+        assert len(chat.requests) == 1
+        assert (await store.require("smaller_batches")).version == 1
+    finally:
+        await pool.close()
