@@ -54,16 +54,7 @@ def tool_builder(
         pool, registry, policy, ApprovalSigner(os.urandom(32)), "open", frozenset(adapters)
     )
     executor = ActionExecutor(pool, registry, adapters, guard)
-    approver = TrialApprover(Identity(sub="alice", roles=[Role.ADMIN]))  # open mode
-    return ToolBuilder(
-        ToolStore(pool),
-        registry,
-        policy,
-        executor,
-        drafter,
-        min_runs=min_runs,
-        approver=approver,
-    )
+    return ToolBuilder(ToolStore(pool), registry, policy, executor, drafter, min_runs=min_runs)
 
 
 def spec(steps: list[dict[str, Any]], **extra: Any) -> ToolSpec:
@@ -93,7 +84,7 @@ async def test_a_tool_with_a_forbidden_step_is_refused_and_cannot_be_approved(
     assert schema.ok and not policy.ok
     assert "step 2 (execute): data deletion (FLUSHALL) is forbidden" in policy.detail
     with pytest.raises(ToolError, match="validation refused it"):
-        await lifecycle.approve(ToolStore(pool), "clear_everything", "admin")
+        await lifecycle.approve(ToolStore(pool), "clear_everything", "admin", version=1)
     # free text choosing a command is refused too: the policy never saw what it will run
     free = spec(
         [
@@ -200,13 +191,26 @@ async def test_a_staging_trial_acts_for_real_and_undoes_when_a_step_fails(
             },
         ]
 
+    builder = tool_builder(pool)
+    alice = TrialApprover(Identity(sub="alice", roles=[Role.ADMIN]))  # open mode: unsigned
     failing = spec(steps(3), name="shrink_import_batches")
-    record = await tool_builder(pool).submit(
-        ToolDraft(spec=failing, origin="manual", service="import-service"), "alice"
+    record = await builder.submit(
+        ToolDraft(spec=failing, origin="manual", service="import-service"), "mined-by-aiops"
     )
+    # scale waits for a person under the default policy: a build approves it for nobody
     assert record.status == "refused"
     trial = record.validation.checks[-1]
     assert trial.stage == "staging_trial" and not trial.ok
+    assert trial.detail.startswith(
+        "needs a person: on import-staging step 2 (scale): approval needed"
+    )
+    assert "no step ran" in trial.detail
+    assert "`aiops tools trial shrink_import_batches --version 1`" in trial.detail
+    assert await pool.fetchval("SELECT count(*) FROM action_executions") == 0
+    # an admin who read it runs the trial: their approval lets the guard judge the step
+    record = await builder.trial("shrink_import_batches", 1, alice)
+    assert (record.version, record.status) == (1, "refused")
+    trial = record.validation.checks[-1]
     assert "step 2 (scale) on import-staging: refused: import-staging replicas" in trial.detail
     assert "1 step(s) undone in reverse" in trial.detail
     rows = await pool.fetch(
@@ -220,11 +224,56 @@ async def test_a_staging_trial_acts_for_real_and_undoes_when_a_step_fails(
     ]
     assert {r["service"] for r in rows} == {"import-staging"}  # never production
     passing = spec(steps(2), name="shrink_import_batches", postconditions=[{"kind": "healthy"}])
-    record = await tool_builder(pool).submit(
-        ToolDraft(spec=passing, origin="manual", service="import-service"), "alice"
+    record = await builder.submit(
+        ToolDraft(spec=passing, origin="manual", service="import-service"), "mined-by-aiops"
     )
+    assert (record.version, record.status) == (2, "refused")
+    assert "needs a person" in (record.validation.refusal() or "")
+    with pytest.raises(ToolError, match="at version 2, not 1"):
+        await builder.trial("shrink_import_batches", 1, alice)
+    record = await builder.trial("shrink_import_batches", 2, alice)
     assert record.status == "proposed", record.validation.refusal()
-    assert "2 step(s) ran on staging service import-staging" in record.validation.checks[-1].detail
+    detail = record.validation.checks[-1].detail
+    assert "2 step(s) ran on staging service import-staging" in detail
+    assert "approved by alice" in detail
+    # every trial step is audited: what, where, the verdict, who approved, which version
+    audited = await pool.fetch(
+        "SELECT actor, action, target, decision, details FROM audit_log"
+        " WHERE action LIKE 'tool-trial%' ORDER BY seq"
+    )
+    assert [
+        (
+            r["actor"],
+            r["action"],
+            r["target"],
+            r["decision"],
+            r["details"].get("version"),
+            r["details"].get("step"),
+            r["details"].get("approved_by"),
+        )
+        for r in audited
+    ] == [
+        ("mined-by-aiops", "tool-trial:scale", "import-staging", "needs-a-person", 1, 2, None),
+        ("alice", "tool-trial:config_update", "import-staging", "succeeded", 1, 1, None),
+        ("alice", "tool-trial:scale", "import-staging", "failed", 1, 2, None),
+        ("alice", "tool-trial-undo:config_update", "import-staging", "succeeded", 1, 1, None),
+        ("alice", "tool-trial", "shrink_import_batches", "refused", 1, None, None),
+        ("mined-by-aiops", "tool-trial:scale", "import-staging", "needs-a-person", 2, 2, None),
+        ("alice", "tool-trial:config_update", "import-staging", "succeeded", 2, 1, None),
+        (
+            "alice",
+            "tool-trial:scale",
+            "import-staging",
+            "succeeded",
+            2,
+            2,
+            "alice (unsigned, AIOPS_APPROVALS=open)",
+        ),
+        ("alice", "tool-trial", "shrink_import_batches", "proposed", 2, None, None),
+    ]
+    assert {r["details"]["tool"] for r in audited if ":" in r["action"]} == {
+        "shrink_import_batches"
+    }
 
 
 async def _recorded_run(
@@ -350,12 +399,13 @@ postconditions:
         "dry_run",
         "staging_trial",
     ]
-    done = runner.invoke(cli.app, ["tools", "approve", "tidy_logs", "--reason", "reviewed"])
+    approve = ["tools", "approve", "tidy_logs", "--version", "1", "--reason", "reviewed"]
+    done = runner.invoke(cli.app, approve)
     assert done.exit_code == 0, done.output
     assert runner.invoke(cli.app, ["tools", "retire", "tidy_logs"]).exit_code != 0  # no reason
     done = runner.invoke(cli.app, ["tools", "retire", "tidy_logs", "--reason", "replaced"])
     assert done.exit_code == 0, done.output
-    assert runner.invoke(cli.app, ["tools", "approve", "tidy_logs"]).exit_code != 0
+    assert runner.invoke(cli.app, ["tools", "approve", "tidy_logs", "--version", "1"]).exit_code
 
     async def audited() -> list[tuple[str, str]]:
         conn = await asyncpg.connect(cli_db)
@@ -392,15 +442,34 @@ def test_cli_decisions_need_an_admin_token_in_signed_mode(
     done = runner.invoke(cli.app, ["tools", "draft", str(spec_file)])
     assert "need a token with the admin role" in str(done.exception)
     operator = issue_token(secret, "bob", [Role.OPERATOR], timedelta(hours=1))
-    monkeypatch.setenv("AIOPS_TOKEN", operator)
-    get_settings.cache_clear()
-    done = runner.invoke(cli.app, ["tools", "draft", str(spec_file)])
-    assert "bob's, who has no admin role" in str(done.exception)
     admin = issue_token(secret, "carol", [Role.ADMIN], timedelta(hours=1))
-    monkeypatch.setenv("AIOPS_TOKEN", admin)
-    get_settings.cache_clear()
-    assert runner.invoke(cli.app, ["tools", "draft", str(spec_file)]).exit_code == 0
-    done = runner.invoke(cli.app, ["tools", "approve", "clear_cache"])
+
+    def as_(token: str, *args: str) -> Any:
+        monkeypatch.setenv("AIOPS_TOKEN", token)
+        get_settings.cache_clear()
+        return runner.invoke(cli.app, ["tools", *args])
+
+    done = as_(operator, "draft", str(spec_file))
+    assert "bob's, who has no admin role" in str(done.exception)
+    done = as_(admin, "draft", str(spec_file))
+    assert done.exit_code == 0, done.output
+    # every decision, not only the draft: an operator's token makes none of them
+    for command in (
+        ["approve", "clear_cache", "--version", "1"],
+        ["trial", "clear_cache", "--version", "1"],
+        ["retire", "clear_cache", "--reason", "no"],
+        ["build"],
+    ):
+        done = as_(operator, *command)
+        assert done.exit_code != 0, command
+        assert "bob's, who has no admin role: tool changes need one" in str(done.exception)
+    assert [r["status"] for r in json.loads(as_(operator, "list", "--json").stdout)] == ["proposed"]
+    done = as_(admin, "approve", "clear_cache", "--version", "1")
     assert done.exit_code == 0, done.output
     assert "(by carol)" in done.output
+    done = as_(operator, "retire", "clear_cache", "--reason", "no")
+    assert "no admin role" in str(done.exception)
+    assert json.loads(as_(operator, "show", "clear_cache", "--json").stdout)["status"] == (
+        "approved"
+    )
     get_settings.cache_clear()

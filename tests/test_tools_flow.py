@@ -6,6 +6,7 @@ and the outcome is learned for the fix that uses it."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -108,7 +109,9 @@ async def test_a_missing_action_becomes_a_tool_that_heals_once_approved(
         waiting = await _incident(client, queue)
         assert waiting.diagnosis is not None and waiting.diagnosis.plan is None
         # 3. approved: the fix that asked for it plans its primitive steps and heals
-        approved = await lifecycle.approve(store, "warm_import_cache", "admin", "reviewed")
+        approved = await lifecycle.approve(
+            store, "warm_import_cache", "admin", "reviewed", version=1
+        )
         assert approved.solution_id == solution_id  # the fix that asked for it, not a new one
         healed = await _incident(client, queue)
         stats = await kg.solution_stats(solution_id)
@@ -179,17 +182,25 @@ class _ChatServer:
         return f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
 
 
-@pytest.fixture
-def chat() -> Iterator[_ChatServer]:
+@contextlib.contextmanager
+def chat_server() -> Iterator[_ChatServer]:
     server = _ChatServer([])
     server.thread.start()
     deadline = time.monotonic() + 20
     while not server.server.started:
         assert time.monotonic() < deadline, "the chat server did not start"
         time.sleep(0.05)
-    yield server
-    server.server.should_exit = True
-    server.thread.join(timeout=10)
+    try:
+        yield server
+    finally:
+        server.server.should_exit = True
+        server.thread.join(timeout=10)
+
+
+@pytest.fixture
+def chat() -> Iterator[_ChatServer]:
+    with chat_server() as server:
+        yield server
 
 
 async def test_a_chat_model_drafts_requested_tools_and_validation_judges_them(
@@ -251,7 +262,7 @@ async def test_a_chat_model_drafts_requested_tools_and_validation_judges_them(
             built["reset_import_state"].validation.refusal() or ""
         )
         # the approved tool expands for the fix that asked for it
-        await lifecycle.approve(ToolStore(pool), "warm_import_cache", "admin")
+        await lifecycle.approve(ToolStore(pool), "warm_import_cache", "admin", version=1)
         [planned] = await planner.expand(asked[:1], "import-service")
         assert [a.action_type for a in planned.actions] == ["config_update", "cache_clear"]
         assert [a.order for a in planned.actions] == [1, 2]

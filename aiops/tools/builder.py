@@ -13,7 +13,10 @@ import logging
 
 from pydantic import BaseModel, Field
 
+from aiops.actions.guard import target_kind
+from aiops.modes import ModeStore
 from aiops.policy import PolicyFile
+from aiops.policy.models import PolicyContext
 from aiops.registry import ServiceRegistry
 from aiops.registry.models import ServiceRecord
 from aiops.registry.store import UnknownService
@@ -21,8 +24,15 @@ from aiops.tools.drafting import LlmDrafter
 from aiops.tools.mining import MinedSequence, draft_from_sequence, recorded_runs, repeated_sequences
 from aiops.tools.models import Check, ToolDraft, ToolRecord, ToolRequest, ValidationReport
 from aiops.tools.spec import ToolSpecError
-from aiops.tools.store import ToolStore
-from aiops.tools.trial import Acts, TrialApprover, staging_service, staging_trial
+from aiops.tools.store import ToolError, ToolStore
+from aiops.tools.trial import (
+    Acts,
+    TrialApprover,
+    TrialPolicy,
+    TrialRun,
+    staging_service,
+    staging_trial,
+)
 from aiops.tools.validation import check_policy, check_schema, dry_run
 
 log = logging.getLogger(__name__)
@@ -31,6 +41,15 @@ log = logging.getLogger(__name__)
 class BuildReport(BaseModel):
     built: list[ToolRecord] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
+
+
+def _unchanged(current: ToolRecord, draft: ToolDraft) -> bool:
+    """The same specification as a decided version, or as one whose trial waits for an
+    admin (who may be reading that version now): it keeps its version (ToolStore.save)."""
+    same = current.spec.model_dump(mode="json") == draft.spec.model_dump(mode="json")
+    return same and (
+        current.status in ("proposed", "approved") or current.validation.needs_a_person
+    )
 
 
 class ToolBuilder:
@@ -44,9 +63,7 @@ class ToolBuilder:
         *,
         min_runs: int = 3,
         require_approval: bool = True,
-        approver: TrialApprover | None = None,
     ) -> None:
-        self._approver = approver
         self._store = store
         self._registry = registry
         self._policy = policy
@@ -62,20 +79,39 @@ class ToolBuilder:
             return await self._registry.get(name)
         return None
 
-    async def validate(self, draft: ToolDraft, version: int = 1) -> ValidationReport:
-        """The four stages in order; a stage runs only when the ones before it passed."""
+    async def _context(self, service: ServiceRecord | None) -> PolicyContext | None:
+        if service is None:
+            return None
+        return PolicyContext(
+            service_critical=service.critical,
+            target_kind=target_kind(service),
+            mode=await ModeStore(self._store.pool).effective(service.name),
+        )
+
+    async def validate(
+        self,
+        draft: ToolDraft,
+        version: int,
+        actor: str,
+        approver: TrialApprover | None = None,
+    ) -> ValidationReport:
+        """The four stages in order; a stage runs only when the ones before it passed.
+        approver: the admin of `aiops tools trial`, who approves the trial's steps."""
         spec = draft.spec
         service = await self._service(draft.service)
         report = ValidationReport(checks=[check_schema(spec)])
         if report.ok:
-            report.checks.append(check_policy(spec, self._policy.current(), service))
+            policy = self._policy.current()
+            report.checks.append(check_policy(spec, policy, service, await self._context(service)))
         if report.ok:
             report.checks.append(await dry_run(spec, service))
         if report.ok:
-            report.checks.append(await self._trial(draft, version))
+            report.checks.append(await self._trial(draft, version, actor, approver))
         return report
 
-    async def _trial(self, draft: ToolDraft, version: int) -> Check:
+    async def _trial(
+        self, draft: ToolDraft, version: int, actor: str, approver: TrialApprover | None
+    ) -> Check:
         staging = await staging_service(self._registry, draft.service)
         if staging is None:
             return Check(
@@ -91,14 +127,40 @@ class ToolBuilder:
                 skipped=True,
                 detail=f"staging service {staging.name} exists but nothing here can act",
             )
-        return await staging_trial(
-            draft.spec, version, staging, self._acts, approver=self._approver
+        run = TrialRun(
+            actor=actor,
+            audit=self._store.audit,
+            policy=TrialPolicy(self._store.pool, self._policy),
+            approver=approver,
         )
+        return await staging_trial(draft.spec, version, staging, self._acts, run)
 
     async def submit(self, draft: ToolDraft, actor: str) -> ToolRecord:
         current = await self._store.get(draft.spec.name)
-        report = await self.validate(draft, (current.version + 1) if current else 1)
+        if current is not None and _unchanged(current, draft):
+            return current  # nothing new to validate, nor to try on staging again
+        report = await self.validate(draft, (current.version + 1) if current else 1, actor)
         return await self._store.save(draft, report, actor)
+
+    async def trial(self, name: str, version: int, approver: TrialApprover) -> ToolRecord:
+        """`aiops tools trial`: validate the stored version an admin has read again, its
+        staging steps approved by them, and record the verdict on that version."""
+        record = await self._store.require(name)
+        self._store.same_version(record, version)
+        if record.status not in ("proposed", "refused"):
+            raise ToolError(
+                f"tool {name} v{version} is {record.status}; only a proposed or refused tool "
+                "is tried"
+            )
+        draft = ToolDraft(
+            spec=record.spec,
+            origin=record.origin,
+            problem_id=record.problem_id,
+            service=record.service,
+            signature=record.signature,
+        )
+        report = await self.validate(draft, version, approver.identity.sub, approver)
+        return await self._store.record_trial(name, version, report, approver.identity.sub)
 
     async def mine(self, actor: str) -> BuildReport:
         runs = await recorded_runs(self._store.pool)
@@ -122,8 +184,10 @@ class ToolBuilder:
         report = BuildReport()
         for request in await self._store.requests():
             existing = await self._store.get(request.action_type)
-            if existing is not None and existing.status in ("proposed", "approved"):
-                continue
+            if existing is not None and (
+                existing.status in ("proposed", "approved") or existing.validation.needs_a_person
+            ):
+                continue  # decided, or waiting for an admin's trial of the version they read
             draft = await self._draft_for(request, report)
             if draft is not None:
                 report.built.append(await self.submit(draft, actor))

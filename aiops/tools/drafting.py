@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any
 
 from pydantic import ValidationError
 
 from aiops.actions.params import PARAMS
 from aiops.diagnosis.chat import ChatError, ChatModel
-from aiops.privacy import mask
+from aiops.privacy import mask, mask_json
 from aiops.registry.models import ServiceRecord
 from aiops.tools.models import UNDOABLE, ToolDraft, ToolRequest, ToolSpec
 from aiops.tools.spec import ToolSpecError, parse_spec, reasons
@@ -26,6 +27,7 @@ _SYSTEM = (
     "replica_bounds|capability|healthy, value). Use only the primitive action types listed. "
     "Never delete data, change credentials, the network or the system."
 )
+_SECRET = "<SECRET>"
 _FENCE = re.compile(r"^```[a-zA-Z]*\s*\n(.*?)\n```\s*$", re.DOTALL)
 
 
@@ -44,12 +46,33 @@ def _primitives() -> str:
     return "\n".join(lines)
 
 
+def _secret_named(key: str) -> bool:
+    return bool(mask_json({key: 0})[key] != 0)
+
+
+def _masked(value: Any) -> Any:
+    """Every text masked, values under secret-named keys hidden whole, and so is the value
+    of a key/value pair whose key names a secret ({key: db_password, value: hunter2})."""
+    if isinstance(value, list):
+        return [_masked(v) for v in value]
+    if not isinstance(value, dict):
+        return mask_json(value)
+    key = value.get("key")
+    pair = isinstance(key, str) and _secret_named(key)
+    return {
+        k: _SECRET if _secret_named(str(k)) or (pair and k == "value") else _masked(v)
+        for k, v in value.items()
+    }
+
+
 def prompt(request: ToolRequest, service: ServiceRecord | None) -> str:
     lines = [
         f"Build the tool {request.action_type!r}.",
         f"A known fix, {mask(request.solution_description)!r}, needs it for the problem "
         f"{mask(request.problem_description)!r}.",
-        f"The fix calls it with the parameters {json.dumps(request.parameters, sort_keys=True)}",
+        # a fix's values may be a connection string or a token (config_update.value)
+        f"The fix calls it with the parameters "
+        f"{json.dumps(_masked(request.parameters), sort_keys=True)}",
         "Primitive action types:",
         _primitives(),
     ]

@@ -18,13 +18,23 @@ async def approve(
     actor: str,
     reason: str = "",
     kg: Callable[[], KnowledgeGraph] | None = None,
+    *,
+    version: int,
 ) -> ToolRecord:
-    """kg: the knowledge graph, made only when a new solution must be embedded."""
+    """version: the one the admin read; another one (a redraft stored meanwhile) is
+    refused, here and again under the row's lock. kg: the knowledge graph, made only when
+    a new solution must be embedded."""
     record = await store.require(name)
+    store.same_version(record, version)
     if record.status != "proposed":
         # decide() says why (refused: which check), without touching the graph first
         return await store.decide(
-            name, "approved", actor, allowed_from=("proposed",), reason=reason
+            name,
+            "approved",
+            actor,
+            allowed_from=("proposed",),
+            reason=reason,
+            expected_version=version,
         )
     solution_id = record.solution_id
     if record.problem_id is not None and solution_id is None:
@@ -46,13 +56,22 @@ async def approve(
         allowed_from=("proposed",),
         reason=reason,
         solution_id=solution_id,
+        expected_version=version,
     )
 
 
-async def retire(store: ToolStore, name: str, actor: str, reason: str = "") -> ToolRecord:
-    """A retired tool plans nothing: fixes that use it are passed over by diagnosis."""
+async def retire(
+    store: ToolStore, name: str, actor: str, reason: str = "", *, version: int | None = None
+) -> ToolRecord:
+    """A retired tool plans nothing: fixes that use it are passed over by diagnosis.
+    version: the one the admin means; another one (stored meanwhile) is refused."""
     if not reason:
         raise ToolError("say why the tool is retired (--reason)")
     return await store.decide(
-        name, "retired", actor, allowed_from=("approved", "proposed"), reason=reason
+        name,
+        "retired",
+        actor,
+        allowed_from=("approved", "proposed"),
+        reason=reason,
+        expected_version=version,
     )

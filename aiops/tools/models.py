@@ -23,6 +23,13 @@ UNDOABLE: frozenset[str] = frozenset({"config_update", "scale", "start", "stop"}
 SERVICE = "{service}"
 NAME_PATTERN = r"^[a-z][a-z0-9_]{2,62}$"
 _TEMPLATE = re.compile(r"\$\{([a-z_][a-z0-9_]*)\}")
+# a step's parameters come from an LLM or from mined runs: untrusted, so bounded. Real
+# adapters take a flat mapping of a few scalars; these leave room and stop a small answer
+# from expanding into something validation must walk for minutes
+MAX_PARAMETER_DEPTH = 4
+MAX_PARAMETER_NODES = 256
+MAX_TEXT = 4096
+MAX_CHOICES = 64
 
 
 class _Strict(BaseModel):
@@ -35,8 +42,16 @@ class ToolParameter(_Strict):
     description: str = ""
     default: Any = None
     choices: list[Any] | None = Field(
-        default=None, description="the only values allowed; required for free text in a command"
+        default=None,
+        max_length=MAX_CHOICES,
+        description="the only values allowed; required for free text in a command",
     )
+
+    @field_validator("default", "choices")
+    @classmethod
+    def _bounded(cls, value: Any) -> Any:
+        bounded_refusal(value, "the value")
+        return value
 
     @property
     def required(self) -> bool:
@@ -71,6 +86,35 @@ class ToolStep(_Strict):
         default="undo", description="undo: the adapter restores what the step changed"
     )
     note: str = ""
+
+    @field_validator("parameters")
+    @classmethod
+    def _bounded(cls, value: dict[str, Any]) -> dict[str, Any]:
+        bounded_refusal(value, "a step's parameters")
+        return value
+
+
+def bounded_refusal(value: Any, what: str) -> None:
+    """Raise ValueError when a value nests deeper than MAX_PARAMETER_DEPTH, holds more than
+    MAX_PARAMETER_NODES values or a text longer than MAX_TEXT; the walk stops at the first
+    excess, so a shared or huge structure costs no more than the bound."""
+    nodes = 0
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        nodes += 1
+        if nodes > MAX_PARAMETER_NODES:
+            raise ValueError(f"{what} hold more than {MAX_PARAMETER_NODES} values")
+        if isinstance(item, str) and len(item) > MAX_TEXT:
+            raise ValueError(f"{what}: a text is longer than {MAX_TEXT} characters")
+        children: list[Any] = []
+        if isinstance(item, dict):
+            children = [*item.keys(), *item.values()]
+        elif isinstance(item, list | tuple):
+            children = list(item)
+        if children and depth >= MAX_PARAMETER_DEPTH:
+            raise ValueError(f"{what} nest deeper than {MAX_PARAMETER_DEPTH} levels")
+        stack.extend((child, depth + 1) for child in children)
 
 
 class ToolSpec(_Strict):
@@ -126,6 +170,9 @@ class Check(BaseModel):
     ok: bool
     detail: str
     skipped: bool = False
+    needs_a_person: bool = Field(
+        default=False, description="the staging trial waits for an admin's `aiops tools trial`"
+    )
 
 
 class ValidationReport(BaseModel):
@@ -138,6 +185,11 @@ class ValidationReport(BaseModel):
     def refusal(self) -> str | None:
         failed = next((c for c in self.checks if not c.ok), None)
         return f"{failed.stage}: {failed.detail}" if failed else None
+
+    @property
+    def needs_a_person(self) -> bool:
+        """Only an admin's trial can take it further: a redraft of the same would not."""
+        return any(c.needs_a_person for c in self.checks)
 
 
 class ToolRecord(BaseModel):

@@ -12,6 +12,8 @@ from aiops.policy.models import ActionSpec
 from aiops.tools.models import SERVICE, ToolParameter, ToolSpec, render
 
 _TYPES: dict[str, type] = {"string": str, "integer": int, "number": float, "boolean": bool}
+# a specification a person reads; an LLM's answer is at most a few thousand characters
+MAX_SPEC_CHARS = 64_000
 
 
 class ToolSpecError(AiopsError):
@@ -25,9 +27,33 @@ def reasons(error: ValidationError) -> str:
     )
 
 
+class _NoAliases(yaml.SafeLoader):
+    """Safe YAML without anchors and aliases: a spec says each value where it is used, and
+    aliases let a few hundred characters stand for a structure of billions of nodes."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.peek_event()  # type: ignore[no-untyped-call]
+        what = (
+            "aliases (*name)"
+            if isinstance(event, yaml.AliasEvent)
+            else "anchors (&name)"
+            if getattr(event, "anchor", None) is not None
+            else None
+        )
+        if what is not None:
+            raise yaml.composer.ComposerError(
+                None, None, f"{what} are not allowed in a tool", event.start_mark
+            )
+        return super().compose_node(parent, index)
+
+
 def parse_spec(text: str) -> ToolSpec:
+    if len(text) > MAX_SPEC_CHARS:
+        raise ToolSpecError(
+            f"the tool specification is {len(text)} characters; at most {MAX_SPEC_CHARS}"
+        )
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_NoAliases)
     except yaml.YAMLError as error:
         raise ToolSpecError(f"the tool specification is not YAML: {error}") from None
     if isinstance(data, dict) and isinstance(data.get("tool"), dict):

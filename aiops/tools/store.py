@@ -32,6 +32,14 @@ class ToolError(AiopsError):
     exit_code = 2
 
 
+def _same_version(name: str, current: int, expected: int | None) -> None:
+    if expected is not None and expected != current:
+        raise ToolError(
+            f"tool {name} is at version {current}, not {expected}: it changed since it was "
+            f"read; read v{current} (aiops tools show {name}), then give --version {current}"
+        )
+
+
 def _json(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str) else value
 
@@ -53,6 +61,15 @@ class ToolStore:
     @property
     def pool(self) -> asyncpg.Pool:
         return self._pool
+
+    @property
+    def audit(self) -> AuditLog:
+        return self._audit
+
+    @staticmethod
+    def same_version(record: ToolRecord, version: int | None) -> None:
+        """Refuse a decision on another version than the one the admin read."""
+        _same_version(record.name, record.version, version)
 
     async def outcomes(self, name: str) -> tuple[int, int]:
         """(attempts, successes) of the knowledge-graph solutions that plan with the tool:
@@ -112,13 +129,20 @@ class ToolStore:
         spec_json = draft.spec.model_dump(mode="json")
         async with self._pool.acquire() as conn, conn.transaction():
             current = await conn.fetchrow(
-                "SELECT version, status, spec FROM tools WHERE name = $1 FOR UPDATE",
+                "SELECT version, status, spec, validation FROM tools WHERE name = $1 FOR UPDATE",
                 draft.spec.name,
             )
+            # the same specification again keeps its version: a decided one, and one whose
+            # trial waits for an admin who may be reading that version now
             if (
                 current is not None
                 and _json(current["spec"]) == spec_json
-                and current["status"] in ("approved", "proposed")
+                and (
+                    current["status"] in ("approved", "proposed")
+                    or ValidationReport.model_validate(
+                        _json(current["validation"]) or {}
+                    ).needs_a_person
+                )
             ):
                 row = await conn.fetchrow(
                     f"SELECT {_COLUMNS} FROM tools WHERE name = $1", draft.spec.name
@@ -179,14 +203,17 @@ class ToolStore:
         allowed_from: tuple[ToolStatus, ...],
         reason: str = "",
         solution_id: str | None = None,
+        expected_version: int | None = None,
     ) -> ToolRecord:
-        """Move a tool from one of `allowed_from` to `status`, audited with who and why."""
+        """Move a tool from one of `allowed_from` to `status`, audited with who and why.
+        expected_version: the version the admin read; another one is refused."""
         async with self._pool.acquire() as conn, conn.transaction():
             current = await conn.fetchrow(
                 "SELECT status, version, validation FROM tools WHERE name = $1 FOR UPDATE", name
             )
             if current is None:
                 raise ToolError(f"no tool named {name!r} (aiops tools list)")
+            _same_version(name, current["version"], expected_version)
             if current["status"] not in allowed_from:
                 why = ""
                 if current["status"] == "refused":
@@ -213,6 +240,43 @@ class ToolStore:
                 target=name,
                 decision=status,
                 details={"version": record.version, "reason": reason, "via": "cli"},
+            )
+        )
+        return record
+
+    async def record_trial(
+        self, name: str, version: int, report: ValidationReport, actor: str
+    ) -> ToolRecord:
+        """The validation of an admin's trial of this version: proposed when it passed,
+        refused otherwise; refused when the tool changed or was decided meanwhile."""
+        status: ToolStatus = "proposed" if report.ok else "refused"
+        async with self._pool.acquire() as conn, conn.transaction():
+            current = await conn.fetchrow(
+                "SELECT version, status FROM tools WHERE name = $1 FOR UPDATE", name
+            )
+            if current is None:
+                raise ToolError(f"no tool named {name!r} (aiops tools list)")
+            _same_version(name, current["version"], version)
+            if current["status"] not in ("proposed", "refused"):
+                raise ToolError(f"tool {name} became {current['status']} during its trial")
+            row = await conn.fetchrow(
+                f"""
+                UPDATE tools SET status = $2, validation = $3, updated_at = now()
+                WHERE name = $1 RETURNING {_COLUMNS}
+                """,
+                name,
+                status,
+                report.model_dump(mode="json"),
+            )
+        assert row is not None
+        record = _record(row)
+        await self._audit.append(
+            AuditEntry(
+                actor=actor,
+                action="tool-trial",
+                target=name,
+                decision=status,
+                details={"version": version, "refused": report.refusal(), "via": "cli"},
             )
         )
         return record

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 from typing import Any
 
 from pydantic import ValidationError
@@ -26,11 +27,13 @@ from aiops.policy import evaluate, forbidden_reason
 from aiops.policy.models import ACTION_CLASS_OF_TYPE, ActionSpec, Policy, PolicyContext
 from aiops.registry.models import ServiceRecord
 from aiops.tools.models import (
+    SERVICE,
     UNDOABLE,
     Check,
     Condition,
     ToolParameter,
     ToolSpec,
+    ToolStep,
     referenced,
     render,
 )
@@ -39,7 +42,8 @@ from aiops.tools.spec import ToolSpecError, bind, expand
 # parameter positions that decide what an action does, not how much: free text there
 # would let an argument choose a command or a config key the policy never saw
 _DECISIVE = ("command", "key")
-_MAX_SAMPLES = 64
+# combinations of choices checked per step; a step with more is refused, not sampled
+_MAX_SAMPLES = 256
 _EXAMPLE: dict[str, Any] = {"string": "x", "integer": 1, "number": 1.0, "boolean": True}
 
 
@@ -91,17 +95,33 @@ def _values(parameter: ToolParameter) -> list[Any]:
     return [_EXAMPLE[parameter.type]]
 
 
-def argument_samples(spec: ToolSpec) -> list[dict[str, Any]]:
-    """Every combination of the values the parameters may take (choices), bounded; free
-    parameters take their default or an example of their type."""
-    names = [p.name for p in spec.parameters]
-    combos = itertools.islice(
-        itertools.product(*(_values(p) for p in spec.parameters)), _MAX_SAMPLES
-    )
-    return [dict(zip(names, combo, strict=True)) for combo in combos] or [{}]
+def first_arguments(spec: ToolSpec) -> dict[str, Any]:
+    """One value per parameter: its first choice, its default or an example of its type
+    (what the dry run and the staging trial run with)."""
+    return {p.name: _values(p)[0] for p in spec.parameters}
 
 
-def check_policy(spec: ToolSpec, policy: Policy, service: ServiceRecord | None) -> Check:
+def step_samples(spec: ToolSpec, step: ToolStep) -> tuple[list[dict[str, Any]], int]:
+    """Every combination of the values the parameters this step references may take, the
+    others at their first value, and how many there are: a step depends on nothing else,
+    so checking each step over its own parameters covers every call of the tool. Only the
+    first _MAX_SAMPLES are made; a caller refuses a step with more."""
+    used = [p for p in spec.parameters if p.name in referenced(step.parameters)]
+    count = math.prod(len(_values(p)) for p in used)
+    base = first_arguments(spec)
+    combos = itertools.islice(itertools.product(*(_values(p) for p in used)), _MAX_SAMPLES)
+    names = [p.name for p in used]
+    return [{**base, **dict(zip(names, combo, strict=True))} for combo in combos], count
+
+
+def check_policy(
+    spec: ToolSpec,
+    policy: Policy,
+    service: ServiceRecord | None,
+    context: PolicyContext | None = None,
+) -> Check:
+    """context: the target's own (critical, mode) when it is registered; without one a step
+    that would wait for approval there may read as allowed."""
     problems: list[str] = []
     # fixes name the tool as their action type: a name that reads as a forbidden action is
     # refused like one, whatever its steps do
@@ -118,15 +138,28 @@ def check_policy(spec: ToolSpec, policy: Policy, service: ServiceRecord | None) 
                         "give the parameter its choices"
                     )
     target = service.name if service else "service"
-    context = PolicyContext(target_kind=target_kind(service) if service else None)
+    if context is None:
+        context = PolicyContext(target_kind=target_kind(service) if service else None)
     needs_approval: set[str] = set()
-    for arguments in argument_samples(spec):
-        try:
-            actions = expand(spec, arguments, target)
-        except ToolSpecError as error:
-            problems.append(str(error))
-            break
-        for number, action in enumerate(actions, 1):
+    for number, step in enumerate(spec.steps, 1):
+        samples, count = step_samples(spec, step)
+        if count > _MAX_SAMPLES:
+            problems.append(
+                f"step {number} ({step.action_type}): {count} argument combinations, too many "
+                f"to validate (at most {_MAX_SAMPLES}): give its parameters fewer choices"
+            )
+            continue
+        for arguments in samples:
+            try:
+                bound = bind(spec, arguments)
+            except ToolSpecError as error:
+                problems.append(str(error))
+                break
+            action = ActionSpec(
+                action_type=step.action_type,
+                target=target if step.target == SERVICE else step.target,
+                parameters=render(step.parameters, bound),
+            )
             reason = forbidden_reason(action)
             if reason is not None:
                 problems.append(f"step {number} ({action.action_type}): {reason} is forbidden")
@@ -181,7 +214,7 @@ async def dry_run(spec: ToolSpec, service: ServiceRecord | None) -> Check:
             return Check(stage="dry_run", ok=False, detail="; ".join(failed))
     adapter = SimulatedAdapter(default=1.0)  # the mechanics are checked, not luck
     try:
-        actions = expand(spec, argument_samples(spec)[0], service.name if service else "service")
+        actions = expand(spec, first_arguments(spec), service.name if service else "service")
     except ToolSpecError as error:
         return Check(stage="dry_run", ok=False, detail=str(error))
     done: list[tuple[ActionContext, dict[str, Any]]] = []

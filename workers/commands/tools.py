@@ -1,6 +1,7 @@
-"""`aiops tools list | show | requests | draft | build | approve | retire`: tools built from
-primitive actions. A built tool is proposed until an admin approves it; every draft and
-decision is audited, and in signed mode only an admin's AIOPS_TOKEN may make one."""
+"""`aiops tools list | show | requests | draft | build | trial | approve | retire`: tools
+built from primitive actions. A built tool is proposed until an admin approves it; every
+draft, trial and decision is audited, and in signed mode only an admin's AIOPS_TOKEN may
+make one. Approval and trials name the version the admin read (--version)."""
 
 from __future__ import annotations
 
@@ -49,7 +50,7 @@ _STATUSES = ("proposed", "approved", "retired", "refused")
 
 
 def _approver(settings: Settings, actor: str) -> TrialApprover:
-    """The admin running the build approves the trial's steps on staging: signed with the
+    """The admin running `aiops tools trial` approves its steps on staging: signed with the
     server's key for their token's identity, or unsigned in open mode."""
     signer = ApprovalSigner(approval_key(settings))
     if settings.token is not None:
@@ -58,7 +59,7 @@ def _approver(settings: Settings, actor: str) -> TrialApprover:
     return TrialApprover(Identity(sub=actor, roles=[Role.ADMIN]))
 
 
-def builder(pool: asyncpg.Pool, settings: Settings, actor: str) -> ToolBuilder:
+def builder(pool: asyncpg.Pool, settings: Settings) -> ToolBuilder:
     """What a staging trial needs is what a worker acts with: the registry, the guard on
     the server's policy, the adapters (simulated too when AIOPS_SIMULATED_ADAPTER=1)."""
     registry = ServiceRegistry(pool, load_fernet(settings))
@@ -96,7 +97,6 @@ def builder(pool: asyncpg.Pool, settings: Settings, actor: str) -> ToolBuilder:
         drafter,
         min_runs=settings.tool_mine_min_runs,
         require_approval=settings.tool_mine_require_approval,
-        approver=_approver(settings, actor),
     )
 
 
@@ -246,7 +246,7 @@ def draft(
 
     async def work(pool: asyncpg.Pool) -> BuildReport:
         made = ToolDraft(spec=spec, origin="manual", problem_id=problem, service=service)
-        return BuildReport(built=[await builder(pool, settings, actor).submit(made, actor)])
+        return BuildReport(built=[await builder(pool, settings).submit(made, actor)])
 
     _print_built(with_pool(work))
 
@@ -255,19 +255,43 @@ def draft(
 def build() -> None:
     """Draft tools from both triggers: sequences approved and healed repeatedly
     (AIOPS_TOOL_MINE_MIN_RUNS) and actions fixes asked for; each is validated and stored
-    proposed (or refused, with why)."""
+    proposed (or refused, with why). A staging step the policy makes wait for a person is
+    approved by nobody here: the tool waits for `aiops tools trial`."""
     settings = get_settings()
     actor = registry_actor(settings, what="tool")
 
     async def work(pool: asyncpg.Pool) -> BuildReport:
-        return await builder(pool, settings, actor).build(actor)
+        return await builder(pool, settings).build(actor)
 
     _print_built(with_pool(work))
+
+
+_VERSION_HELP = "the version you read (aiops tools show NAME); another one is refused"
+
+
+@app.command()
+def trial(
+    name: Annotated[str, typer.Argument(help="the tool's name")],
+    version: Annotated[int, typer.Option(help=_VERSION_HELP)],
+) -> None:
+    """Run a tool's staging trial again, approving as yourself the steps the policy makes
+    wait for a person (a build never approves them). Admin only, after reading the spec."""
+    settings = get_settings()
+    actor = registry_actor(settings, what="tool")
+    approver = _approver(settings, actor)
+
+    async def work(pool: asyncpg.Pool) -> ToolRecord:
+        return await builder(pool, settings).trial(name, version, approver)
+
+    record = with_pool(work)
+    why = f": {record.validation.refusal()}" if record.status == "refused" else ""
+    typer.echo(f"{record.name} v{record.version}: {record.status}{why} (trial by {actor})")
 
 
 @app.command()
 def approve(
     name: Annotated[str, typer.Argument(help="the tool's name")],
+    version: Annotated[int, typer.Option(help=_VERSION_HELP)],
     reason: Annotated[str, typer.Option(help="why (audited)")] = "",
 ) -> None:
     """Approve a proposed tool: diagnosis may plan with it from now on. Admin only."""
@@ -278,7 +302,7 @@ def approve(
         def graph() -> KnowledgeGraph:
             return KnowledgeGraph(pool, get_embedder(settings), settings.similarity_threshold)
 
-        return await lifecycle.approve(ToolStore(pool), name, actor, reason, graph)
+        return await lifecycle.approve(ToolStore(pool), name, actor, reason, graph, version=version)
 
     record = with_pool(work)
     planned = f"; planned for problem {record.problem_id}" if record.problem_id else ""
@@ -289,12 +313,15 @@ def approve(
 def retire(
     name: Annotated[str, typer.Argument(help="the tool's name")],
     reason: Annotated[str, typer.Option(help="why (audited)")] = "",
+    version: Annotated[
+        int | None, typer.Option(help="the version you mean; another one is refused")
+    ] = None,
 ) -> None:
     """Retire a tool: diagnosis passes over the fixes that use it. Admin only."""
     actor = registry_actor(get_settings(), what="tool")
 
     async def work(pool: asyncpg.Pool) -> ToolRecord:
-        return await lifecycle.retire(ToolStore(pool), name, actor, reason)
+        return await lifecycle.retire(ToolStore(pool), name, actor, reason, version=version)
 
     record = with_pool(work)
     typer.echo(f"retired {record.name} v{record.version} (by {actor})")
