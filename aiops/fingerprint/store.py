@@ -89,6 +89,7 @@ class SharedTemplates:
         timeout_s: float = 2.0,
         lock_timeout_s: float = 0.5,
         load_timeout_s: float = 60.0,
+        retry_s: float | None = None,
     ) -> None:
         self._url = database_url
         self.refresh_s = refresh_s
@@ -105,7 +106,7 @@ class SharedTemplates:
         self._refreshed = 0.0
         # after a failure the store is left alone this long: a stalled database must not
         # stall every new shape by a timeout
-        self._retry_s = max(refresh_s, 30.0)
+        self._retry_s = max(refresh_s, 30.0) if retry_s is None else retry_s
         self._down_until = 0.0
         self._loaded = False
         # templates made while the store was down, reconciled by the next decision
@@ -202,7 +203,7 @@ class SharedTemplates:
         fallback: T,
         timeout_s: float | None = None,
     ) -> T:
-        if time.monotonic() < self._down_until:
+        if time.monotonic() < self._down_until or self._loop.is_closed():
             coroutine.close()
             return fallback
         try:
