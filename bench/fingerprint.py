@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/fingerprint.py [DATA_DIR]                   # shipped defaults
     .venv/bin/python bench/fingerprint.py --leave-one-out [DATA_DIR]   # the honest figure
+    .venv/bin/python bench/fingerprint.py --storm [--postgres | --database-url URL]
 
 DATA_DIR holds Loghub-style CSV files (column ``Content`` the message, ``EventId`` its true
 group); it defaults to ../shared/data/loghub-dev beside the repository.
@@ -17,16 +18,28 @@ files is chosen and scored on it. That held-out figure (its mean and its worst) 
 that says how the miner does on a system it has never seen; the in-sample figure (the best
 configuration on all files, scored on the same files) and the shipped defaults are printed
 beside it. A figure, not a test.
+
+With --storm, the cost of a storm of never-seen line shapes (random words, 3-12 each, one
+scope): the miner as it is, against the same miner comparing each new shape with every
+template of its length (the old way, measured in the same run), with and without the cap
+on templates per scope; with --postgres (an embedded one started for the run) or
+--database-url (a migrated database), also through the shared store.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import csv
 import itertools
+import random
 import statistics
+import string
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,8 +47,12 @@ from typing import Any
 from drain3 import TemplateMiner
 from drain3.template_miner_config import TemplateMinerConfig
 
+from aiops.db.migrate import migrate
+from aiops.devstack import DevStack
+from aiops.devstack.ports import free_port
 from aiops.fingerprint import FingerprintConfig, Fingerprinter
 from aiops.fingerprint.evaluation import grouping_accuracy
+from aiops.fingerprint.store import SharedTemplates
 from aiops.fingerprint.tokens import key_of
 
 REPO = Path(__file__).resolve().parent.parent
@@ -182,13 +199,100 @@ def leave_one_out(datasets: list[Dataset]) -> None:
     print(f"shipped defaults: {describe(FingerprintConfig())}")
 
 
+class ScanEveryTemplate(Fingerprinter):
+    """The baseline: a new shape compared with every template of its length."""
+
+    def _candidates(self, scope: tuple[str, str], key: tuple[str, ...]) -> set[int]:
+        return set(self._buckets.get(self._bucket(scope, key), set()))
+
+
+def storm_lines(count: int, seed: int = 7) -> list[str]:
+    r = random.Random(seed)
+    return [
+        " ".join(
+            "".join(r.choice(string.ascii_lowercase) for _ in range(6))
+            for _ in range(r.randint(3, 12))
+        )
+        for _ in range(count)
+    ]
+
+
+def _per_line(fingerprinter: Fingerprinter, lines: list[str]) -> float:
+    started = time.perf_counter()
+    for line in lines:
+        fingerprinter.add(line)
+    return (time.perf_counter() - started) / len(lines)
+
+
+def storm(database_url: str | None) -> None:
+    uncapped = FingerprintConfig(max_templates_per_scope=10**9)
+    print("| new shapes | scan every template (before) | indexed | indexed, capped | ratio |")
+    print("|---:|---:|---:|---:|---:|")
+    for count in (2_000, 8_000, 32_000):
+        lines = storm_lines(count)
+        # the old way is quadratic: 32,000 shapes would take minutes, so it stops at 8,000
+        scan = _per_line(ScanEveryTemplate(uncapped), lines) if count <= 8_000 else None
+        indexed = _per_line(Fingerprinter(uncapped), lines)
+        capped = _per_line(Fingerprinter(), lines)
+        before = "-" if scan is None else f"{scan * 1000:.3f} ms"
+        ratio = "-" if scan is None else f"{scan / indexed:.0f}x"
+        print(
+            f"| {count:,} | {before} | {indexed * 1000:.3f} ms | {capped * 1000:.3f} ms | {ratio} |"
+        )
+    print(
+        f"(per line; capped: the default {FingerprintConfig().max_templates_per_scope:,} "
+        "templates per scope, the rest to its overflow template)"
+    )
+    if database_url is None:
+        return
+    lines = storm_lines(2_000, seed=int(time.time()))
+    store = SharedTemplates(database_url, refresh_s=5.0)
+    try:
+        shared = _per_line(Fingerprinter(shared=store), lines)
+    finally:
+        store.close()
+    local = _per_line(Fingerprinter(), lines)
+    print(
+        f"\nshared store, 2,000 new shapes: {shared * 1000:.2f} ms each under the lock "
+        f"(local miner alone {local * 1000:.3f} ms each, in this run)"
+    )
+
+
+@contextmanager
+def embedded_postgres() -> Iterator[str]:
+    home = Path(tempfile.mkdtemp(prefix="aiops-bench-fingerprint-"))
+    stack = DevStack(
+        home, postgres_port=free_port(), redis_port=free_port(), services=("postgres",)
+    )
+    print(f"starting PostgreSQL under {home} ...", file=sys.stderr, flush=True)
+    state = asyncio.run(stack.up()).state
+    try:
+        url = state.services["postgres"].url
+        asyncio.run(migrate(url, 384))
+        yield url
+    finally:
+        stack.down()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("data_dir", nargs="?", type=Path, default=DEFAULT_DATA)
     parser.add_argument(
         "--leave-one-out", action="store_true", help="tune on all files but one, score that one"
     )
+    parser.add_argument("--storm", action="store_true", help="a storm of never-seen shapes")
+    parser.add_argument("--database-url", help="with --storm: also through the shared store")
+    parser.add_argument(
+        "--postgres", action="store_true", help="with --storm: start one for the shared store"
+    )
     args = parser.parse_args()
+    if args.storm and args.postgres:
+        with embedded_postgres() as url:
+            storm(url)
+        return 0
+    if args.storm:
+        storm(args.database_url)
+        return 0
     files = sorted(args.data_dir.glob("*.csv"))
     if not files:
         print(f"no CSV files in {args.data_dir}", file=sys.stderr)

@@ -6,10 +6,10 @@ import csv
 import hashlib
 import json
 import os
+import random
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -99,15 +99,15 @@ def test_repeated_data_units_collapse_so_list_lengths_do_not_matter() -> None:
     assert mask_variables("very very slow") == "very very slow"
 
 
+# a backtracking regression costs minutes here (the normal cost is milliseconds): a hang
+# guard, not a timed assertion
+@pytest.mark.timeout(120)
 @pytest.mark.parametrize(
     "message",
     ["a." * 20000, "1." * 20000, " ".join(["a-" * 200] * 100), " ".join(["a:" * 200] * 100)],
 )
 def test_masking_stays_linear_on_pathological_input(message: str) -> None:
-    started = time.perf_counter()
-    Fingerprinter().add(message)
-    # a backtracking regression costs tens of seconds here; the normal cost is milliseconds
-    assert time.perf_counter() - started < 5
+    assert Fingerprinter().add(message).cluster_size == 1
 
 
 # --- grouping -----------------------------------------------------------------------
@@ -408,3 +408,84 @@ def _sample_stream() -> list[tuple[str, str | None]]:
         ("job a failed: exit 1", "batch"),
         ("job b failed: exit 2", "batch"),
     ]
+
+
+# --- a storm of new shapes (REVIEW-1, 3) ----------------------------------------------
+
+
+class _ScanEveryTemplate(Fingerprinter):
+    """The miner comparing a new shape with every template of its length, as before."""
+
+    def _candidates(self, scope: tuple[str, str], key: tuple[str, ...]) -> set[int]:
+        return set(self._buckets.get(self._bucket(scope, key), set()))
+
+
+def _storm(seed: int, count: int, vocabulary: int) -> list[str]:
+    r = random.Random(seed)
+    words = [f"w{chr(97 + i % 26)}{chr(97 + i // 26)}x" for i in range(vocabulary)]
+    return [
+        " ".join(r.choice(words) for _ in range(r.randint(3, 14)))
+        + (f" after {r.randint(1, 99)} ms" if r.random() < 0.3 else "")
+        for _ in range(count)
+    ]
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        FingerprintConfig(),
+        FingerprintConfig(similarity=0.6),
+        FingerprintConfig(similarity=0.8, prefix_tokens=1, slot_values=3),
+        FingerprintConfig(similarity=0.0),
+    ],
+)
+def test_the_candidate_index_groups_as_comparing_every_template(config: FingerprintConfig) -> None:
+    # a small vocabulary: lines join, generalise and absorb each other often
+    lines = _storm(seed=3, count=1500, vocabulary=12)
+    indexed, scanning = Fingerprinter(config), _ScanEveryTemplate(config)
+    assert [indexed.add(line).model_dump() for line in lines] == [
+        scanning.add(line).model_dump() for line in lines
+    ]
+    assert indexed.groups() == scanning.groups()
+
+
+class _Counting(Fingerprinter):
+    compared: list[int]
+
+    def _candidates(self, scope: tuple[str, str], key: tuple[str, ...]) -> set[int]:
+        found = super()._candidates(scope, key)
+        self.compared.append(len(found))
+        return found
+
+
+def test_a_new_shape_is_compared_with_few_templates() -> None:
+    fp = _Counting()
+    fp.compared = []
+    lines = _storm(seed=7, count=3000, vocabulary=5000)
+    for line in lines:
+        fp.add(line)
+    by_length = max(len(m) for m in fp._buckets.values())
+    # hundreds of templates share each length; a new shape meets a handful of them
+    assert by_length > 200
+    assert sum(fp.compared) / len(fp.compared) < 5
+
+
+def test_a_full_scope_sends_new_shapes_to_one_overflow_template(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    config = FingerprintConfig(max_templates_per_scope=40)
+    fp = Fingerprinter(config)
+    lines = _storm(seed=11, count=300, vocabulary=5000)
+    with caplog.at_level("WARNING", "aiops.fingerprint"):
+        ids = [fp.add(line, service="api").fingerprint for line in lines]
+    assert len(set(ids)) == 41
+    overflow = ids[-1]
+    assert sum(1 for i in ids if i == overflow) == 300 - 40
+    assert caplog.text.count("overflow template") == 1
+    # a line of a template it has still joins it, and other scopes are not full
+    assert fp.add(lines[0], service="api").fingerprint == ids[0]
+    assert fp.add(lines[0], service="web").fingerprint not in ids
+    # the overflow template survives a restart, and stays out of the grouping
+    restored = Fingerprinter.from_state(fp.to_bytes())
+    assert restored.add("never seen before at all", service="api").fingerprint == overflow
+    assert restored.add("unknown", service="api").template == "<*>"

@@ -22,9 +22,10 @@ Not thread-safe: one fingerprinter per consumer, or a lock around it.
 from __future__ import annotations
 
 import hashlib
-from collections import OrderedDict
+import logging
+from collections import Counter, OrderedDict
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from aiops.fingerprint.models import (
     ClusterState,
@@ -42,6 +43,12 @@ if TYPE_CHECKING:
 Key = tuple[str, ...]
 Scope = tuple[str, str]
 Bucket = tuple[Scope, int]
+_K = TypeVar("_K")
+
+log = logging.getLogger("aiops.fingerprint")
+
+# the first shape of a scope's overflow template: "<" and ">" split words, so no line has it
+OVERFLOW_KEY: Key = ("<overflow>",)
 
 
 def _is_word(token: str) -> bool:
@@ -69,6 +76,7 @@ class _Cluster:
     tokens: list[Token]
     size: int
     merged_into: int | None = None
+    overflow: bool = False
     key: Key = ()
     words: int = 0
     template: str = ""
@@ -107,7 +115,18 @@ class Fingerprinter:
         # a template's first shape always finds it again, even after the LRU forgets it
         self._first: dict[tuple[Scope, Key], int] = {}
         self._remembered: OrderedDict[tuple[Scope, Key], int] = OrderedDict()
-        self._buckets: dict[Bucket, list[int]] = {}
+        self._buckets: dict[Bucket, set[int]] = {}
+        # A template a shape may join differs from it in at most K positions, K fixed by the
+        # length; cut into K + 1 blocks, the two agree on one whole block. Each template is
+        # indexed by its blocks (its <*> kept as <*>), so a new shape is compared with the
+        # templates that agree with it on a block, not with its whole bucket.
+        self._block_index: dict[tuple[Bucket, int, Key], set[int]] = {}
+        self._block_masks: dict[tuple[Bucket, int], Counter[tuple[int, ...]]] = {}
+        self._block_cuts: dict[int, list[range] | None] = {}
+        # templates by a word at a position: the ones a generalised template may now cover
+        self._at: dict[tuple[Bucket, int, str], set[int]] = {}
+        self._alive_in: Counter[Scope] = Counter()
+        self._overflow: dict[Scope, int] = {}
         # templates one word apart, by that word made <*>: a slot many words fill is data
         self._slots: dict[tuple[Scope, Key], list[int]] = {}
         # templates created or changed since the shared store last took them
@@ -218,6 +237,8 @@ class Fingerprinter:
         if best is None:
             best = self._crowded_slot(scope, key)
         if best is None:
+            if self._alive_in[scope] >= self.config.max_templates_per_scope:
+                return self._overflow_of(scope)
             return self._create(scope, key, tokenize(message)).index
         cluster = self._clusters[best]
         self._generalise(cluster, key)
@@ -238,7 +259,12 @@ class Fingerprinter:
             cluster = _Cluster(len(self._clusters), fingerprint, scope, first_key, tokens, size)
             self._clusters.append(cluster)
             self._by_fingerprint[fingerprint] = cluster.index
+            if first_key == OVERFLOW_KEY:
+                cluster.overflow = True
+                self._overflow.setdefault(scope, cluster.index)
+                return cluster.index
             self._first[(scope, first_key)] = cluster.index
+            self._alive_in[scope] += 1
             self._index(cluster)
             return cluster.index
         cluster = self._clusters[index]
@@ -252,8 +278,55 @@ class Fingerprinter:
         absorbed, survivor = self._by_fingerprint[fingerprint], self._by_fingerprint[into]
         cluster = self._clusters[absorbed]
         if cluster.merged_into is None:
-            self._unindex(cluster)
-            cluster.merged_into = survivor
+            self._merge(cluster, survivor)
+
+    def fold(self, fingerprint: str, into: str) -> None:
+        """Merge a template into another one (that the store placed its shape in): pushed."""
+        absorbed = self._clusters[self._by_fingerprint[fingerprint]]
+        survivor = self._clusters[self._alive(self._by_fingerprint[into])]
+        if absorbed.merged_into is not None or absorbed is survivor:
+            return
+        self._merge(absorbed, survivor.index)
+        survivor.size += absorbed.size
+        self._changed.add(absorbed.index)
+        if not survivor.overflow and len(survivor.key) == len(absorbed.key):
+            self._generalise(survivor, absorbed.key)
+
+    def replace(self, fingerprint: str) -> str | None:
+        """Where the miner puts a template's first shape among the other templates, if in one.
+
+        For a template made while the store was down: had the store been up, its first
+        shape might have joined a template another process had made meanwhile.
+        """
+        cluster = self._clusters[self._by_fingerprint[fingerprint]]
+        if cluster.overflow or cluster.merged_into is not None:
+            return None
+        self._unindex(cluster)
+        try:
+            best = self._best_candidate(cluster.scope, cluster.first_key)
+            if best is None:
+                best = self._crowded_slot(cluster.scope, cluster.first_key)
+        finally:
+            self._index(cluster)
+        return None if best is None else self._clusters[best].fingerprint
+
+    def overflowing(self, scope: Scope, key: Key) -> int | None:
+        """The scope's overflow template if a new shape goes there whatever the others know.
+
+        The scope is full and no template of it takes the shape: no decision to share.
+        """
+        overflow = self._overflow.get(scope)
+        if overflow is None or self._alive_in[scope] < self.config.max_templates_per_scope:
+            return None
+        if self._best_candidate(scope, key) is not None:
+            return None
+        if self._crowded_slot(scope, key) is not None:
+            return None
+        return overflow
+
+    def restore_changes(self, changes: list[tuple[_Cluster, str | None]]) -> None:
+        """Put back changes taken for a write that did not happen, for the next one."""
+        self._changed.update(cluster.index for cluster, _ in changes)
 
     def take_changes(self) -> list[tuple[_Cluster, str | None]]:
         """Templates created or changed since last asked, each with what it merged into."""
@@ -272,6 +345,14 @@ class Fingerprinter:
     def fingerprint_of(self, index: int) -> str:
         return self._clusters[index].fingerprint
 
+    def template_count(self) -> int:
+        """Templates ever made or taken, merged and overflow ones included (the next index)."""
+        return len(self._clusters)
+
+    def is_template(self, index: int) -> bool:
+        """Whether the index is a template of lines (not a scope's overflow template)."""
+        return not self._clusters[index].overflow
+
     # --- internals --------------------------------------------------------------------
 
     def _alive(self, index: int) -> int:
@@ -286,6 +367,12 @@ class Fingerprinter:
             if touch:
                 self._remembered.move_to_end(entry)
             return index
+        if self._shared is not None:
+            # the database's placement first: a template made while the store was down may
+            # have this shape as its first one, though the others placed it elsewhere
+            placed = self._shared.placed(scope, key)
+            if placed is not None and (index := self._by_fingerprint.get(placed)) is not None:
+                return index
         return self._first.get(entry)
 
     def _remember(self, scope: Scope, key: Key, index: int) -> None:
@@ -324,7 +411,7 @@ class Fingerprinter:
         best: tuple[int, int] | None = None  # (differing words, index): ties go to the oldest
         slack = 1.0 - self.config.similarity
         prefix = self.config.prefix_tokens
-        for index in self._buckets.get(self._bucket(scope, key), ()):
+        for index in self._candidates(scope, key):
             template = self._clusters[index].key
             allowed = int(slack * self._clusters[index].words + 1e-9)
             differing = 0
@@ -347,6 +434,77 @@ class Fingerprinter:
                 best = (differing, index)
         return None if best is None else best[1]
 
+    def _cuts(self, length: int) -> list[range] | None:
+        """The blocks of a bucket's positions; None when a candidate may differ everywhere."""
+        if length in self._block_cuts:
+            return self._block_cuts[length]
+        # the most words a template of this length may differ in (it has at most this many)
+        most = int((1.0 - self.config.similarity) * length + 1e-9)
+        if most + 1 > length:
+            found: list[range] | None = None
+        else:
+            size, extra = divmod(length, most + 1)
+            found, start = [], 0
+            for block in range(most + 1):
+                end = start + size + (1 if block < extra else 0)
+                found.append(range(start, end))
+                start = end
+        self._block_cuts[length] = found
+        return found
+
+    def _candidates(self, scope: Scope, key: Key) -> set[int]:
+        """The templates of the shape's bucket that agree with it on one whole block."""
+        bucket = self._bucket(scope, key)
+        cuts = self._cuts(len(key))
+        if cuts is None:
+            return self._buckets.get(bucket, set())
+        found: set[int] = set()
+        for number, block in enumerate(cuts):
+            masks = self._block_masks.get((bucket, number))
+            if not masks:
+                continue
+            for mask in masks:
+                signature = tuple(
+                    WILDCARD if position in mask else key[position] for position in block
+                )
+                members = self._block_index.get((bucket, number, signature))
+                if members:
+                    found |= members
+        return found
+
+    def _overflow_of(self, scope: Scope) -> int:
+        """The scope's overflow template: every new shape once it has too many templates."""
+        index = self._overflow.get(scope)
+        if index is not None:
+            return index
+        cluster = _Cluster(
+            index=len(self._clusters),
+            fingerprint=self._new_fingerprint(scope, OVERFLOW_KEY),
+            scope=scope,
+            first_key=OVERFLOW_KEY,
+            tokens=[Token(WILDCARD, True, False)],
+            size=0,
+            overflow=True,
+        )
+        self._clusters.append(cluster)
+        self._by_fingerprint[cluster.fingerprint] = cluster.index
+        self._overflow[scope] = cluster.index
+        self._changed.add(cluster.index)
+        log.warning(
+            "scope %s has %d templates (max_templates_per_scope): its new line shapes go to "
+            "one overflow template %s from now on",
+            scope,
+            self._alive_in[scope],
+            cluster.fingerprint,
+        )
+        return cluster.index
+
+    def _merge(self, cluster: _Cluster, survivor: int) -> None:
+        self._unindex(cluster)
+        cluster.merged_into = survivor
+        if not cluster.overflow:
+            self._alive_in[cluster.scope] -= 1
+
     def _create(self, scope: Scope, key: Key, tokens: list[Token]) -> _Cluster:
         cluster = _Cluster(
             index=len(self._clusters),
@@ -359,6 +517,7 @@ class Fingerprinter:
         self._clusters.append(cluster)
         self._by_fingerprint[cluster.fingerprint] = cluster.index
         self._first[(scope, key)] = cluster.index
+        self._alive_in[scope] += 1
         self._index(cluster)
         self._changed.add(cluster.index)
         return cluster
@@ -392,18 +551,22 @@ class Fingerprinter:
     def _absorb_covered(self, cluster: _Cluster) -> None:
         """Merge the templates of the bucket this one now covers; the oldest id survives."""
         bucket = self._bucket(cluster.scope, cluster.key)
+        # a covered template has this one's word wherever it has one: the rarest is enough
+        postings = [
+            self._at.get((bucket, position, token), set())
+            for position, token in enumerate(cluster.key)
+            if token != WILDCARD
+        ]
+        pool = min(postings, key=len) if postings else self._buckets.get(bucket, set())
         covered = [
-            i
-            for i in self._buckets.get(bucket, ())
-            if i != cluster.index and _covers(cluster.key, self._clusters[i].key)
+            i for i in pool if i != cluster.index and _covers(cluster.key, self._clusters[i].key)
         ]
         if not covered:
             return
         survivor = self._clusters[min([*covered, cluster.index])]
         for index in sorted(set([*covered, cluster.index]) - {survivor.index}):
             absorbed = self._clusters[index]
-            self._unindex(absorbed)
-            absorbed.merged_into = survivor.index
+            self._merge(absorbed, survivor.index)
             survivor.size += absorbed.size
             self._changed.add(index)
         if survivor is not cluster:
@@ -413,19 +576,50 @@ class Fingerprinter:
         self._changed.add(survivor.index)
 
     def _index(self, cluster: _Cluster) -> None:
-        if cluster.merged_into is not None:
+        if cluster.merged_into is not None or cluster.overflow:
             return
-        self._buckets.setdefault(self._bucket(cluster.scope, cluster.key), []).append(cluster.index)
+        bucket = self._bucket(cluster.scope, cluster.key)
+        self._buckets.setdefault(bucket, set()).add(cluster.index)
+        key = cluster.key
+        for position, token in enumerate(key):
+            if token != WILDCARD:
+                self._at.setdefault((bucket, position, token), set()).add(cluster.index)
+        for number, block in enumerate(self._cuts(len(key)) or ()):
+            signature = tuple(key[position] for position in block)
+            mask = tuple(p for p in block if key[p] == WILDCARD)
+            self._block_masks.setdefault((bucket, number), Counter())[mask] += 1
+            self._block_index.setdefault((bucket, number, signature), set()).add(cluster.index)
         if self.config.slot_values:
             for pattern in _slots(cluster.key):
                 self._slots.setdefault((cluster.scope, pattern), []).append(cluster.index)
 
     def _unindex(self, cluster: _Cluster) -> None:
-        members = self._buckets.get(self._bucket(cluster.scope, cluster.key))
+        bucket = self._bucket(cluster.scope, cluster.key)
+        members = self._buckets.get(bucket)
         if members and cluster.index in members:
             members.remove(cluster.index)
+            key = cluster.key
+            for position, token in enumerate(key):
+                if token != WILDCARD:
+                    self._discard(self._at, (bucket, position, token), cluster.index)
+            for number, block in enumerate(self._cuts(len(key)) or ()):
+                signature = tuple(key[position] for position in block)
+                mask = tuple(p for p in block if key[p] == WILDCARD)
+                masks = self._block_masks[(bucket, number)]
+                masks[mask] -= 1
+                if masks[mask] <= 0:
+                    del masks[mask]
+                self._discard(self._block_index, (bucket, number, signature), cluster.index)
             if self.config.slot_values:
                 for pattern in _slots(cluster.key):
                     slot = self._slots.get((cluster.scope, pattern))
                     if slot and cluster.index in slot:
                         slot.remove(cluster.index)
+
+    @staticmethod
+    def _discard(index: dict[_K, set[int]], entry: _K, member: int) -> None:
+        members = index.get(entry)
+        if members is not None:
+            members.discard(member)
+            if not members:
+                del index[entry]

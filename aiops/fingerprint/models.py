@@ -35,6 +35,14 @@ class FingerprintConfig(BaseModel):
             "is data and they merge (0: never)"
         ),
     )
+    max_templates_per_scope: int = Field(
+        default=5_000,
+        ge=1,
+        description=(
+            "templates one (service, category) may have; past it a new line shape goes to the "
+            "scope's one overflow template (logged), so a storm of never-seen shapes stays cheap"
+        ),
+    )
     max_remembered_keys: int = Field(
         default=20_000,
         ge=0,

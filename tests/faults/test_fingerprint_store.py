@@ -12,6 +12,7 @@ import json
 import signal
 import subprocess
 import sys
+import time
 from typing import Any
 
 import asyncpg
@@ -119,3 +120,59 @@ async def _placed(database_url: str) -> dict[str, str]:
     finally:
         await connection.close()
     return {row["shape"]: row["fingerprint"] for row in rows}
+
+
+def test_one_listener_cut_off_from_postgresql_while_placing_shapes(
+    database_url: str, fault_table: Any
+) -> None:
+    # imported here: the forwarder lives with the store's other degraded-mode tests
+    from test_fingerprint_degraded import Partition
+
+    partition = Partition(database_url)
+    a_store = SharedTemplates(partition.url, refresh_s=0.0, retry_s=0.2)
+    b_store = SharedTemplates(database_url, refresh_s=0.0)
+    given: dict[int, str] = {}
+    try:
+        a, b = Fingerprinter(shared=a_store), Fingerprinter(shared=b_store)
+        partition.cut()  # A places its lines alone for the first half of the stream
+        for i, line in enumerate(_LINES):
+            if i == len(_LINES) // 2:
+                partition.restore()
+                time.sleep(0.3)  # A's retry delay
+            # each listener meets every problem, a third of the lines A's
+            given[i] = (a if i % 3 == 0 else b).add(line).fingerprint
+        # what each listener would give each line now: the ids they gave still resolve
+        now_a = {i: a.resolve(f) for i, f in given.items()}
+        now_b = {i: b.resolve(f) for i, f in given.items()}
+        b_again = [b.add(line).fingerprint for line in _LINES]
+        a_again = [a.add(line).fingerprint for line in _LINES]
+    finally:
+        a_store.close()
+        b_store.close()
+        partition.close()
+    assert a_store.failures >= 1
+    store = SharedTemplates(database_url, refresh_s=0.0)
+    try:
+        restarted = Fingerprinter(shared=store)
+        c_again = [restarted.add(line).fingerprint for line in reversed(_LINES)][::-1]
+        now_c = {i: restarted.resolve(f) for i, f in given.items()}
+    finally:
+        store.close()
+    by_problem: dict[tuple[str, str], set[str]] = {}
+    for i, line in enumerate(_LINES):
+        ids = {now_a[i], now_b[i], now_c[i], a_again[i], b_again[i], c_again[i]}
+        who, what = line.split()[:2]
+        by_problem.setdefault((who, what), set()).update(ids)
+    # a problem with two ids is a second incident for it
+    twice = sum(len(ids) - 1 for ids in by_problem.values())
+    fault_table.record(
+        fault="listener cut off from PostgreSQL placing shapes",
+        unit="problems",
+        sent=len(by_problem),
+        lost=0,
+        duplicated=twice,
+        note=f"{len(_LINES)} lines, two listeners, one cut off for the first half; "
+        "then both and a restarted one read all",
+    )
+    assert twice == 0, by_problem
+    assert len(by_problem) == len(_PROBLEMS)
