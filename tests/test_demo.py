@@ -25,6 +25,37 @@ from aiops.modes.report import shadow_report
 ROOT = Path(__file__).resolve().parent.parent
 
 
+async def run_demo(
+    temporal_env: WorkflowEnvironment,
+    database_url: str,
+    redis_url: str,
+    home: Path,
+    *args: str,
+) -> tuple[str, subprocess.CompletedProcess[str]]:
+    """`aiops demo ARGS` as a user runs it, on the test's servers and a task queue of its
+    own; (the queue, what it did)."""
+    queue = f"demo-{uuid.uuid4().hex[:8]}"
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "TEMPORAL_ADDRESS": temporal_env.client.service_client.config.target_host,
+        "AIOPS_TASK_QUEUE": queue,
+        "AIOPS_HOME": str(home),
+        "AIOPS_METRICS_BIND": "off",
+    }
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-c", "from workers.cli import main; main()", "demo", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+        cwd=ROOT,
+    )
+    return queue, done
+
+
 async def test_quick_demo_heals_rolls_back_and_escalates(
     temporal_env: WorkflowEnvironment,
     database_url: str,
@@ -33,36 +64,18 @@ async def test_quick_demo_heals_rolls_back_and_escalates(
     tmp_path: Path,
     receiver: Receiver,
 ) -> None:
-    queue = f"demo-{uuid.uuid4().hex[:8]}"
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "REDIS_URL": redis_url,
-        "TEMPORAL_ADDRESS": temporal_env.client.service_client.config.target_host,
-        "AIOPS_TASK_QUEUE": queue,
-        "AIOPS_HOME": str(tmp_path),
-        "AIOPS_METRICS_BIND": "off",
-    }
-    done = await asyncio.to_thread(
-        subprocess.run,
-        [
-            sys.executable,
-            "-c",
-            "from workers.cli import main; main()",
-            "demo",
-            "--quick",
-            "--approve-after",
-            "1",
-            "--stream-prefix",
-            stream_prefix,
-            "--notify",
-            f"json://127.0.0.1:{receiver.port}/hook",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=env,
-        cwd=ROOT,
+    queue, done = await run_demo(
+        temporal_env,
+        database_url,
+        redis_url,
+        tmp_path,
+        "--quick",
+        "--approve-after",
+        "1",
+        "--stream-prefix",
+        stream_prefix,
+        "--notify",
+        f"json://127.0.0.1:{receiver.port}/hook",
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
@@ -129,36 +142,18 @@ async def test_shadow_demo_leaves_each_fault_and_shows_what_would_have_run(
     stream_prefix: str,
     tmp_path: Path,
 ) -> None:
-    queue = f"demo-{uuid.uuid4().hex[:8]}"
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "REDIS_URL": redis_url,
-        "TEMPORAL_ADDRESS": temporal_env.client.service_client.config.target_host,
-        "AIOPS_TASK_QUEUE": queue,
-        "AIOPS_HOME": str(tmp_path),
-        "AIOPS_METRICS_BIND": "off",
-    }
-    done = await asyncio.to_thread(
-        subprocess.run,
-        [
-            sys.executable,
-            "-c",
-            "from workers.cli import main; main()",
-            "demo",
-            "--shadow",
-            "--scenario",
-            "bad_config",
-            "--scenario",
-            "crash",
-            "--stream-prefix",
-            stream_prefix,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=env,
-        cwd=ROOT,
+    queue, done = await run_demo(
+        temporal_env,
+        database_url,
+        redis_url,
+        tmp_path,
+        "--shadow",
+        "--scenario",
+        "bad_config",
+        "--scenario",
+        "crash",
+        "--stream-prefix",
+        stream_prefix,
     )
     # exit 0 means each fault was checked on the service itself after aiops planned: the
     # config still 0 and requests failing, the crashed process still gone
