@@ -337,6 +337,24 @@ async def wait_all_done(client: aioredis.Redis, streams: list[str]) -> None:
         await wait_done(client, stream)
 
 
+# --profile: where the routing listener's cProfile stats go
+PROFILE_TO: Path | None = None
+
+
+def profiled_listener(path: str, args: list[str]) -> None:
+    """`python -m workers.listener ARGS` under cProfile, the stats written to path as it
+    returns (cProfile.run catches the SystemExit of typer.run)."""
+    import cProfile
+
+    import typer
+
+    from workers.listener import listen
+
+    sys.path.insert(0, str(ROOT))
+    sys.argv = ["workers.listener", *args]
+    cProfile.runctx("typer.run(listen)", {"typer": typer, "listen": listen}, {}, path)
+
+
 def start_routing_listener(
     env: dict[str, str], pattern: str, name: str, log: Path
 ) -> subprocess.Popen[bytes]:
@@ -349,9 +367,16 @@ def start_routing_listener(
         # no worker polls it: what is measured is the listener's routing, not the incidents
         "AIOPS_TASK_QUEUE": "bench-nobody",
     }
+    command = ["--incidents", "--consumer", name]
+    if PROFILE_TO is not None:
+        # under cProfile: the stats (the main thread's) are written when it stops
+        profile = PROFILE_TO.with_name(f"{PROFILE_TO.stem}-{name}{PROFILE_TO.suffix}")
+        command = [sys.executable, __file__, "--profiled-listener", str(profile), *command]
+    else:
+        command = [sys.executable, "-m", "workers.listener", *command]
     with open(log, "ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "workers.listener", "--incidents", "--consumer", name],
+            command,
             env=child_env,
             cwd=ROOT,
             stdout=out,
@@ -367,6 +392,15 @@ def listener_totals(log: Path, name: str) -> dict[str, int]:
             fields = line.split("stopped:", 1)[1].split()
             found = {k: int(v) for k, v in (f.split("=", 1) for f in fields if "=" in f)}
     return found
+
+
+def main_thread_cpu(process: psutil.Process) -> float:
+    """CPU seconds of the process's main thread (Python's; the rest is the Temporal
+    client's and the drivers' threads)."""
+    for thread in process.threads():
+        if thread.id == process.pid:
+            return float(thread.user_time + thread.system_time)
+    return 0.0
 
 
 async def storm_run(
@@ -398,11 +432,13 @@ async def storm_run(
                 await wait_consumer(client, stream, name, 60)
             watched = psutil.Process(process.pid)
             cpu_before = sum(watched.cpu_times()[:2])
+            main_before = main_thread_cpu(watched)
             started = time.perf_counter()
             await publish_many_streams(client, entries)
             await wait_all_done(client, streams)
             elapsed = time.perf_counter() - started
             CPU[f"{mode}-storm"] = (sum(watched.cpu_times()[:2]) - cpu_before) / count
+            CPU[f"{mode}-storm, main thread"] = (main_thread_cpu(watched) - main_before) / count
         finally:
             process.terminate()
             process.wait(timeout=60)
@@ -606,6 +642,9 @@ async def special(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
+    if len(sys.argv) > 2 and sys.argv[1] == "--profiled-listener":
+        profiled_listener(sys.argv[2], sys.argv[3:])
+        return
     if len(sys.argv) == 5 and sys.argv[1] == "--raw-consumer":
         asyncio.run(raw_consumer(*sys.argv[2:]))
         return
@@ -619,9 +658,17 @@ def main() -> None:
     parser.add_argument(
         "--stopped-seconds", type=float, default=None, help="listener away this long"
     )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        help="with --problem-share: write the listener's cProfile stats to this file",
+    )
     parser.add_argument("--rate", type=int, default=2000)
     parser.add_argument("--maxlen", type=int, default=10_000)
     args = parser.parse_args()
+    global PROFILE_TO
+    PROFILE_TO = args.profile
     if args.problem_share is not None or args.stopped_seconds is not None:
         args.events = args.events or 30_000
         asyncio.run(special(args))
