@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -394,6 +395,28 @@ def listener_totals(log: Path, name: str) -> dict[str, int]:
     return found
 
 
+def tree_cpu(pid: int) -> dict[int, float]:
+    """CPU seconds of a server and each of its children (PostgreSQL's backends), by pid."""
+    found: dict[int, float] = {}
+    try:
+        root = psutil.Process(pid)
+        for process in [root, *root.children(recursive=True)]:
+            with contextlib.suppress(psutil.Error):
+                found[process.pid] = sum(process.cpu_times()[:2])
+    except psutil.Error:
+        pass
+    return found
+
+
+def servers_cpu(servers: dict[str, int]) -> dict[str, dict[int, float]]:
+    return {name: tree_cpu(pid) for name, pid in servers.items()}
+
+
+def cpu_spent(before: dict[int, float], after: dict[int, float]) -> float:
+    """What the tree spent between two readings (a process started since counts whole)."""
+    return sum(seconds - before.get(pid, 0.0) for pid, seconds in after.items())
+
+
 def main_thread_cpu(process: psutil.Process) -> float:
     """CPU seconds of the process's main thread (Python's; the rest is the Temporal
     client's and the drivers' threads)."""
@@ -411,7 +434,9 @@ async def storm_run(
     share: float,
     sources: int,
     log: Path,
+    servers: dict[str, int],
 ) -> None:
+    """`servers`: the pid of each server (its CPU per event is reported too)."""
     pairs = storm_events(count, share, sources)
     problems = sum(1 for _, e in pairs if e.event_type == "ServiceError")
     figures: dict[str, float] = {}
@@ -433,10 +458,16 @@ async def storm_run(
             watched = psutil.Process(process.pid)
             cpu_before = sum(watched.cpu_times()[:2])
             main_before = main_thread_cpu(watched)
+            servers_before = servers_cpu(servers)
             started = time.perf_counter()
             await publish_many_streams(client, entries)
             await wait_all_done(client, streams)
             elapsed = time.perf_counter() - started
+            servers_after = servers_cpu(servers)
+            for server, after in servers_after.items():
+                CPU[f"{mode}-storm, server {server}"] = (
+                    cpu_spent(servers_before[server], after) / count
+                )
             CPU[f"{mode}-storm"] = (sum(watched.cpu_times()[:2]) - cpu_before) / count
             CPU[f"{mode}-storm, main thread"] = (main_thread_cpu(watched) - main_before) / count
         finally:
@@ -471,7 +502,8 @@ async def storm_run(
         f"   ratio {e2e / raw:.2f}   goal 25,000: {'met' if e2e >= 25_000 else 'not met'}"
     )
     for label, seconds in sorted(CPU.items()):
-        print(f"  CPU of the consumer process, {label}: {seconds * 1e6:.1f} us/event")
+        what = "CPU of" if ", server " in label else "CPU of the consumer process,"
+        print(f"  {what} {label}: {seconds * 1e6:.1f} us/event")
 
 
 async def stopped_run(
@@ -627,8 +659,16 @@ async def special(args: argparse.Namespace) -> None:
         log = home / "listener.log"
         print(f"machine: {os.cpu_count()} cores, servers on the same machine\n")
         if storm:
+            servers = {name: svc.process.pid for name, svc in state.services.items()}
             await storm_run(
-                client, env, database_url, args.events, args.problem_share, args.sources, log
+                client,
+                env,
+                database_url,
+                args.events,
+                args.problem_share,
+                args.sources,
+                log,
+                servers,
             )
         else:
             await stopped_run(
