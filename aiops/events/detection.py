@@ -164,12 +164,9 @@ class DefaultDetector:
         category = category_of(event)
         if category is None:
             return None
-        # every event of a storm gets one: its fields are valid by construction (the
-        # enums, the event's own validated strings), so no validation is run
-        return Detection.model_construct(
+        return Detection(
             category=category,
             severity=default_severity(event, category),
             text=text_of(event),
             service=event.service or event.source,
-            pattern_id=None,
         )
