@@ -2,7 +2,8 @@
 
 Placeholders are typed (<EMAIL>, <IP>, <CARD>...), so masked text still reads and embeds
 well; masking masked text changes nothing. Order matters: secrets inside URLs and headers
-are taken before the generic patterns could split them.
+are taken before the generic patterns could split them. A pattern the line cannot hold is
+not run at all (`_mask`): the router masks every problem text of a storm.
 """
 
 from __future__ import annotations
