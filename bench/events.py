@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -337,6 +338,24 @@ async def wait_all_done(client: aioredis.Redis, streams: list[str]) -> None:
         await wait_done(client, stream)
 
 
+# --profile: where the routing listener's cProfile stats go
+PROFILE_TO: Path | None = None
+
+
+def profiled_listener(path: str, args: list[str]) -> None:
+    """`python -m workers.listener ARGS` under cProfile, the stats written to path as it
+    returns (cProfile.run catches the SystemExit of typer.run)."""
+    import cProfile
+
+    import typer
+
+    from workers.listener import listen
+
+    sys.path.insert(0, str(ROOT))
+    sys.argv = ["workers.listener", *args]
+    cProfile.runctx("typer.run(listen)", {"typer": typer, "listen": listen}, {}, path)
+
+
 def start_routing_listener(
     env: dict[str, str], pattern: str, name: str, log: Path
 ) -> subprocess.Popen[bytes]:
@@ -349,9 +368,16 @@ def start_routing_listener(
         # no worker polls it: what is measured is the listener's routing, not the incidents
         "AIOPS_TASK_QUEUE": "bench-nobody",
     }
+    command = ["--incidents", "--consumer", name]
+    if PROFILE_TO is not None:
+        # under cProfile: the stats (the main thread's) are written when it stops
+        profile = PROFILE_TO.with_name(f"{PROFILE_TO.stem}-{name}{PROFILE_TO.suffix}")
+        command = [sys.executable, __file__, "--profiled-listener", str(profile), *command]
+    else:
+        command = [sys.executable, "-m", "workers.listener", *command]
     with open(log, "ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "workers.listener", "--incidents", "--consumer", name],
+            command,
             env=child_env,
             cwd=ROOT,
             stdout=out,
@@ -369,6 +395,37 @@ def listener_totals(log: Path, name: str) -> dict[str, int]:
     return found
 
 
+def tree_cpu(pid: int) -> dict[int, float]:
+    """CPU seconds of a server and each of its children (PostgreSQL's backends), by pid."""
+    found: dict[int, float] = {}
+    try:
+        root = psutil.Process(pid)
+        for process in [root, *root.children(recursive=True)]:
+            with contextlib.suppress(psutil.Error):
+                found[process.pid] = sum(process.cpu_times()[:2])
+    except psutil.Error:
+        pass
+    return found
+
+
+def servers_cpu(servers: dict[str, int]) -> dict[str, dict[int, float]]:
+    return {name: tree_cpu(pid) for name, pid in servers.items()}
+
+
+def cpu_spent(before: dict[int, float], after: dict[int, float]) -> float:
+    """What the tree spent between two readings (a process started since counts whole)."""
+    return sum(seconds - before.get(pid, 0.0) for pid, seconds in after.items())
+
+
+def main_thread_cpu(process: psutil.Process) -> float:
+    """CPU seconds of the process's main thread (Python's; the rest is the Temporal
+    client's and the drivers' threads)."""
+    for thread in process.threads():
+        if thread.id == process.pid:
+            return float(thread.user_time + thread.system_time)
+    return 0.0
+
+
 async def storm_run(
     client: aioredis.Redis,
     env: dict[str, str],
@@ -377,7 +434,9 @@ async def storm_run(
     share: float,
     sources: int,
     log: Path,
+    servers: dict[str, int],
 ) -> None:
+    """`servers`: the pid of each server (its CPU per event is reported too)."""
     pairs = storm_events(count, share, sources)
     problems = sum(1 for _, e in pairs if e.event_type == "ServiceError")
     figures: dict[str, float] = {}
@@ -398,11 +457,23 @@ async def storm_run(
                 await wait_consumer(client, stream, name, 60)
             watched = psutil.Process(process.pid)
             cpu_before = sum(watched.cpu_times()[:2])
+            main_before = main_thread_cpu(watched)
+            servers_before = servers_cpu(servers)
+            publisher_before = time.process_time()
             started = time.perf_counter()
             await publish_many_streams(client, entries)
+            CPU[f"{mode}-storm, the publisher (this process)"] = (
+                time.process_time() - publisher_before
+            ) / count
             await wait_all_done(client, streams)
             elapsed = time.perf_counter() - started
+            servers_after = servers_cpu(servers)
+            for server, after in servers_after.items():
+                CPU[f"{mode}-storm, server {server}"] = (
+                    cpu_spent(servers_before[server], after) / count
+                )
             CPU[f"{mode}-storm"] = (sum(watched.cpu_times()[:2]) - cpu_before) / count
+            CPU[f"{mode}-storm, main thread"] = (main_thread_cpu(watched) - main_before) / count
         finally:
             process.terminate()
             process.wait(timeout=60)
@@ -435,7 +506,12 @@ async def storm_run(
         f"   ratio {e2e / raw:.2f}   goal 25,000: {'met' if e2e >= 25_000 else 'not met'}"
     )
     for label, seconds in sorted(CPU.items()):
-        print(f"  CPU of the consumer process, {label}: {seconds * 1e6:.1f} us/event")
+        what = (
+            "CPU of"
+            if ", server " in label or "publisher" in label
+            else "CPU of the consumer process,"
+        )
+        print(f"  {what} {label}: {seconds * 1e6:.1f} us/event")
 
 
 async def stopped_run(
@@ -591,8 +667,16 @@ async def special(args: argparse.Namespace) -> None:
         log = home / "listener.log"
         print(f"machine: {os.cpu_count()} cores, servers on the same machine\n")
         if storm:
+            servers = {name: svc.process.pid for name, svc in state.services.items()}
             await storm_run(
-                client, env, database_url, args.events, args.problem_share, args.sources, log
+                client,
+                env,
+                database_url,
+                args.events,
+                args.problem_share,
+                args.sources,
+                log,
+                servers,
             )
         else:
             await stopped_run(
@@ -606,6 +690,9 @@ async def special(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
+    if len(sys.argv) > 2 and sys.argv[1] == "--profiled-listener":
+        profiled_listener(sys.argv[2], sys.argv[3:])
+        return
     if len(sys.argv) == 5 and sys.argv[1] == "--raw-consumer":
         asyncio.run(raw_consumer(*sys.argv[2:]))
         return
@@ -619,9 +706,17 @@ def main() -> None:
     parser.add_argument(
         "--stopped-seconds", type=float, default=None, help="listener away this long"
     )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        help="with --problem-share: write the listener's cProfile stats to this file",
+    )
     parser.add_argument("--rate", type=int, default=2000)
     parser.add_argument("--maxlen", type=int, default=10_000)
     args = parser.parse_args()
+    global PROFILE_TO
+    PROFILE_TO = args.profile
     if args.problem_share is not None or args.stopped_seconds is not None:
         args.events = args.events or 30_000
         asyncio.run(special(args))

@@ -1,5 +1,5 @@
 """The listener's pipeline, batch after batch (the next is read and validated while the
-current one is stored):
+current one is stored, and the one after is already being read):
 
     read -> validate -> trust (aiops/events/trust.py) -> dead-letter the invalid and the
          untrusted (and acknowledge them) -> store the valid (one transaction) -> route
@@ -412,10 +412,25 @@ class Ingestor:
         return self.stats
 
     async def _read_batches(self, stop: asyncio.Event, queue: asyncio.Queue[Batch | None]) -> None:
-        while not stop.is_set():
-            entries = await self._read(self.consumer.read)
-            if entries:
-                await queue.put(await self.prepare_async(entries))
+        """Reads one batch ahead: the next XREADGROUP is on its way (Redis answers it on
+        its own core) while this one is validated. A read asked for before stop is still
+        processed once it returns: its entries are this consumer's now."""
+        ahead: asyncio.Future[list[Entry] | None] | None = None
+        try:
+            ahead = asyncio.ensure_future(self._read(self.consumer.read))
+            while ahead is not None:
+                entries = await ahead
+                ahead = (
+                    None if stop.is_set() else asyncio.ensure_future(self._read(self.consumer.read))
+                )
+                if entries:
+                    await queue.put(await self.prepare_async(entries))
+        finally:
+            if ahead is not None:
+                # stopped by a failure or a cancel: the read ahead is not waited for
+                ahead.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await ahead
         await queue.put(None)
 
     async def _read(self, read: Callable[[], Awaitable[list[Entry]]]) -> list[Entry] | None:
