@@ -262,13 +262,19 @@ async def test_anchor_file_replayed_then_deleted(
             assert shown.exit_code == 0, shown.output
             assert f"{ANCHOR_WORKFLOW_ID} holds row 5" in shown.output
 
-            # 1: cut the tail, reset the sequence, put yesterday's anchor file back
+            # 1: put yesterday's anchor file back: the workflow leaves it as evidence
+            anchors.path.write_bytes(yesterday)
+            await env.sleep(61)
+            problem = await _until(lambda: handle.query(AuditAnchorWorkflow.problem), bool)
+            assert "behind the workflow's row 5" in problem
+            assert [c.seq for c in anchors.read()] == [3]
+            # ... and cut the tail, resetting the sequence
             await _as_owner(
                 app.database_url,
                 "DELETE FROM audit_log WHERE seq > 3",
                 "SELECT setval(pg_get_serial_sequence('audit_log', 'seq'), 3)",
             )
-            anchors.path.write_bytes(yesterday)
+            assert (await _cli("verify", "--no-temporal")).exit_code == 0  # the file alone
             replayed = await _cli("verify")
             assert replayed.exit_code == 1, replayed.output
             assert "ends at row 3" in replayed.output and "older copy" in replayed.output
@@ -281,7 +287,7 @@ async def test_anchor_file_replayed_then_deleted(
             assert "row 1" in rewritten.output and "forged" in rewritten.output
             # the workflow refuses to anchor it, and verify repeats why
             await env.sleep(61)
-            await _until(lambda: handle.query(AuditAnchorWorkflow.problem), bool)
+            await _until(lambda: handle.query(AuditAnchorWorkflow.problem), lambda p: "gone" in p)
             told = await _cli("verify")
             assert f"{ANCHOR_WORKFLOW_ID} cannot anchor: row 5" in told.output, told.output
         finally:
