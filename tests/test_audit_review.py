@@ -99,6 +99,15 @@ def test_a_generated_secret_is_kept(tmp_path: Path) -> None:
     assert not [p for p in tmp_path.iterdir() if p.name != "secret.key"]  # no temp left
 
 
+def test_processes_creating_the_secret_at_once_share_one(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    settings = Settings(home=tmp_path)
+    with ThreadPoolExecutor(8) as pool:
+        keys = set(pool.map(lambda _: secret_key_bytes(settings), range(16)))
+    assert len(keys) == 1 and len(next(iter(keys))) >= 32
+
+
 # -- finding 2: unanchored and rewritten-as-legacy logs ----------------------------------
 
 

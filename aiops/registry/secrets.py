@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 from collections.abc import Callable
 from pathlib import Path
 
@@ -44,7 +45,7 @@ def home_secret(path: Path, generate: Callable[[], str]) -> bytes:
         key = generate().encode()
         # written whole under another name, then linked: the path never exists half
         # written, and of two processes creating it at once one links, the other reads
-        temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        temp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             with os.fdopen(fd, "wb") as out:
