@@ -251,6 +251,8 @@ class AuditLog:
 
     async def append(self, entry: AuditEntry) -> AuditRecord:
         key = self.keys.chain
+        # again here: model_copy(update=...) and model_construct skip the validator
+        entry = entry.model_copy(update={"details": _as_jsonb_returns(entry.details)})
         # ts is truncated to microseconds, what timestamptz keeps, so the MAC re-computes
         ts = datetime.now(UTC)
         async with self._pool.acquire() as conn, conn.transaction():
