@@ -84,9 +84,8 @@ async def temporal_anchor(
             f"cannot ask {ANCHOR_WORKFLOW_ID} for its checkpoint: {error or type(error).__name__}"
         ) from None
     if latest is not None and not latest.signature_ok(audit_keys(settings).anchor):
-        raise AuditCommandError(
-            f"{ANCHOR_WORKFLOW_ID}'s checkpoint is not signed with the audit key"
-        )
+        # an AnchorError, not "unreachable": verify must fail on it, never skip it
+        raise AnchorError(f"{ANCHOR_WORKFLOW_ID}'s checkpoint is not signed with the audit key")
     return TemporalAnchor(latest=latest, problem=problem)
 
 
@@ -104,7 +103,8 @@ class Verified(BaseModel):
 
 async def _verify(settings: Settings, with_temporal: bool | None) -> Verified:
     """with_temporal: True requires AuditAnchorWorkflow's copy, None reads it when
-    Temporal answers, False skips it."""
+    Temporal answers, False skips it. A copy that answers but is not signed with the audit
+    key is an AnchorError either way."""
     in_file = anchor_file(settings).read()
     anchors = list(in_file)
     held: TemporalAnchor | None = None
