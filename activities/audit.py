@@ -22,11 +22,28 @@ class AuditActivities:
     async def checkpoint(self, request: CheckpointRequest) -> CheckpointResult:
         # start from the later of the workflow's and the file's checkpoints: either may
         # have been written without the other (a manual `aiops audit anchor`, a lost file)
-        known = [c for c in (request.previous, self._anchors.latest()) if c is not None]
+        in_file = self._anchors.latest()
+        known = [c for c in (request.previous, in_file) if c is not None]
         start: Checkpoint | None = max(known, key=lambda c: c.seq, default=None)
         made = await self._audit.checkpoint(start)
         if isinstance(made, AuditVerification):
-            log.error("audit chain broken, not anchored: row %s: %s", made.broken_seq, made.reason)
-            return CheckpointResult(problem=f"row {made.broken_seq}: {made.reason}")
+            problem = f"row {made.broken_seq}: {made.reason}"
+            # every later round meets the same row: anchoring has stopped until a person acts
+            log.critical(
+                "audit chain BROKEN, anchoring stopped (run `aiops audit verify`): %s", problem
+            )
+            return CheckpointResult(problem=problem)
+        held = request.previous
+        if in_file is not None and held is not None and in_file.seq < held.seq:
+            # the activity writes the file before the history records the result: a
+            # file behind the workflow was put back or cut. Appending would bury that,
+            # so the file is left as evidence; the workflow's own copy keeps anchoring.
+            problem = (
+                f"{self._anchors.path} ends at row {in_file.seq}, behind the workflow's "
+                f"row {held.seq}: replaced by an older copy or cut short "
+                "(not appended to; move it aside once examined)"
+            )
+            log.critical("audit anchor file tampered with: %s", problem)
+            return CheckpointResult(checkpoint=made, problem=problem)
         written = self._anchors.append(made)
         return CheckpointResult(checkpoint=made, written=written)

@@ -86,7 +86,13 @@ async def test_cli_verify_exit_codes(log: AuditLog, database_url: str) -> None:
         await log.append(_entry(i))
     runner = CliRunner()
     env = {"DATABASE_URL": database_url}
-    good = await asyncio.to_thread(runner.invoke, audit_cmd.app, ["verify"], env=env)
+    # no checkpoint anywhere yet: intact, but nothing outside the table vouches for it
+    unanchored = await asyncio.to_thread(runner.invoke, audit_cmd.app, ["verify"], env=env)
+    assert unanchored.exit_code == 2, unanchored.output
+    assert "UNANCHORED" in unanchored.output
+    good = await asyncio.to_thread(
+        runner.invoke, audit_cmd.app, ["verify", "--allow-unanchored"], env=env
+    )
     assert good.exit_code == 0, good.output
     assert "intact" in good.output
     await _tamper(database_url, "UPDATE audit_log SET actor = 'mallory' WHERE seq = 2")

@@ -83,7 +83,9 @@ async def test_legacy_prefix_verifies_and_is_named(pool: asyncpg.Pool, audit_env
         await log.append(_entry(i))
     result = await log.verify()
     assert result.ok and result.rows == 5 and result.legacy_rows == 3
-    shown = await _cli("verify")
+    unanchored = await _cli("verify")
+    assert unanchored.exit_code == 2 and "UNANCHORED" in unanchored.output
+    shown = await _cli("verify", "--allow-unanchored")
     assert shown.exit_code == 0, shown.output
     assert "rows 1..3 are legacy" in shown.output and "2 HMAC-verified" in shown.output
     assert "no checkpoint" in shown.output

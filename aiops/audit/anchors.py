@@ -5,6 +5,7 @@ leaves a checkpoint naming a row that is no longer there."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 from pathlib import Path
 
@@ -16,6 +17,8 @@ from aiops.errors import AiopsError
 ANCHOR_WORKFLOW = "AuditAnchorWorkflow"
 ANCHOR_WORKFLOW_ID = "aiops-audit-anchor"
 CHECKPOINT_ACTIVITY = "audit_checkpoint"
+# bytes read from the end for the last line: a checkpoint is about 250
+_TAIL = 8192
 
 
 class AnchorRun(BaseModel):
@@ -79,13 +82,17 @@ class AnchorFile:
         if not self.path.exists():
             return None
         with self.path.open("rb") as lines:
-            size = lines.seek(0, os.SEEK_END)
-            lines.seek(max(0, size - 8192))
-            tail = [line for line in lines.read().split(b"\n")[:-1] if line.strip()]
-        if not tail:
+            return self._last(lines.fileno())
+
+    def _last(self, fd: int) -> Checkpoint | None:
+        size = os.fstat(fd).st_size
+        tail = os.pread(fd, min(size, _TAIL), max(0, size - _TAIL))
+        # the part after the last newline is a line cut short by a crash: it never counted
+        whole = [line for line in tail.split(b"\n")[:-1] if line.strip()]
+        if not whole:
             return None
         try:
-            checkpoint = Checkpoint.model_validate_json(tail[-1])
+            checkpoint = Checkpoint.model_validate_json(whole[-1])
         except ValidationError:
             raise AnchorError(f"{self.path}: its last line is not a checkpoint") from None
         if not checkpoint.signature_ok(self._key):
@@ -93,19 +100,42 @@ class AnchorFile:
         return checkpoint
 
     def append(self, checkpoint: Checkpoint) -> bool:
-        """Add a line unless the head is the one last anchored; True when written."""
+        """Add a line unless the file already anchors this row or a later one (a slower
+        writer, a retried activity); True when written. Writers take the file's lock, and
+        a line a crash left unfinished is cut off first."""
         if not checkpoint.signature_ok(self._key):
             raise AnchorError("refusing to anchor a checkpoint not signed with the audit key")
-        last = self.latest()
-        if last is not None and (last.seq, last.head) == (checkpoint.seq, checkpoint.head):
-            return False
         self.path.parent.mkdir(parents=True, exist_ok=True)
         line = checkpoint.model_dump_json().encode() + b"\n"
-        # O_APPEND: one write per line, so two writers interleave whole lines only
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
         try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            self._cut_torn_line(fd)
+            last = self._last(fd)
+            if last is not None and checkpoint.seq <= last.seq:
+                if checkpoint.seq == last.seq and checkpoint.head != last.head:
+                    raise AnchorError(
+                        f"{self.path} anchors row {last.seq} with another MAC: the row was "
+                        "rewritten since, or the file belongs to another log"
+                    )
+                return False
             os.write(fd, line)
             os.fsync(fd)
         finally:
-            os.close(fd)
+            os.close(fd)  # releases the lock
         return True
+
+    @staticmethod
+    def _cut_torn_line(fd: int) -> None:
+        size = os.fstat(fd).st_size
+        if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
+            return
+        end = size
+        while end > 0:
+            chunk = os.pread(fd, min(end, _TAIL), max(0, end - _TAIL))
+            newline = chunk.rfind(b"\n")
+            if newline >= 0:
+                os.ftruncate(fd, end - len(chunk) + newline + 1)
+                return
+            end -= len(chunk)
+        os.ftruncate(fd, 0)

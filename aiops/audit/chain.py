@@ -11,15 +11,18 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import math
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any, Literal
 
 import asyncpg
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from aiops.audit.keys import AuditKeys, audit_keys
 from aiops.config import get_settings
+from aiops.errors import AiopsError
 
 GENESIS = "0" * 64
 _LOCK_KEY = 0x0A0D17
@@ -29,6 +32,34 @@ KEYED: Literal["hmac-sha256"] = "hmac-sha256"
 _PREFETCH = 2000
 
 
+class AuditKeyMismatch(AiopsError):
+    """This process's audit key is not the one the log's head was written with."""
+
+
+# float repr switches to an exponent from 1e16: jsonb reads that back as a plain integer
+_EXPONENT_FROM = 1e16
+
+
+def _as_jsonb_returns(value: Any) -> Any:
+    """A details value as jsonb gives it back, so the MAC computed at append is the one
+    verify recomputes from the stored row: a float written with an exponent comes back as
+    the integer its text names, -0.0 as 0.0, and NaN or infinities (which JSON cannot hold)
+    are kept as their names."""
+    if isinstance(value, bool) or value is None or isinstance(value, int | str):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+        if abs(value) >= _EXPONENT_FROM:
+            return int(Decimal(repr(value)))
+        return value + 0.0  # -0.0 -> 0.0: numeric has no negative zero
+    if isinstance(value, Mapping):
+        return {str(k): _as_jsonb_returns(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_as_jsonb_returns(v) for v in value]
+    return value
+
+
 class AuditEntry(BaseModel):
     actor: str = Field(min_length=1)
     action: str = Field(min_length=1)
@@ -36,6 +67,12 @@ class AuditEntry(BaseModel):
     decision: str = Field(min_length=1)
     details: dict[str, Any] = Field(default_factory=dict)
     workflow_id: str | None = None
+
+    @field_validator("details")
+    @classmethod
+    def _stored_form(cls, value: dict[str, Any]) -> dict[str, Any]:
+        normalised: dict[str, Any] = _as_jsonb_returns(value)
+        return normalised
 
 
 class AuditRecord(AuditEntry):
@@ -81,6 +118,11 @@ class AuditVerification(BaseModel):
     anchors_checked: int = 0
     anchored_seq: int | None = None
 
+
+_SELECT_ROWS = (
+    "SELECT seq, ts, actor, action, target, decision, details, workflow_id, prev_hash, hash,"
+    " mac_alg FROM audit_log"
+)
 
 # one encoder for every row: json.dumps would build one per call, a cost per verified row
 _ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
@@ -209,11 +251,15 @@ class AuditLog:
 
     async def append(self, entry: AuditEntry) -> AuditRecord:
         key = self.keys.chain
+        # again here: model_copy(update=...) and model_construct skip the validator
+        entry = entry.model_copy(update={"details": _as_jsonb_returns(entry.details)})
         # ts is truncated to microseconds, what timestamptz keeps, so the MAC re-computes
         ts = datetime.now(UTC)
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_KEY)
-            last = await conn.fetchrow("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+            last = await conn.fetchrow(f"{_SELECT_ROWS} ORDER BY seq DESC LIMIT 1")
+            if last is not None and last["mac_alg"] == KEYED:
+                self._check_head(key, last)
             seq = (last["seq"] + 1) if last else 1
             prev = last["hash"] if last else GENESIS
             digest = row_mac(key, prev, seq, ts, entry)
@@ -241,6 +287,23 @@ class AuditLog:
             await conn.execute("SELECT setval(pg_get_serial_sequence('audit_log', 'seq'), $1)", seq)
         return AuditRecord(
             **entry.model_dump(), seq=seq, ts=ts, prev_hash=prev, hash=digest, mac_alg=KEYED
+        )
+
+    def _check_head(self, key: bytes, head: asyncpg.Record) -> None:
+        """One HMAC under the appenders' lock: a process holding another key (a secret
+        generated on a workstation, another unit's AIOPS_HOME) fails here, loudly, before
+        its row would break the chain for good."""
+        content = head["prev_hash"].encode() + _canonical(
+            head["seq"], head["ts"], _row_fields(head)
+        )
+        if hmac.compare_digest(_mac(key, content), head["hash"]):
+            return
+        raise AuditKeyMismatch(
+            f"this process's audit key (from {self.keys.source or 'the caller'}) is not the "
+            f"one row {head['seq']} of the audit log was written with, so nothing was "
+            "appended: set AIOPS_AUDIT_KEY (or AIOPS_SECRET_KEY) to the value the worker "
+            "and the API use. If they use this one, the head row was changed: run "
+            "`aiops audit verify`."
         )
 
     async def verify(
@@ -276,10 +339,7 @@ class AuditLog:
                         )
                     )
             async with conn.transaction(isolation="repeatable_read", readonly=True):
-                query = (
-                    "SELECT seq, ts, actor, action, target, decision, details, workflow_id,"
-                    " prev_hash, hash, mac_alg FROM audit_log WHERE seq > $1 ORDER BY seq"
-                )
+                query = f"{_SELECT_ROWS} WHERE seq > $1 ORDER BY seq"
                 async for row in conn.cursor(query, start, prefetch=_PREFETCH):
                     broken = walk.check(row)
                     if broken is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 from collections.abc import Callable
 from pathlib import Path
 
@@ -33,20 +34,37 @@ def load_fernet(settings: Settings) -> Fernet:
         ) from None
 
 
+# every secret aiops generates is at least this long; a shorter file was cut short
+_MIN_SECRET = 32
+
+
 def home_secret(path: Path, generate: Callable[[], str]) -> bytes:
     """The secret in path, created (mode 0600) on first use."""
-    if path.exists():
-        return path.read_bytes().strip()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    key = generate().encode()
-    # O_EXCL: two processes creating the key at once must not end up with two keys
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_bytes().strip()
-    with os.fdopen(fd, "wb") as out:
-        out.write(key)
-    return key
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        key = generate().encode()
+        # written whole under another name, then linked: the path never exists half
+        # written, and of two processes creating it at once one links, the other reads
+        temp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(key)
+                out.flush()
+                os.fsync(out.fileno())
+            os.link(temp, path)
+            return key
+        except FileExistsError:
+            pass
+        finally:
+            temp.unlink(missing_ok=True)
+    found = path.read_bytes().strip()
+    if len(found) < _MIN_SECRET:
+        raise SecretsError(
+            f"{path} is empty or truncated ({len(found)} bytes): restore it, or set "
+            "AIOPS_SECRET_KEY to the key the worker and the API use"
+        )
+    return found
 
 
 def decrypt(fernet: Fernet, token: bytes) -> str:
