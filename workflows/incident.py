@@ -516,6 +516,7 @@ class IncidentWorkflow:
             policy.max_plans_per_incident <= 1
             or status.outcome not in ("failed", "compensated")
             or plan is None
+            or plan.solution_id is None  # an agent's own plan: nothing to leave out next time
             or healing is None
             or status.healing_workflow_id is None
         ):
@@ -554,7 +555,9 @@ class IncidentWorkflow:
                 id=f"{wid}-diagnosis-{self._tag()}",
                 result_type=Diagnosis,
             )
-            if diagnosis.plan is not None:
+            if diagnosis.plan is not None and diagnosis.plan.solution_id not in {
+                r.solution_id for r in status.rungs
+            }:
                 return diagnosis
             why = f"no other known fix ({diagnosis.why})"
         # one plan that failed with nothing else to try was said by its own notification
