@@ -51,10 +51,13 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         return
     write = terminalreporter.write_line
     terminalreporter.section("fault suite")
-    write(f"{'fault':44} {'unit':10} {'sent':>8} {'lost':>6} {'twice':>6} {'acted 2x':>9}  note")
+    width = max(len(r.fault) for r in rows)
+    write(
+        f"{'fault':{width}} {'unit':10} {'sent':>8} {'lost':>6} {'twice':>6} {'acted 2x':>9}  note"
+    )
     for r in rows:
         write(
-            f"{r.fault:44} {r.unit:10} {r.sent:>8} {r.lost:>6} {r.duplicated:>6} "
+            f"{r.fault:{width}} {r.unit:10} {r.sent:>8} {r.lost:>6} {r.duplicated:>6} "
             f"{r.acted_twice:>9}  {'detected: ' if r.detected else ''}{r.note}"
         )
     faults = [r for r in rows if r.detected is None]
