@@ -11,11 +11,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+import asyncpg
 import httpx
 from pydantic import BaseModel
 from temporalio.client import Client
 
 from aiops.actions.process import ProcessAdapter
+from aiops.audit import AuditLog, Checkpoint, audit_keys
 from aiops.auth.approvals import ApprovalSigner
 from aiops.auth.keys import approval_key
 from aiops.config import Settings
@@ -29,6 +31,7 @@ from aiops.monitor.schedules import ProbeDefaults, sync_schedules
 from aiops.registry import ServiceRegistry
 from aiops.registry.secrets import load_fernet
 from aiops.temporal_client import connect
+from workers.commands.audit import anchor_file
 from workers.commands.monitor import run_monitor
 from workers.demo.scenarios import Scenario
 from workers.demo.target import BookmarkTarget, demo_options
@@ -103,6 +106,18 @@ async def seed_knowledge(kg: KnowledgeGraph, echo: Echo) -> None:
     for path in sorted(KNOWLEDGE.glob("*.jsonl")):
         report = await import_lines(kg, path.read_text().splitlines())
         echo(f"    {path.name}: {report.imported} problems ({len(report.errors)} bad lines)")
+
+
+async def anchor_audit(pool: asyncpg.Pool, settings: Settings, echo: Echo) -> None:
+    """Checkpoint the audit log's head as `aiops audit anchor` does, so `aiops audit verify`
+    right after the demo checks what it wrote against a checkpoint."""
+    anchors = anchor_file(settings)
+    made = await AuditLog(pool, audit_keys(settings)).checkpoint(anchors.latest())
+    if isinstance(made, Checkpoint):
+        anchors.append(made)
+        echo(f"==> audit log checkpointed at row {made.seq} (aiops audit verify checks it)")
+    else:
+        echo(f"==> audit log NOT checkpointed: row {made.broken_seq}: {made.reason}")
 
 
 @contextlib.asynccontextmanager
@@ -280,6 +295,7 @@ async def run_demo(
                 )
                 for s in scenarios
             ]
+            await anchor_audit(pool, settings, echo)
             if report is not None:
                 report(results)
             if keep_running is not None:
