@@ -31,6 +31,7 @@ from aiops.db.pool import create_pool
 from aiops.devstack import DevStack, DevStackState, binaries
 from aiops.devstack.ports import free_port
 from aiops.events.mesh import EventMesh
+from aiops.events.store import EventStore
 
 TEST_EMBEDDING_DIM = 384
 _TEMPLATE_DB = "aiops_template"
@@ -149,6 +150,21 @@ def receiver() -> Iterator[Receiver]:
     found = Receiver()
     yield found
     found.server.shutdown()
+
+
+@pytest_asyncio.fixture
+async def redis_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(redis_url)
+    yield client
+    await client.aclose()
+
+
+@pytest_asyncio.fixture
+async def store(database_url: str) -> AsyncIterator[EventStore]:
+    """The event store on this test's database."""
+    s = await EventStore.connect(database_url)
+    yield s
+    await s.close()
 
 
 @pytest.fixture

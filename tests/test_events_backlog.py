@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 
-import pytest_asyncio
 import redis.asyncio as aioredis
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
@@ -28,20 +26,6 @@ from aiops.events.routing import workflow_id_for
 from aiops.events.store import EventQuery, EventStore
 from aiops.events.trim import StreamTrimmer
 from workers import listener
-
-
-@pytest_asyncio.fixture
-async def redis_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(redis_url)
-    yield client
-    await client.aclose()
-
-
-@pytest_asyncio.fixture
-async def store(database_url: str) -> AsyncIterator[EventStore]:
-    s = await EventStore.connect(database_url)
-    yield s
-    await s.close()
 
 
 async def _has_incident(env: WorkflowEnvironment, workflow_id: str) -> bool:

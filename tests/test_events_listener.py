@@ -6,13 +6,12 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import cast
 
 import asyncpg
 import pytest
-import pytest_asyncio
 import redis.asyncio as aioredis
 from test_events_helpers import (
     drain,
@@ -28,20 +27,6 @@ from aiops.events.health import mesh_health_from_settings
 from aiops.events.mesh import EventMesh, PublishError
 from aiops.events.routing import EventFilter, PayloadPredicate, Subscription
 from aiops.events.store import EventStore
-
-
-@pytest_asyncio.fixture
-async def redis_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(redis_url)
-    yield client
-    await client.aclose()
-
-
-@pytest_asyncio.fixture
-async def store(database_url: str) -> AsyncIterator[EventStore]:
-    s = await EventStore.connect(database_url)
-    yield s
-    await s.close()
 
 
 async def _rows(database_url: str) -> list[asyncpg.Record]:

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
-import pytest_asyncio
 import redis.asyncio as aioredis
 from aiops_worker import aiops_worker
 from temporalio.testing import WorkflowEnvironment
@@ -26,13 +24,6 @@ from aiops.models.incident import IncidentStatus
 from workflows.incident import IncidentWorkflow
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-
-
-@pytest_asyncio.fixture
-async def store(database_url: str) -> AsyncIterator[EventStore]:
-    s = await EventStore.connect(database_url)
-    yield s
-    await s.close()
 
 
 def at(minutes: float, **kw: object) -> Event:
