@@ -1,0 +1,93 @@
+"""How search combines its three signals into one order and one relevance.
+
+- semantic: embedding cosine, the best of the query's windows against the problem's;
+  carries paraphrases.
+- lexical: the share of the query's IDF weight a problem matches (lexical.py); carries a
+  rare identifier in a short query.
+- bm25: BM25F over the query's own score (bm25.py); carries long reports, where how often
+  the shared words come back and in which field is what separates a duplicate.
+
+The relevance a hit reports (`similarity`, which diagnosis compares with its thresholds) is
+the weighted sum of the three, 0..1. The order is a weighted reciprocal rank fusion
+(Cormack et al., SIGIR 2009) when `rank_k` is set: ranks are robust to how differently
+the signals spread their scores from one corpus to the next, which a weighted sum of raw
+scores is not. The weights are learned by bench/duplicates.py (cross-validated on the
+dev sets, the held-out figure printed beside the in-sample one); nothing here is tuned by
+hand.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+Mode = Literal["hybrid", "semantic", "lexical", "bm25"]
+
+
+@dataclass(frozen=True, slots=True)
+class Signals:
+    id: Any
+    semantic: float
+    lexical: float
+    bm25: float
+
+
+class Fusion(BaseModel):
+    semantic: float = Field(ge=0)
+    lexical: float = Field(ge=0)
+    bm25: float = Field(ge=0)
+    rank_k: float | None = Field(
+        default=None, gt=0, description="order by weighted reciprocal rank with this k"
+    )
+
+    def score(self, s: Signals) -> float:
+        total = self.semantic + self.lexical + self.bm25 or 1.0
+        return (self.semantic * s.semantic + self.lexical * s.lexical + self.bm25 * s.bm25) / total
+
+    def explain(self, s: Signals) -> str:
+        order = f"; ordered by reciprocal rank fusion (k={self.rank_k:g})" if self.rank_k else ""
+        return (
+            f"{self.semantic:g} x embedding cosine {s.semantic:.2f} + {self.lexical:g} x "
+            f"{s.lexical:.2f} of the query's word weight matched + {self.bm25:g} x BM25 "
+            f"{s.bm25:.2f} of the query's own{order}"
+        )
+
+
+# Learned by bench/duplicates.py (see the figures it prints).
+FUSION = Fusion(semantic=0.65, lexical=0.35, bm25=0.0, rank_k=None)
+
+
+def _ranks(signals: list[Signals], value: str) -> dict[Any, int]:
+    """1-based rank of each candidate by one signal; candidates without it get none."""
+    ordered = sorted(
+        (s for s in signals if getattr(s, value) > 0),
+        key=lambda s: (-getattr(s, value), str(s.id)),
+    )
+    return {s.id: i for i, s in enumerate(ordered, start=1)}
+
+
+def fuse(
+    signals: list[Signals], fusion: Fusion, mode: Mode = "hybrid"
+) -> list[tuple[Signals, float]]:
+    """Candidates with their relevance, best first (ties in a stable order)."""
+    if mode != "hybrid":
+        scored = [(s, float(getattr(s, mode))) for s in signals]
+        return sorted(scored, key=lambda item: (-item[1], str(item[0].id)))
+    relevance = {s.id: fusion.score(s) for s in signals}
+    if fusion.rank_k is None:
+        return sorted(
+            ((s, relevance[s.id]) for s in signals), key=lambda item: (-item[1], str(item[0].id))
+        )
+    k = fusion.rank_k
+    weights = {"semantic": fusion.semantic, "lexical": fusion.lexical, "bm25": fusion.bm25}
+    ranks = {name: _ranks(signals, name) for name, weight in weights.items() if weight > 0}
+
+    def rrf(s: Signals) -> float:
+        return sum(weights[name] / (k + by[s.id]) for name, by in ranks.items() if s.id in by)
+
+    return sorted(
+        ((s, relevance[s.id]) for s in signals),
+        key=lambda item: (-rrf(item[0]), -item[1], str(item[0].id)),
+    )
