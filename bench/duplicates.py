@@ -51,8 +51,11 @@ from aiops.devstack import DevStack
 from aiops.devstack.ports import free_port
 from aiops.embeddings import MiniLMEmbedder
 from aiops.embeddings.base import Embedder, Vectors
-from aiops.knowledge import KnowledgeGraph, ProblemIn
+from aiops.knowledge import KnowledgeGraph, ProblemIn, texts
 from aiops.knowledge.fusion import FUSION, Fusion, Signals, fuse
+from aiops.knowledge.store import problem_text
+from aiops.knowledge.texts import problem_chunks
+from aiops.privacy import mask
 
 ROOT = Path(__file__).resolve().parents[1]
 # ../shared/data beside the repository, or beside the folder of worktrees
@@ -114,7 +117,9 @@ class Report:
 def load(data: Path) -> tuple[list[Report], dict[str, set[str]]]:
     with (data / "SeaMonkey_bugs.csv").open(encoding="utf-8", newline="") as f:
         reports = [
-            Report(row["Issue id"], row["Summary"], row["Description"]) for row in csv.DictReader(f)
+            # a few reports have no description: their summary is all they say
+            Report(row["Issue id"], row["Summary"], row["Description"].strip() or row["Summary"])
+            for row in csv.DictReader(f)
         ]
     keys = {r.key for r in reports}
     duplicates: dict[str, set[str]] = defaultdict(set)
@@ -270,6 +275,20 @@ async def run(data: Path, folds: int, cache: Path) -> None:
         try:
             kg = KnowledgeGraph(pool, embedder)
             started = time.perf_counter()
+            # the model is fastest on batches: embed every text the store will ask for at
+            # once (into the disk cache), then write the reports one by one through the store
+            wanted = []
+            for r in reports:
+                problem = ProblemIn(key=r.key, title=r.title, description=r.body)
+                wanted += [problem_text(problem), *problem_chunks(r.body, r.title)]
+                wanted += [
+                    texts.problem_text(mask(r.text), None, []),
+                    *problem_chunks(mask(r.text), None),
+                ]
+            for i in range(0, len(wanted), 512):
+                await embedder.embed(wanted[i : i + 512])
+                embedder.save()
+                print(f"   embedded {min(i + 512, len(wanted))}/{len(wanted)} texts", flush=True)
             for i, r in enumerate(reports, start=1):
                 await kg.upsert_problem(ProblemIn(key=r.key, title=r.title, description=r.body))
                 if i % 200 == 0:

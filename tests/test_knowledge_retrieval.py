@@ -3,16 +3,20 @@ order, title over body), chunked embeddings (best window), rank fusion."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import hashlib
+from collections.abc import AsyncIterator, Sequence
 
+import numpy as np
 import pytest_asyncio
 
 from aiops.db.pool import create_pool
 from aiops.embeddings import CachedEmbedder, MiniLMEmbedder
+from aiops.embeddings.base import Vectors, l2_normalise
 from aiops.knowledge import KnowledgeGraph, ProblemIn
 from aiops.knowledge.bm25 import Bm25Scorer
 from aiops.knowledge.chunking import WINDOW_WORDS, chunk_texts, reduce_text, windows
 from aiops.knowledge.fusion import Fusion, Signals, fuse
+from aiops.knowledge.reembed import reembed
 from aiops.knowledge.texts import node_text
 
 _EMBEDDER = CachedEmbedder(MiniLMEmbedder())
@@ -130,3 +134,34 @@ def test_rank_fusion_orders_by_weighted_reciprocal_ranks() -> None:
     assert [s.id for s, _ in ordered] == ["b", "a", "c"]
     # the reported relevance is the weighted score, 0..1, whatever the order
     assert all(0 <= rel <= 1 for _, rel in ordered)
+
+
+class _HashEmbedder:
+    """A small deterministic embedder of another dimension: a model change for reembed."""
+
+    model = "hash-8"
+    dim = 8
+
+    async def embed(self, texts: Sequence[str]) -> Vectors:
+        rows = [
+            np.frombuffer(hashlib.sha256(t.encode()).digest()[:8], dtype=np.uint8) + 1.0
+            for t in texts
+        ]
+        return l2_normalise(np.asarray(rows, dtype=np.float32).reshape(len(texts), self.dim))
+
+
+async def test_reembed_recomputes_the_windows_in_the_new_dimension(
+    kg: KnowledgeGraph, database_url: str
+) -> None:
+    body = "\n".join(f"step {i}: open the folder pane and compact the inbox" for i in range(60))
+    node = await _add(kg, "long", "Compacting hangs", body)
+    before = await kg.pool.fetchval(
+        "SELECT count(*) FROM knowledge_chunks WHERE node_id = $1::uuid", node
+    )
+    assert before >= 2
+    report = await reembed(database_url, _HashEmbedder())
+    assert report.dim_changed and "knowledge_chunks_embedding_hnsw" in report.indexes_rebuilt
+    rows = await kg.pool.fetch(
+        "SELECT vector_dims(embedding) AS d FROM knowledge_chunks WHERE node_id = $1::uuid", node
+    )
+    assert len(rows) == before and {r["d"] for r in rows} == {8}
