@@ -52,7 +52,9 @@ from aiops.devstack.ports import free_port
 from aiops.embeddings import MiniLMEmbedder
 from aiops.embeddings.base import Embedder, Vectors
 from aiops.knowledge import KnowledgeGraph, ProblemIn, texts
+from aiops.knowledge.evaluation import load_cases
 from aiops.knowledge.fusion import FUSION, Fusion, Signals, fuse
+from aiops.knowledge.importer import import_lines
 from aiops.knowledge.store import problem_text
 from aiops.knowledge.texts import problem_chunks
 from aiops.privacy import mask
@@ -67,6 +69,8 @@ DEFAULT_DATA = next(
     ),
     ROOT.parent / "shared" / "data" / "gitbugs-seamonkey",
 )
+FIXTURES = ROOT / "tests" / "fixtures" / "knowledge"
+FIXTURE_SETS = ("paraphrase", "loghub")
 DEPTH = 50  # hits asked per query; a duplicate ranked below is a miss
 
 
@@ -190,64 +194,132 @@ async def minilm_ranks(
 
 
 def grid() -> list[Fusion]:
-    steps = [i / 10 for i in range(11)]
+    """The weighted score (semantic at least half, the rest lexical and BM25), alone or
+    mixed by query length with a rank fusion of semantic and BM25."""
+    tenths = [i / 10 for i in range(11)]
     configs = []
-    for sem, lex in itertools.product(steps, steps):
+    for sem, lex in itertools.product(tenths, tenths):
         bm = round(1 - sem - lex, 2)
-        if bm < 0:
+        if bm < 0 or sem < 0.5:
             continue
-        for k in (None, 5.0, 20.0, 60.0):
-            configs.append(Fusion(semantic=sem, lexical=lex, bm25=bm, rank_k=k))
+        configs.append(Fusion(semantic=sem, lexical=lex, bm25=bm))
+        for rank_sem, k, long_words in itertools.product(
+            (0.5, 0.6, 0.7, 0.8), (5.0, 20.0, 60.0), (None, 25.0, 50.0, 100.0, 200.0)
+        ):
+            configs.append(
+                Fusion(
+                    semantic=sem,
+                    lexical=lex,
+                    bm25=bm,
+                    rank_k=k,
+                    rank_semantic=rank_sem,
+                    rank_bm25=round(1 - rank_sem, 2),
+                    long_words=long_words,
+                )
+            )
     return configs
 
 
-def fused_ranks(
-    fusion: Fusion,
-    candidates: dict[str, list[tuple[str, Signals]]],
-    queries: list[str],
-    dup: dict[str, set[str]],
-) -> list[int | None]:
-    ranks = []
-    for q in queries:
-        key_of = {s.id: key for key, s in candidates[q]}
-        order = [key_of[s.id] for s, _ in fuse([s for _, s in candidates[q]], fusion)]
-        ranks.append(rank_of(order[: DEPTH + 1], q, dup[q]))
-    return ranks
+class Case:
+    """One query of a dev set: the candidates search returned, with their signals."""
+
+    def __init__(
+        self, query: str, text: str, expected: set[str], candidates: list[tuple[str, Signals]]
+    ) -> None:
+        self.query, self.expected, self.candidates = query, expected, candidates
+        self.words = len(mask(text).split())  # what the store counts
+        self._signals = [s for _, s in candidates]
+        self._key_of = {s.id: key for key, s in candidates}
+
+    def rank(self, fusion: Fusion) -> int | None:
+        fused = fuse(self._signals, fusion, "hybrid", self.words)
+        order = [self._key_of[s.id] for s, _ in fused]
+        return rank_of(order[: DEPTH + 1], self.query, self.expected)
 
 
-def objective(ranks: list[int | None]) -> tuple[float, float]:
-    s = Scores(ranks)
-    return (s.mrr, s.r5)
+def objective(ranks_per_set: list[list[int | None]]) -> tuple[float, float]:
+    """Mean MRR over the sets (each set counts once, whatever its size), then mean R@5."""
+    scores = [Scores(ranks) for ranks in ranks_per_set]
+    return (
+        sum(s.mrr for s in scores) / len(scores),
+        sum(s.r5 for s in scores) / len(scores),
+    )
 
 
 def cross_validate(
-    candidates: dict[str, list[tuple[str, Signals]]],
-    queries: list[str],
-    dup: dict[str, set[str]],
-    folds: int,
-    seed: int = 0,
-) -> tuple[Fusion, list[int | None], list[int | None], list[Fusion]]:
-    """(best on all, its in-sample ranks, held-out ranks in query order, the per-fold picks)."""
+    cases: list[Case], others: dict[str, list[Case]], folds: int, seed: int = 0
+) -> tuple[Fusion, list[int | None], list[int | None], list[Fusion], dict[str, Scores]]:
+    """K-fold over the duplicate pairs of `cases`; the `others` sets are in every training
+    part (one configuration for all sets). Returns the best on everything, its in-sample
+    ranks, the held-out ranks in query order, the per-fold picks and the best's scores on
+    the other sets."""
     configs = grid()
-    table = {i: fused_ranks(c, candidates, queries, dup) for i, c in enumerate(configs)}
-    position = {q: i for i, q in enumerate(queries)}
+    table = {i: [case.rank(c) for case in cases] for i, c in enumerate(configs)}
+    other_table = {
+        i: {name: [case.rank(c) for case in set_] for name, set_ in others.items()}
+        for i, c in enumerate(configs)
+    }
     # folds over duplicate pairs: a pair's two directions are never split
-    groups: dict[frozenset[str], list[str]] = defaultdict(list)
-    for q in queries:
-        groups[frozenset({q, min(dup[q])})].append(q)
+    groups: dict[frozenset[str], list[int]] = defaultdict(list)
+    for i, case in enumerate(cases):
+        groups[frozenset({case.query, min(case.expected)})].append(i)
     pairs = sorted(groups, key=lambda g: sorted(g))
     random.Random(seed).shuffle(pairs)
-    held: list[int | None] = [None] * len(queries)
+    held: list[int | None] = [None] * len(cases)
     picks = []
     for f in range(folds):
-        test = {q for i, g in enumerate(pairs) if i % folds == f for q in groups[g]}
-        train_idx = [position[q] for q in queries if q not in test]
-        best = max(table, key=lambda i: objective([table[i][j] for j in train_idx]))
+        test = {i for n, g in enumerate(pairs) if n % folds == f for i in groups[g]}
+        train = [i for i in range(len(cases)) if i not in test]
+
+        def fit(c: int, train: list[int] = train) -> tuple[float, float]:
+            return objective([[table[c][i] for i in train], *other_table[c].values()])
+
+        best = max(table, key=fit)
         picks.append(configs[best])
-        for q in test:
-            held[position[q]] = table[best][position[q]]
-    best_all = max(table, key=lambda i: objective(table[i]))
-    return configs[best_all], table[best_all], held, picks
+        for i in test:
+            held[i] = table[best][i]
+    best_all = max(table, key=lambda c: objective([table[c], *other_table[c].values()]))
+    return (
+        configs[best_all],
+        table[best_all],
+        held,
+        picks,
+        {name: Scores(r) for name, r in other_table[best_all].items()},
+    )
+
+
+async def candidates_of(kg: KnowledgeGraph, text: str) -> list[tuple[str, Signals]]:
+    hits = await kg.find_solutions(text, limit=10_000)
+    return [
+        (
+            str(h.problem.key),
+            Signals(id=h.problem.id, semantic=h.semantic, lexical=h.lexical, bm25=h.bm25),
+        )
+        for h in hits
+    ]
+
+
+async def fixture_cases(admin: str, embedder: Embedder, name: str) -> list[Case]:
+    """The short-text dev sets of bench/knowledge.py: paraphrased problem descriptions and
+    real duplicate Loghub lines. In every training part: one configuration for all sets."""
+    conn = await asyncpg.connect(admin)
+    await conn.execute(f'CREATE DATABASE "{name}"')
+    await conn.close()
+    url = admin.rsplit("/", 1)[0] + "/" + name
+    await migrate(url, embedder.dim)
+    pool = await create_pool(url)
+    try:
+        kg = KnowledgeGraph(pool, embedder)
+        lines = (FIXTURES / f"{name}_problems.jsonl").read_text().splitlines()
+        report = await import_lines(kg, lines)
+        assert not report.errors, report.errors[:3]
+        await pool.execute("ANALYZE knowledge_nodes")
+        return [
+            Case("", case.query, set(case.expected), await candidates_of(kg, case.query))
+            for case in load_cases(FIXTURES / f"{name}_queries.jsonl")
+        ]
+    finally:
+        await pool.close()
 
 
 # --- the run -------------------------------------------------------------------------------
@@ -315,27 +387,23 @@ async def run(data: Path, folds: int, cache: Path) -> None:
                 results[mode] = Scores(ranks)
             embedder.save()
             # every candidate's signals, for learning the fusion
-            candidates: dict[str, list[tuple[str, Signals]]] = {}
-            for q in queries:
-                hits = await kg.find_solutions(by_key[q].text, limit=10_000)
-                candidates[q] = [
-                    (
-                        str(h.problem.key),
-                        Signals(
-                            id=h.problem.id, semantic=h.semantic, lexical=h.lexical, bm25=h.bm25
-                        ),
-                    )
-                    for h in hits
-                ]
+            cases = [
+                Case(q, by_key[q].text, dup[q], await candidates_of(kg, by_key[q].text))
+                for q in queries
+            ]
         finally:
             await pool.close()
+        others = {}
+        for name in FIXTURE_SETS:
+            others[name] = await fixture_cases(admin, embedder, name)
+            embedder.save()
     finally:
         stack.down()
         shutil.rmtree(home, ignore_errors=True)
     bm25_lib = Scores(bm25s_ranks(reports, queries, dup))
     minilm = Scores(await minilm_ranks(embedder, reports, queries, dup))
     embedder.save()
-    best, in_sample, held, picks = cross_validate(candidates, queries, dup, folds)
+    best, in_sample, held, picks, other_scores = cross_validate(cases, others, folds)
     print(f"\n   {'':<58}{'R@1':>7}{'R@5':>7}{'MRR':>7}")
     print(results["hybrid"].row("aiops search as shipped (FUSION)"))
     print(Scores(held).row(f"aiops, fusion learned, held-out ({folds}-fold CV over pairs)"))
@@ -345,6 +413,10 @@ async def run(data: Path, folds: int, cache: Path) -> None:
     print(results["bm25"].row("  signal alone: bm25 (BM25F in PostgreSQL)"))
     print(bm25_lib.row("BM25 baseline: bm25s, stemmed, stop words"))
     print(minilm.row("MiniLM alone: one vector per report, cosine"))
+    print("\n   the other dev sets (short texts), same learned configuration, and as shipped:")
+    for name, score in other_scores.items():
+        print(score.row(f"  {name}: learned"))
+        print(Scores([case.rank(FUSION) for case in others[name]]).row(f"  {name}: shipped"))
     print(f"\n   shipped FUSION: {FUSION.model_dump()}")
     print(f"   learned on all queries: {best.model_dump()}")
     for i, pick in enumerate(picks, start=1):

@@ -2,15 +2,32 @@
 -- windows of a long description beyond what the node's own embedding covers.
 --
 -- The BM25 vector labels each position with its field: A for the title, B for the body
--- (description, template, error patterns). Term frequencies, the document length and the
+-- (description, template, error patterns), C for the words inside compound tokens that the
+-- parser keeps whole and no field has on its own ("leo" of dict.leo.org, "sync" of
+-- File->Offline->Sync): a host, path or URL shares its parts with its variants. Term frequencies, the document length and the
 -- field weights are computed from it at query time (aiops/knowledge/bm25.py), so changing
 -- a weight needs no rewrite. English configuration only: stems match "crashes" to
 -- "crash", and numbers, hosts, paths and versions are kept whole by its parser.
 CREATE FUNCTION aiops_bm25_vector(data jsonb) RETURNS tsvector
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT setweight(to_tsvector('english'::regconfig, coalesce(data->>'title', '')), 'A')
-        || setweight(to_tsvector('english'::regconfig, concat_ws(' ',
-               data->>'description', data->>'template', data->>'error_patterns')), 'B')
+    SELECT whole || setweight(ts_delete(pieces, tsvector_to_array(whole)), 'C')
+    FROM (
+        SELECT setweight(to_tsvector('english'::regconfig, title), 'A')
+                   || setweight(to_tsvector('english'::regconfig, body), 'B') AS whole,
+               to_tsvector('english'::regconfig,
+                   regexp_replace(title || ' ' || body, '[[:punct:]]+', ' ', 'g')) AS pieces
+        FROM (
+            SELECT coalesce(data->>'title', '') AS title,
+                   concat_ws(' ', data->>'description', data->>'template',
+                             data->>'error_patterns') AS body
+        ) fields
+    ) vectors
+$$;
+
+-- A query's terms are those of a document with the query as its body.
+CREATE FUNCTION aiops_bm25_query(query text) RETURNS tsvector
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT aiops_bm25_vector(jsonb_build_object('description', query))
 $$;
 
 -- The number of token positions: BM25's document length.

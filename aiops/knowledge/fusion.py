@@ -41,13 +41,35 @@ class Fusion(BaseModel):
     rank_k: float | None = Field(
         default=None, gt=0, description="order by weighted reciprocal rank with this k"
     )
+    rank_semantic: float = Field(default=0.5, ge=0, description="RRF weight of semantic")
+    rank_bm25: float = Field(default=0.5, ge=0, description="RRF weight of bm25")
+    long_words: float | None = Field(
+        default=None,
+        gt=0,
+        description="a query of this many words or more is ordered by rank fusion alone; a"
+        " shorter one by a mix, in proportion to its length, with the weighted score",
+    )
 
     def score(self, s: Signals) -> float:
         total = self.semantic + self.lexical + self.bm25 or 1.0
         return (self.semantic * s.semantic + self.lexical * s.lexical + self.bm25 * s.bm25) / total
 
-    def explain(self, s: Signals) -> str:
-        order = f"; ordered by reciprocal rank fusion (k={self.rank_k:g})" if self.rank_k else ""
+    def rank_share(self, query_words: int) -> float:
+        """How much of the order comes from rank fusion for a query of this length."""
+        if self.rank_k is None:
+            return 0.0
+        if self.long_words is None:
+            return 1.0
+        return min(1.0, query_words / self.long_words)
+
+    def explain(self, s: Signals, query_words: int = 0) -> str:
+        share = self.rank_share(query_words)
+        order = (
+            f"; ordered {share:.0%} by reciprocal rank fusion of semantic and BM25"
+            f" (k={self.rank_k:g}), the rest by this score"
+            if share > 0
+            else ""
+        )
         return (
             f"{self.semantic:g} x embedding cosine {s.semantic:.2f} + {self.lexical:g} x "
             f"{s.lexical:.2f} of the query's word weight matched + {self.bm25:g} x BM25 "
@@ -69,25 +91,33 @@ def _ranks(signals: list[Signals], value: str) -> dict[Any, int]:
 
 
 def fuse(
-    signals: list[Signals], fusion: Fusion, mode: Mode = "hybrid"
+    signals: list[Signals], fusion: Fusion, mode: Mode = "hybrid", query_words: int = 0
 ) -> list[tuple[Signals, float]]:
-    """Candidates with their relevance, best first (ties in a stable order)."""
+    """Candidates with their relevance, best first (ties in a stable order).
+
+    The order mixes the weighted score and the reciprocal rank fusion (scaled to 0..1 by
+    its best possible value) by the query's length: paraphrases and single log lines are
+    short, and their few shared words make rank lists of noise that a calibrated score
+    keeps small; long reports share many words, and ranks weigh BM25 as it deserves."""
     if mode != "hybrid":
         scored = [(s, float(getattr(s, mode))) for s in signals]
         return sorted(scored, key=lambda item: (-item[1], str(item[0].id)))
     relevance = {s.id: fusion.score(s) for s in signals}
-    if fusion.rank_k is None:
+    share = fusion.rank_share(query_words)
+    if fusion.rank_k is None or share == 0:
         return sorted(
             ((s, relevance[s.id]) for s in signals), key=lambda item: (-item[1], str(item[0].id))
         )
     k = fusion.rank_k
-    weights = {"semantic": fusion.semantic, "lexical": fusion.lexical, "bm25": fusion.bm25}
+    weights = {"semantic": fusion.rank_semantic, "bm25": fusion.rank_bm25}
     ranks = {name: _ranks(signals, name) for name, weight in weights.items() if weight > 0}
+    best = sum(weights.values()) / (k + 1) or 1.0
 
-    def rrf(s: Signals) -> float:
-        return sum(weights[name] / (k + by[s.id]) for name, by in ranks.items() if s.id in by)
+    def order(s: Signals) -> float:
+        rrf = sum(weights[name] / (k + by[s.id]) for name, by in ranks.items() if s.id in by)
+        return share * rrf / best + (1 - share) * relevance[s.id]
 
     return sorted(
         ((s, relevance[s.id]) for s in signals),
-        key=lambda item: (-rrf(item[0]), -item[1], str(item[0].id)),
+        key=lambda item: (-order(item[0]), -item[1], str(item[0].id)),
     )

@@ -477,7 +477,8 @@ class KnowledgeGraph:
                     bm25=bm25.get(row["id"], 0.0),
                 )
             )
-        fused = fuse(signals, FUSION, mode)
+        words = len(masked.split())
+        fused = fuse(signals, FUSION, mode, words)
         best = fused[:limit]
         by_id = {row["id"]: row for row in rows}
         solutions = await self._solutions_for([item.id for item, _ in best])
@@ -506,7 +507,7 @@ class KnowledgeGraph:
                     semantic=round(item.semantic, 4),
                     lexical=round(item.lexical, 4),
                     bm25=round(item.bm25, 4),
-                    why=FUSION.explain(item),
+                    why=FUSION.explain(item, words),
                     solutions=ranked,
                 )
             )
