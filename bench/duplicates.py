@@ -223,21 +223,42 @@ def grid() -> list[Fusion]:
     return configs
 
 
+# What the store fetches for a query on the short path (no BM25, no kNN over windows) and
+# on the long path (every signal): a configuration is scored on the candidates the store
+# would really return it for each query.
+SHORT_PATH = Fusion(**SHORT_SCORE)
+LONG_PATH = Fusion(**SHORT_SCORE, rank_k=60.0, long_words=None)
+
+Candidates = list[tuple[str, Signals]]
+
+
 class Case:
-    """One query of a dev set: the candidates search returned, with their signals."""
+    """One query of a dev set: the candidates search returned, with their signals, as
+    fetched on the short path and on the long path."""
 
     def __init__(
-        self, query: str, text: str, expected: set[str], candidates: list[tuple[str, Signals]]
+        self, query: str, text: str, expected: set[str], short: Candidates, full: Candidates
     ) -> None:
-        self.query, self.expected, self.candidates = query, expected, candidates
+        self.query, self.expected = query, expected
         self.words = len(mask(text).split())  # what the store counts
-        self._signals = [s for _, s in candidates]
-        self._key_of = {s.id: key for key, s in candidates}
+        self._short, self._full = [s for _, s in short], [s for _, s in full]
+        self._key_of = {s.id: key for key, s in [*short, *full]}
 
     def rank(self, fusion: Fusion) -> int | None:
-        fused = fuse(self._signals, fusion, "hybrid", self.words)
+        full = fusion.needs_bm25(self.words) or fusion.needs_windows(self.words)
+        fused = fuse(self._full if full else self._short, fusion, "hybrid", self.words)
         order = [self._key_of[s.id] for s, _ in fused]
         return rank_of(order[: DEPTH + 1], self.query, self.expected)
+
+
+async def case_of(kg: KnowledgeGraph, query: str, text: str, expected: set[str]) -> Case:
+    return Case(
+        query,
+        text,
+        expected,
+        await candidates_of(kg, text, SHORT_PATH),
+        await candidates_of(kg, text, LONG_PATH),
+    )
 
 
 def objective(per_set: list[list[list[int | None]]]) -> list[tuple[bool, float, float]]:
@@ -310,8 +331,8 @@ def cross_validate(
     )
 
 
-async def candidates_of(kg: KnowledgeGraph, text: str) -> list[tuple[str, Signals]]:
-    hits = await kg.find_solutions(text, limit=10_000)
+async def candidates_of(kg: KnowledgeGraph, text: str, fusion: Fusion) -> Candidates:
+    hits = await kg.find_solutions(text, limit=10_000, fusion=fusion)
     return [
         (
             str(h.problem.key),
@@ -337,7 +358,7 @@ async def fixture_cases(admin: str, embedder: Embedder, name: str) -> list[Case]
         assert not report.errors, report.errors[:3]
         await pool.execute("ANALYZE knowledge_nodes")
         return [
-            Case("", case.query, set(case.expected), await candidates_of(kg, case.query))
+            await case_of(kg, "", case.query, set(case.expected))
             for case in load_cases(FIXTURES / f"{name}_queries.jsonl")
         ]
     finally:
@@ -409,10 +430,7 @@ async def run(data: Path, folds: int, cache: Path) -> None:
                 results[mode] = Scores(ranks)
             embedder.save()
             # every candidate's signals, for learning the fusion
-            cases = [
-                Case(q, by_key[q].text, dup[q], await candidates_of(kg, by_key[q].text))
-                for q in queries
-            ]
+            cases = [await case_of(kg, q, by_key[q].text, dup[q]) for q in queries]
         finally:
             await pool.close()
         others = {}
@@ -428,6 +446,8 @@ async def run(data: Path, folds: int, cache: Path) -> None:
     best, in_sample, held, picks, other_scores = cross_validate(cases, others, folds)
     print(f"\n   {'':<58}{'R@1':>7}{'R@5':>7}{'MRR':>7}")
     print(results["hybrid"].row("aiops search as shipped (FUSION)"))
+    replay = Scores([case.rank(FUSION) for case in cases])
+    print(replay.row("  the same, replayed on the cases (must equal the line above)"))
     print(Scores(held).row(f"aiops, fusion learned, held-out ({folds}-fold CV over pairs)"))
     print(Scores(in_sample).row("aiops, fusion learned, in-sample (optimistic)"))
     print(results["semantic"].row("  signal alone: semantic (MiniLM, best window)"))
@@ -439,7 +459,15 @@ async def run(data: Path, folds: int, cache: Path) -> None:
     for name, score in other_scores.items():
         print(score.row(f"  {name}: learned"))
         print(Scores([case.rank(FUSION) for case in others[name]]).row(f"  {name}: shipped"))
-    print(f"\n   shipped FUSION: {FUSION.model_dump()}")
+    words = sorted(case.words for case in cases)
+    print(
+        f"\n   query words: SeaMonkey min {words[0]}, median {words[len(words) // 2]}; longest"
+        + "".join(f" {n} {max(c.words for c in others[n])}" for n in others)
+    )
+    if FUSION.long_words is not None:
+        long = sum(c.words >= FUSION.long_words for c in cases)
+        print(f"   SeaMonkey queries on the shipped long path: {long}/{len(cases)}")
+    print(f"   shipped FUSION: {FUSION.model_dump()}")
     print(f"   learned on all queries: {best.model_dump()}")
     for i, pick in enumerate(picks, start=1):
         print(f"   fold {i} pick: {pick.model_dump()}")

@@ -136,6 +136,45 @@ def test_rank_fusion_orders_by_weighted_reciprocal_ranks() -> None:
     assert all(0 <= rel <= 1 for _, rel in ordered)
 
 
+def test_only_a_long_query_is_ordered_by_ranks_a_short_one_exactly_by_the_score() -> None:
+    a = Signals(id="a", semantic=0.90, lexical=0.0, bm25=0.10)
+    b = Signals(id="b", semantic=0.80, lexical=0.0, bm25=0.90)
+    c = Signals(id="c", semantic=0.85, lexical=0.0, bm25=0.50)
+    fusion = Fusion(
+        semantic=0.9,
+        lexical=0.0,
+        bm25=0.1,
+        rank_k=1.0,
+        rank_semantic=0.4,
+        rank_bm25=0.6,
+        long_words=10,
+    )
+    # one word short of long: the score's order, no share of the ranks mixed in
+    assert [s.id for s, _ in fuse([a, b, c], fusion, query_words=9)] == ["a", "c", "b"]
+    assert [s.id for s, _ in fuse([a, b, c], fusion, query_words=10)] == ["b", "a", "c"]
+    assert fusion.needs_bm25(9)  # the score weighs it
+    no_bm25_score = fusion.model_copy(update={"bm25": 0.0})
+    assert not no_bm25_score.needs_bm25(9) and not no_bm25_score.needs_windows(9)
+    assert no_bm25_score.needs_bm25(10) and no_bm25_score.needs_windows(10)
+
+
+async def test_search_runs_bm25_only_for_a_query_the_fusion_weighs_it_for(
+    kg: KnowledgeGraph,
+) -> None:
+    target = await _add(kg, "t", "Scrollbar flicker", "the scrollbar flickers when scrolling")
+    await _add(kg, "o", None, "printing fails on a network printer")
+    fusion = Fusion(semantic=0.65, lexical=0.35, bm25=0.0, rank_k=20.0, long_words=8)
+    short = await kg.find_solutions("scrollbar flicker", fusion=fusion)
+    assert short[0].problem.id == target and all(h.bm25 == 0 for h in short)
+    long = await kg.find_solutions(
+        "the scrollbar flickers badly whenever I am scrolling a long page", fusion=fusion
+    )
+    assert long[0].problem.id == target and long[0].bm25 > 0
+    # the signal alone is still measured whatever the fusion
+    alone = await kg.find_solutions("scrollbar flicker", mode="bm25", fusion=fusion)
+    assert alone[0].bm25 > 0
+
+
 class _HashEmbedder:
     """A small deterministic embedder of another dimension: a model change for reembed."""
 

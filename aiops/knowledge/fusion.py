@@ -46,28 +46,40 @@ class Fusion(BaseModel):
     long_words: float | None = Field(
         default=None,
         gt=0,
-        description="a query of this many words or more is ordered by rank fusion alone; a"
-        " shorter one by a mix, in proportion to its length, with the weighted score",
+        description="a query of this many words or more is ordered by rank fusion; a shorter"
+        " one by the weighted score alone (None: every query by rank fusion)",
     )
 
     def score(self, s: Signals) -> float:
         total = self.semantic + self.lexical + self.bm25 or 1.0
         return (self.semantic * s.semantic + self.lexical * s.lexical + self.bm25 * s.bm25) / total
 
-    def rank_share(self, query_words: int) -> float:
-        """How much of the order comes from rank fusion for a query of this length."""
+    def ranked(self, query_words: int) -> bool:
+        """Whether a query of this length is ordered by rank fusion (else by the score).
+
+        A step, not a blend: a short query is ordered exactly as the score orders it, so
+        what the short sets chose for paraphrases and log lines holds whatever the long
+        path learns."""
         if self.rank_k is None:
-            return 0.0
-        if self.long_words is None:
-            return 1.0
-        return min(1.0, query_words / self.long_words)
+            return False
+        return self.long_words is None or query_words >= self.long_words
+
+    def needs_bm25(self, query_words: int) -> bool:
+        """Whether BM25 counts for this query: in the score, or in its rank fusion."""
+        return self.bm25 > 0 or (self.ranked(query_words) and self.rank_bm25 > 0)
+
+    def needs_windows(self, query_words: int) -> bool:
+        """Whether search looks for the problems whose extra windows are nearest the
+        query's (the long-query path): a long report's duplicate may share only a window
+        deep in it. A problem's windows still count in the semantic score of every
+        candidate; what a short query skips is the kNN over all windows."""
+        return self.ranked(query_words)
 
     def explain(self, s: Signals, query_words: int = 0) -> str:
-        share = self.rank_share(query_words)
         order = (
-            f"; ordered {share:.0%} by reciprocal rank fusion of semantic and BM25"
-            f" (k={self.rank_k:g}), the rest by this score"
-            if share > 0
+            f"; ordered by reciprocal rank fusion of semantic and BM25 (k={self.rank_k:g},"
+            f" {self.rank_semantic:g}/{self.rank_bm25:g}), a query of {query_words} words"
+            if self.ranked(query_words)
             else ""
         )
         return (
@@ -99,27 +111,25 @@ def fuse(
 ) -> list[tuple[Signals, float]]:
     """Candidates with their relevance, best first (ties in a stable order).
 
-    The order mixes the weighted score and the reciprocal rank fusion (scaled to 0..1 by
-    its best possible value) by the query's length: paraphrases and single log lines are
-    short, and their few shared words make rank lists of noise that a calibrated score
-    keeps small; long reports share many words, and ranks weigh BM25 as it deserves."""
+    A short query is ordered by the weighted score, a long one (fusion.long_words) by the
+    reciprocal rank fusion (ties by the score): paraphrases and single log lines share few
+    words, which make rank lists of noise that a calibrated score keeps small; long
+    reports share many words, and ranks weigh BM25 as it deserves. The relevance reported
+    is the score either way."""
     if mode != "hybrid":
         scored = [(s, float(getattr(s, mode))) for s in signals]
         return sorted(scored, key=lambda item: (-item[1], str(item[0].id)))
     relevance = {s.id: fusion.score(s) for s in signals}
-    share = fusion.rank_share(query_words)
-    if fusion.rank_k is None or share == 0:
+    if fusion.rank_k is None or not fusion.ranked(query_words):
         return sorted(
             ((s, relevance[s.id]) for s in signals), key=lambda item: (-item[1], str(item[0].id))
         )
     k = fusion.rank_k
     weights = {"semantic": fusion.rank_semantic, "bm25": fusion.rank_bm25}
     ranks = {name: _ranks(signals, name) for name, weight in weights.items() if weight > 0}
-    best = sum(weights.values()) / (k + 1) or 1.0
 
     def order(s: Signals) -> float:
-        rrf = sum(weights[name] / (k + by[s.id]) for name, by in ranks.items() if s.id in by)
-        return share * rrf / best + (1 - share) * relevance[s.id]
+        return sum(weights[name] / (k + by[s.id]) for name, by in ranks.items() if s.id in by)
 
     return sorted(
         ((s, relevance[s.id]) for s in signals),

@@ -23,7 +23,7 @@ from aiops.fingerprint import mask_variables
 from aiops.knowledge import texts
 from aiops.knowledge.bm25 import Bm25Scorer
 from aiops.knowledge.errors import KnowledgeError
-from aiops.knowledge.fusion import FUSION, Signals, fuse
+from aiops.knowledge.fusion import FUSION, Fusion, Signals, fuse
 from aiops.knowledge.lexical import LexicalScorer
 from aiops.knowledge.mining import MiningReport, extract_patterns
 from aiops.knowledge.models import (
@@ -416,12 +416,17 @@ class KnowledgeGraph:
         service: str | None = None,
         require_solutions: bool = False,
         mode: SearchMode = "hybrid",
+        fusion: Fusion = FUSION,
     ) -> list[SearchHit]:
         """Problems most like `text`, best first; with require_solutions only those that have
         a solution (diagnosis: recorded problems without one must not crowd out known ones).
 
-        `mode` semantic, lexical or bm25 runs one signal alone (for measuring it)."""
+        `mode` semantic, lexical or bm25 runs one signal alone (for measuring it). In hybrid
+        mode BM25 and the kNN over problems' windows run only when `fusion` weighs them for
+        a query of this length (the long-query path): a short query pays for neither."""
         masked = mask(text)
+        words = len(masked.split())
+        hybrid = mode == "hybrid"
         # a long query is embedded window by window too: its best window against the
         # problem's best window is the semantic score
         extra = texts.problem_chunks(masked, None) if mode in ("hybrid", "semantic") else []
@@ -431,7 +436,8 @@ class KnowledgeGraph:
             semantic: list[Any] = []
             if mode in ("hybrid", "semantic"):
                 semantic = await self._semantic(conn, vector, service, require_solutions)
-                semantic += await self._chunk_neighbours(conn, query_vectors)
+                if not hybrid or fusion.needs_windows(words):
+                    semantic += await self._chunk_neighbours(conn, query_vectors)
             lexical = (
                 await self._lexical.scores(conn, masked, _CANDIDATES, service, require_solutions)
                 if mode in ("hybrid", "lexical")
@@ -439,7 +445,7 @@ class KnowledgeGraph:
             )
             bm25 = (
                 await self._bm25.scores(conn, masked, _CANDIDATES, service, require_solutions)
-                if mode in ("hybrid", "bm25")
+                if mode == "bm25" or (hybrid and fusion.needs_bm25(words))
                 else {}
             )
             ids = list({row["id"] for row in semantic} | set(lexical) | set(bm25))
@@ -477,8 +483,7 @@ class KnowledgeGraph:
                     bm25=bm25.get(row["id"], 0.0),
                 )
             )
-        words = len(masked.split())
-        fused = fuse(signals, FUSION, mode, words)
+        fused = fuse(signals, fusion, mode, words)
         best = fused[:limit]
         by_id = {row["id"]: row for row in rows}
         solutions = await self._solutions_for([item.id for item, _ in best])
@@ -507,7 +512,7 @@ class KnowledgeGraph:
                     semantic=round(item.semantic, 4),
                     lexical=round(item.lexical, 4),
                     bm25=round(item.bm25, 4),
-                    why=FUSION.explain(item, words),
+                    why=fusion.explain(item, words),
                     solutions=ranked,
                 )
             )
