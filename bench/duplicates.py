@@ -19,7 +19,9 @@ on this set and on the two short-text sets of bench/knowledge.py (paraphrases, L
 duplicates: one configuration for all). The objective is robust across corpora: the worst,
 over the sets, of a configuration's MRR relative to the best any configuration reaches on
 that set (then the mean MRR), among the configurations that keep the short sets' top-1.
-The in-sample figure is the best configuration on all queries (what FUSION should hold);
+Each configuration is scored on the candidates the store fetches for it (a short query
+gets no BM25 and no kNN over windows). The in-sample figure is the best configuration on
+all queries (what FUSION should hold);
 the held-out figure is k-fold cross-validation over the duplicate pairs (a pair's two
 directions in the same fold): weights chosen on the other folds and the short sets,
 scored on this fold. The held-out figure is the honest one; on
@@ -200,7 +202,8 @@ async def minilm_ranks(
 
 # The weighted score of short queries: the weights bench/knowledge.py chose on the short
 # sets (paraphrases, Loghub lines) before BM25 existed; what is learned here is how long
-# queries are ordered (rank fusion of semantic and BM25) and from what length.
+# queries are ordered (rank fusion of semantic and BM25) and from what length. A query
+# below that length is ordered by this score alone, exactly as before.
 SHORT_SCORE = {"semantic": 0.65, "lexical": 0.35, "bm25": 0.0}
 
 

@@ -378,8 +378,8 @@ async def hybrid_at_scale(pool: asyncpg.Pool, embedder: CachedEmbedder, texts: l
     model = await timed(lambda t: fresh.embed([t]), texts[:50])
     print(
         f"   find_solutions, database part: p50 {statistics.median(db):.1f} ms, p95 "
-        f"{pct(db, 0.95):.1f} ms, p99 {pct(db, 0.99):.1f} ms; one query embedding (MiniLM, CPU): p50 "
-        f"{statistics.median(model):.1f} ms"
+        f"{pct(db, 0.95):.1f} ms, p99 {pct(db, 0.99):.1f} ms; one query embedding (MiniLM,"
+        f" CPU): p50 {statistics.median(model):.1f} ms"
     )
 
 
