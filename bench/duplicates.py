@@ -459,9 +459,16 @@ async def run(data: Path, folds: int, cache: Path) -> None:
     print(bm25_lib.row("BM25 baseline: bm25s, stemmed, stop words"))
     print(minilm.row("MiniLM alone: one vector per report, cosine"))
     print("\n   the other dev sets (short texts), same learned configuration, and as shipped:")
+    score_alone = Fusion(**SHORT_SCORE)
     for name, score in other_scores.items():
         print(score.row(f"  {name}: learned"))
         print(Scores([case.rank(FUSION) for case in others[name]]).row(f"  {name}: shipped"))
+        changed = sum(c.rank(FUSION) != c.rank(score_alone) for c in others[name])
+        long = sum(FUSION.ranked(c.words) for c in others[name])
+        print(
+            f"     {name}: {long}/{len(others[name])} queries on the shipped long path;"
+            f" {changed} ranked otherwise than by the score alone"
+        )
     words = sorted(case.words for case in cases)
     print(
         f"\n   query words: SeaMonkey min {words[0]}, median {words[len(words) // 2]}; longest"
