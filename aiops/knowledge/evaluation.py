@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 
 from aiops.knowledge.store import KnowledgeGraph, SearchMode
 
-MODES: tuple[SearchMode, ...] = ("hybrid", "semantic", "lexical")
+MODES: tuple[SearchMode, ...] = ("hybrid", "semantic", "lexical", "bm25")
 
 
 class RetrievalCase(BaseModel):

@@ -2,7 +2,8 @@
 
 One problem per line:
 
-    {"kind": "problem", "key": "<your id>", "description": "...", "category": "...",
+    {"kind": "problem", "key": "<your id>", "title": "optional one-line summary",
+     "description": "...", "category": "...",
      "error_patterns": ["..."], "severity": "high", "context": {"service": "..."},
      "solutions": [{"description": "...", "actions": [{"action_type": "restart",
                     "target": "...", "parameters": {}, "order": 1}]}]}
@@ -36,6 +37,7 @@ class ImportLine(BaseModel):
     kind: Literal["problem"]
     key: str = Field(min_length=1, max_length=500)
     description: str = Field(min_length=1)
+    title: str | None = Field(default=None, max_length=1000)
     category: str = Field(default="error", min_length=1)
     severity: Severity = "medium"
     error_patterns: list[str] = Field(default_factory=list)
@@ -46,6 +48,7 @@ class ImportLine(BaseModel):
     def problem(self) -> ProblemIn:
         return ProblemIn(
             description=self.description,
+            title=self.title,
             category=self.category,
             severity=self.severity,
             error_patterns=self.error_patterns,

@@ -17,6 +17,9 @@ Severity = Literal["low", "medium", "high", "critical"]
 
 class ProblemIn(BaseModel):
     description: str = Field(min_length=1)
+    title: str | None = Field(
+        default=None, description="a one-line summary; search weighs its words over the body's"
+    )
     category: str = "error"
     severity: Severity = "medium"
     error_patterns: list[str] = Field(default_factory=list)
@@ -74,6 +77,7 @@ class SolutionHit(BaseModel):
 class ProblemView(BaseModel):
     id: str
     key: str | None = None
+    title: str | None = None
     description: str
     category: str | None = None
     severity: str | None = None
@@ -85,7 +89,8 @@ class ProblemView(BaseModel):
 class SearchHit(BaseModel):
     problem: ProblemView
     similarity: float = Field(description="fused relevance, 0..1")
-    semantic: float
-    lexical: float
+    semantic: float = Field(description="embedding cosine, best over the problem's windows")
+    lexical: float = Field(description="share of the query's IDF weight the problem matches")
+    bm25: float = Field(default=0.0, description="BM25F score over the query's own, 0..1")
     why: str
     solutions: list[SolutionHit]

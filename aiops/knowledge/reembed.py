@@ -9,6 +9,9 @@ Two phases, so the graph stays searchable for nearly all of the run:
    vector(new), copy the staged vectors in and rebuild the indexes from their own
    definitions. A failure anywhere rolls back to the old column, vectors and indexes.
 
+The window vectors of long problems (knowledge_chunks) are recomputed beside their node's,
+so a problem's windows always come from the same model as its own vector.
+
 `aiops migrate` refuses to run against a column of another dimension and sends the user
 here; after this, it runs.
 """
@@ -20,14 +23,13 @@ from collections.abc import Callable
 from typing import Any
 
 import asyncpg
-import numpy as np
 from pydantic import BaseModel
 
 from aiops.db.migrate import current_embedding_dim
 from aiops.db.pool import create_pool
 from aiops.embeddings.base import Embedder, EmbeddingError
 from aiops.knowledge.errors import KnowledgeError
-from aiops.knowledge.texts import EMBEDDED_TYPES, node_text
+from aiops.knowledge.texts import EMBEDDED_TYPES, node_text, problem_chunks
 
 # pgvector indexes (HNSW, IVFFlat) on the vector type accept at most 2,000 dimensions
 MAX_INDEXED_DIM = 2000
@@ -71,23 +73,39 @@ async def _embedding_indexes(conn: asyncpg.Connection) -> list[tuple[str, str]]:
 
 async def _embed_rows(
     embedder: Embedder, rows: list[Any]
-) -> list[tuple[Any, np.ndarray[Any, np.dtype[np.float32]]]]:
+) -> tuple[list[tuple[Any, Any]], list[tuple[Any, int, Any]]]:
+    """(node id, vector) per node and (node id, ord, vector) per window of a long problem."""
     texts: list[str] = []
     ids: list[Any] = []
+    windows: list[tuple[Any, int]] = []
+    window_texts: list[str] = []
     for row in rows:
         text = node_text(row["t"], row["data"])
         if text:
             ids.append(row["id"])
             texts.append(text)
+        if row["t"] == "problem":
+            data = row["data"]
+            extra = problem_chunks(str(data.get("description") or ""), data.get("title"))
+            windows += [(row["id"], i) for i in range(1, len(extra) + 1)]
+            window_texts += extra
     if not texts:
-        return []
-    vectors = await embedder.embed(texts)
-    if vectors.shape != (len(texts), embedder.dim):
+        return [], []
+    vectors = await embedder.embed(texts + window_texts)
+    if vectors.shape != (len(texts) + len(window_texts), embedder.dim):
         raise EmbeddingError(
             f"{embedder.model} returned vectors of shape {vectors.shape} for {len(texts)} texts;"
             f" the settings say {embedder.dim} dimensions (AIOPS_EMBEDDING_DIM)"
         )
-    return list(zip(ids, vectors, strict=True))
+    nodes = list(zip(ids, vectors[: len(texts)], strict=True))
+    chunks = [
+        (node, ord_, vector)
+        for (node, ord_), vector in zip(windows, vectors[len(texts) :], strict=True)
+    ]
+    return nodes, chunks
+
+
+_CHUNK_COLUMNS = ["node_id", "ord", "embedding"]
 
 
 _SELECT = """
@@ -147,6 +165,10 @@ async def _run(
         await conn.execute(
             "CREATE TEMP TABLE reembed_staging (id uuid PRIMARY KEY, embedding vector NOT NULL)"
         )
+        await conn.execute(
+            "CREATE TEMP TABLE reembed_chunks"
+            " (node_id uuid, ord integer, embedding vector NOT NULL, PRIMARY KEY (node_id, ord))"
+        )
         types = list(EMBEDDED_TYPES)
         total = await conn.fetchval(f"SELECT count(*) FROM ({_SELECT}) s", types, missing_only)
         done = 0
@@ -166,9 +188,12 @@ async def _run(
             if not rows:
                 break
             last = rows[-1]["id"]
-            staged = await _embed_rows(embedder, list(rows))
+            staged, staged_chunks = await _embed_rows(embedder, list(rows))
             await conn.copy_records_to_table(
                 "reembed_staging", records=staged, columns=["id", "embedding"]
+            )
+            await conn.copy_records_to_table(
+                "reembed_chunks", records=staged_chunks, columns=_CHUNK_COLUMNS
             )
             done += len(rows)
             if progress:
@@ -183,11 +208,26 @@ async def _run(
                 types,
                 missing_only,
             )
-            caught_up = await _embed_rows(embedder, list(late))
+            caught_up, late_chunks = await _embed_rows(embedder, list(late))
             if caught_up:
                 await conn.copy_records_to_table(
                     "reembed_staging", records=caught_up, columns=["id", "embedding"]
                 )
+                await conn.copy_records_to_table(
+                    "reembed_chunks", records=late_chunks, columns=_CHUNK_COLUMNS
+                )
+            chunk_indexes = [
+                (r["indexname"], r["indexdef"])
+                for r in await conn.fetch(
+                    "SELECT indexname, indexdef FROM pg_indexes"
+                    " WHERE tablename = 'knowledge_chunks' AND indexdef LIKE '%hnsw%'"
+                )
+            ]
+            await conn.execute(
+                "DELETE FROM knowledge_chunks c WHERE $1"
+                " OR EXISTS (SELECT 1 FROM reembed_staging s WHERE s.id = c.node_id)",
+                dim_changed,
+            )
             if dim_changed:
                 indexes = await _embedding_indexes(conn)
                 for name, _ in indexes:
@@ -196,14 +236,24 @@ async def _run(
                     f"ALTER TABLE knowledge_nodes ALTER COLUMN embedding"
                     f" TYPE vector({new_dim}) USING NULL"
                 )
+                for name, _ in chunk_indexes:
+                    await conn.execute(f'DROP INDEX "{name}"')
+                await conn.execute(
+                    f"ALTER TABLE knowledge_chunks ALTER COLUMN embedding TYPE vector({new_dim})"
+                )
             embedded = await conn.execute(
                 f"UPDATE knowledge_nodes n SET embedding = s.embedding::vector({new_dim})"
                 " FROM reembed_staging s WHERE n.id = s.id"
             )
+            await conn.execute(
+                "INSERT INTO knowledge_chunks (node_id, ord, embedding)"
+                f" SELECT c.node_id, c.ord, c.embedding::vector({new_dim}) FROM reembed_chunks c"
+                " JOIN knowledge_nodes n ON n.id = c.node_id"
+            )
             if dim_changed:
                 # the HNSW build is the long part; give it memory so the graph is built in RAM
                 await conn.execute("SET LOCAL maintenance_work_mem = '512MB'")
-                for name, definition in indexes:
+                for name, definition in indexes + chunk_indexes:
                     await conn.execute(definition)
                     rebuilt.append(name)
         seconds = time.perf_counter() - started
@@ -222,4 +272,5 @@ async def _run(
         )
     finally:
         await conn.execute("DROP TABLE IF EXISTS reembed_staging")
+        await conn.execute("DROP TABLE IF EXISTS reembed_chunks")
         await conn.execute("SELECT pg_advisory_unlock_all()")

@@ -56,7 +56,7 @@ class EmbeddingReport(BaseModel):
     advice: str = ""
 
 
-def _as_array(value: Any) -> np.ndarray[Any, np.dtype[np.float32]]:
+def as_array(value: Any) -> np.ndarray[Any, np.dtype[np.float32]]:
     """A stored vector as numpy, whichever form the pgvector codec decodes it to."""
     if hasattr(value, "to_numpy"):
         value = value.to_numpy()
@@ -139,7 +139,7 @@ async def verify_embeddings(
     if pairs:
         fresh = await embedder.embed([text for _, text in pairs])
         for (row, _), vector in zip(pairs, fresh, strict=True):
-            stored = _as_array(row["embedding"])
+            stored = as_array(row["embedding"])
             if stored.shape != vector.shape:
                 cosine = 0.0
             else:

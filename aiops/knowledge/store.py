@@ -11,15 +11,19 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 import asyncpg
+import numpy as np
 
 from aiops.embeddings.base import Embedder
 from aiops.fingerprint import mask_variables
 from aiops.knowledge import texts
+from aiops.knowledge.bm25 import Bm25Scorer
 from aiops.knowledge.errors import KnowledgeError
+from aiops.knowledge.fusion import FUSION, Fusion, Signals, fuse
 from aiops.knowledge.lexical import LexicalScorer
 from aiops.knowledge.mining import MiningReport, extract_patterns
 from aiops.knowledge.models import (
@@ -31,18 +35,19 @@ from aiops.knowledge.models import (
     SolutionIn,
     SolutionStats,
 )
-from aiops.knowledge.stats import EmbeddingReport, GraphStats, graph_stats, verify_embeddings
+from aiops.knowledge.stats import (
+    EmbeddingReport,
+    GraphStats,
+    as_array,
+    graph_stats,
+    verify_embeddings,
+)
 from aiops.knowledge.traversal import Direction, TraversalNode, traverse
 from aiops.policy.models import ActionSpec
 from aiops.privacy import mask
 
-# Weights of the fused relevance: the semantic half carries paraphrases, the lexical half
-# exact identifiers. Chosen on two sets at once, one configuration for both (bench/knowledge.py):
-# 50 paraphrased queries and 274 real duplicate log reports (Loghub); 0.60-0.65 is best on both.
-SEMANTIC_WEIGHT = 0.65
-LEXICAL_WEIGHT = 0.35
 _CANDIDATES = 50
-SearchMode = Literal["hybrid", "semantic", "lexical"]
+SearchMode = Literal["hybrid", "semantic", "lexical", "bm25"]
 _EWMA = 0.3  # weight of the newest resolution time
 # HNSW candidates kept per search (pgvector's default is 40): on 100k problems with the
 # shape of real embeddings, recall@10 against exact search was 0.86 at 40, 0.95 at 200 and
@@ -68,7 +73,9 @@ def key_fingerprint(key: str) -> str:
 
 
 def problem_text(problem: ProblemIn) -> str:
-    return texts.problem_text(problem.description, problem.template, problem.error_patterns)
+    return texts.problem_text(
+        problem.description, problem.template, problem.error_patterns, problem.title
+    )
 
 
 class KnowledgeGraph:
@@ -79,6 +86,7 @@ class KnowledgeGraph:
         self._embedder = embedder
         self.similarity_threshold = similarity_threshold
         self._lexical = LexicalScorer()
+        self._bm25 = Bm25Scorer()
         self._solvable: tuple[float, int] | None = None  # (when counted, how many)
 
     @property
@@ -93,9 +101,10 @@ class KnowledgeGraph:
     async def add_problem(self, problem: ProblemIn) -> ProblemRecord:
         """Insert, or count one more occurrence of the same fingerprint; link near-duplicates."""
         fingerprint = problem.fingerprint or problem_fingerprint(problem)
-        vector = await self._embed(problem_text(problem))
+        vector, chunks = await self._embed_problem(problem)
         now = datetime.now(UTC).isoformat()
         data = {
+            "title": problem.title,
             "description": problem.description,
             "category": problem.category,
             "severity": problem.severity,
@@ -135,8 +144,28 @@ class KnowledgeGraph:
             status="created" if row["created"] else "counted",
         )
         if record.created:
+            await self._write_chunks(row["id"], chunks)
             record.similar_to = await self._link_similar(row["id"], vector, problem)
         return record
+
+    async def _embed_problem(self, problem: ProblemIn) -> tuple[Any, Any]:
+        """The node's vector and those of its extra windows, in one call to the model."""
+        extra = texts.problem_chunks(problem.description, problem.title)
+        vectors = await self._embedder.embed([problem_text(problem), *extra])
+        return vectors[0], vectors[1:]
+
+    async def _write_chunks(self, node_id: Any, vectors: Any, conn: Any = None) -> None:
+        """Replace the node's window vectors (none for a short problem)."""
+        async with AsyncExitStack() as stack:
+            if conn is None:
+                conn = await stack.enter_async_context(self._pool.acquire())
+                await stack.enter_async_context(conn.transaction())
+            await conn.execute("DELETE FROM knowledge_chunks WHERE node_id = $1", node_id)
+            if len(vectors):
+                await conn.executemany(
+                    "INSERT INTO knowledge_chunks (node_id, ord, embedding) VALUES ($1, $2, $3)",
+                    [(node_id, i + 1, vector) for i, vector in enumerate(vectors)],
+                )
 
     async def upsert_problem(self, problem: ProblemIn) -> ProblemRecord:
         """Write a problem identified by its external `key` (what `aiops kg import` does):
@@ -146,6 +175,7 @@ class KnowledgeGraph:
             raise KnowledgeError("upsert_problem needs a problem with a key")
         fingerprint = key_fingerprint(problem.key)
         content = {
+            "title": problem.title,
             "description": problem.description,
             "category": problem.category,
             "severity": problem.severity,
@@ -166,7 +196,7 @@ class KnowledgeGraph:
                 occurrence_count=int(existing["data"].get("occurrence_count") or 1),
                 status="unchanged",
             )
-        vector = await self._embed(problem_text(problem))
+        vector, chunks = await self._embed_problem(problem)
         now = datetime.now(UTC).isoformat()
         data = {
             **content,
@@ -198,6 +228,7 @@ class KnowledgeGraph:
             occurrence_count=row["count"],
             status="created" if row["created"] else "updated",
         )
+        await self._write_chunks(row["id"], chunks)
         if record.created:
             record.similar_to = await self._link_similar(row["id"], vector, problem)
         return record
@@ -389,62 +420,91 @@ class KnowledgeGraph:
         service: str | None = None,
         require_solutions: bool = False,
         mode: SearchMode = "hybrid",
+        fusion: Fusion = FUSION,
     ) -> list[SearchHit]:
         """Problems most like `text`, best first; with require_solutions only those that have
         a solution (diagnosis: recorded problems without one must not crowd out known ones).
 
-        `mode` semantic or lexical runs one half of the hybrid alone (for measuring it)."""
+        `mode` semantic, lexical or bm25 runs one signal alone (for measuring it). In hybrid
+        mode BM25 and the kNN over problems' windows run only when `fusion` weighs them for
+        a query of this length (the long-query path): a short query pays for neither."""
         masked = mask(text)
-        vector = await self._embed(masked)
+        words = len(masked.split())
+        hybrid = mode == "hybrid"
+        # a long query is embedded window by window too: its best window against the
+        # problem's best window is the semantic score
+        extra = texts.problem_chunks(masked, None) if mode in ("hybrid", "semantic") else []
+        query_vectors = await self._embedder.embed([texts.problem_text(masked, None, []), *extra])
+        vector = query_vectors[0]
         async with self._pool.acquire() as conn, conn.transaction():
-            semantic = (
-                []
-                if mode == "lexical"
-                else await self._semantic(conn, vector, service, require_solutions)
-            )
+            semantic: list[Any] = []
+            if mode in ("hybrid", "semantic"):
+                semantic = await self._semantic(conn, vector, service, require_solutions)
+                if not hybrid or fusion.needs_windows(words):
+                    semantic += await self._chunk_neighbours(conn, query_vectors)
             lexical = (
-                {}
-                if mode == "semantic"
-                else await self._lexical.scores(
-                    conn, masked, _CANDIDATES, service, require_solutions
+                await self._lexical.scores(conn, masked, _CANDIDATES, service, require_solutions)
+                if mode in ("hybrid", "lexical")
+                else {}
+            )
+            bm25 = (
+                await self._bm25.scores(conn, masked, _CANDIDATES, service, require_solutions)
+                if mode == "bm25" or (hybrid and fusion.needs_bm25(words))
+                else {}
+            )
+            ids = list({row["id"] for row in semantic} | set(lexical) | set(bm25))
+            rows = await conn.fetch(
+                """
+                SELECT id, data, embedding FROM knowledge_nodes
+                WHERE id = ANY($1::uuid[])
+                  AND ($2::text IS NULL OR data->'context'->>'service' = $2)
+                  AND (NOT $3 OR (SELECT true FROM knowledge_edges e
+                       WHERE e.to_node = knowledge_nodes.id AND e.relationship = 'solves'
+                       LIMIT 1))
+                """,
+                ids,
+                service,
+                require_solutions,
+            )
+            chunk_rows = await conn.fetch(
+                "SELECT node_id, embedding FROM knowledge_chunks WHERE node_id = ANY($1::uuid[])",
+                [row["id"] for row in rows],
+            )
+        windows: dict[Any, list[Any]] = {}
+        for chunk in chunk_rows:
+            windows.setdefault(chunk["node_id"], []).append(as_array(chunk["embedding"]))
+        queries = np.asarray(query_vectors, dtype=np.float32)
+        signals: list[Signals] = []
+        for row in rows:
+            own = [as_array(row["embedding"])] if row["embedding"] is not None else []
+            stacked = own + windows.get(row["id"], [])
+            sem = max(0.0, float((np.stack(stacked) @ queries.T).max())) if stacked else 0.0
+            signals.append(
+                Signals(
+                    id=row["id"],
+                    semantic=sem,
+                    lexical=lexical.get(row["id"], 0.0),
+                    bm25=bm25.get(row["id"], 0.0),
                 )
             )
-            ids = list({row["id"] for row in semantic} | set(lexical))
-            rows = await conn.fetch(
-                "SELECT id, data, 1 - (embedding <=> $1) AS sim FROM knowledge_nodes"
-                " WHERE id = ANY($2::uuid[])",
-                vector,
-                ids,
-            )
-        scored = []
-        for row in rows:
-            sem = max(0.0, float(row["sim"]))
-            lex = lexical.get(row["id"], 0.0)
-            relevance = {
-                "hybrid": SEMANTIC_WEIGHT * sem + LEXICAL_WEIGHT * lex,
-                "semantic": sem,
-                "lexical": lex,
-            }[mode]
-            scored.append((relevance, sem, lex, row))
-        scored.sort(key=lambda item: (-item[0], str(item[3]["id"])))  # ties: stable order
-        best = scored[:limit]
-        solutions = await self._solutions_for([row["id"] for *_, row in best])
+        fused = fuse(signals, fusion, mode, words)
+        best = fused[:limit]
+        by_id = {row["id"]: row for row in rows}
+        solutions = await self._solutions_for([item.id for item, _ in best])
         hits = []
-        for relevance, sem, lex, row in best:
-            data = row["data"]
+        for item, relevance in best:
+            data = by_id[item.id]["data"]
             ranked = sorted(
-                (
-                    _solution_hit(sid, sdata, relevance)
-                    for sid, sdata in solutions.get(row["id"], [])
-                ),
+                (_solution_hit(sid, sdata, relevance) for sid, sdata in solutions.get(item.id, [])),
                 key=lambda s: s.score,
                 reverse=True,
             )
             hits.append(
                 SearchHit(
                     problem=ProblemView(
-                        id=str(row["id"]),
+                        id=str(item.id),
                         key=data.get("key"),
+                        title=data.get("title"),
                         description=data.get("description", ""),
                         category=data.get("category"),
                         severity=data.get("severity"),
@@ -453,16 +513,27 @@ class KnowledgeGraph:
                         last_seen=data.get("last_seen"),
                     ),
                     similarity=round(relevance, 4),
-                    semantic=round(sem, 4),
-                    lexical=round(lex, 4),
-                    why=(
-                        f"{SEMANTIC_WEIGHT} x embedding cosine {sem:.2f} + {LEXICAL_WEIGHT} x "
-                        f"{lex:.2f} of the query's word weight matched (rarer words weigh more)"
-                    ),
+                    semantic=round(item.semantic, 4),
+                    lexical=round(item.lexical, 4),
+                    bm25=round(item.bm25, 4),
+                    why=fusion.explain(item, words),
                     solutions=ranked,
                 )
             )
         return hits
+
+    async def _chunk_neighbours(self, conn: Any, vectors: Any) -> list[Any]:
+        """Problems owning the windows nearest to any of the query's windows."""
+        found: list[Any] = []
+        await _prefer_hnsw(conn)
+        for vector in vectors:
+            found += await conn.fetch(
+                "SELECT node_id AS id FROM knowledge_chunks ORDER BY embedding <=> $1 LIMIT $2",
+                vector,
+                _CANDIDATES,
+            )
+        await conn.execute("RESET enable_seqscan; RESET enable_bitmapscan; RESET enable_sort")
+        return found
 
     async def _semantic(
         self, conn: Any, vector: Any, service: str | None, require_solutions: bool
