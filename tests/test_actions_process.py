@@ -138,3 +138,27 @@ async def test_start_finds_the_process_its_pid_file_names(
     )
     assert stopped.success and _copies("svc-c") == []
     assert not adapter.pid_file("svc-c").exists()
+
+
+async def test_a_child_whose_pid_file_cannot_be_written_is_stopped(
+    pool: asyncpg.Pool, tmp_path: Path, cleanup: list[str]
+) -> None:
+    name = "pidless"
+    cleanup.append(name)
+    registry = ServiceRegistry(pool, Fernet(Fernet.generate_key()))
+    await registry.register(
+        ServiceDefinition(
+            name=name,
+            endpoint="http://127.0.0.1:9",
+            health_check=None,
+            restart_argv=ARGV,
+            env={"SVC": name},
+        )
+    )
+    blocked = tmp_path / "run"
+    blocked.write_text("a file where the pid files' folder should be")
+    adapter = ProcessAdapter(registry, tmp_path / "logs", settle_s=0.1, run_dir=blocked)
+    with pytest.raises(OSError):
+        await adapter.start(await registry.get(name))
+    # nobody could find that child again: it must not run beside the next attempt's
+    assert _copies(name) == []

@@ -193,7 +193,12 @@ class ProcessAdapter:
             env=env,
             cwd=Path(service.working_dir) if service.working_dir else None,
         )
-        self._write_pid_file(service.name, record, key)
+        try:
+            self._write_pid_file(service.name, record, key)
+        except OSError:
+            # a child nobody can find again would run beside the next attempt's
+            await asyncio.to_thread(terminate, record)
+            raise
         await asyncio.sleep(self._settle_s)
         if not is_alive(record):
             raise ActionError(
