@@ -21,7 +21,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from aiops.knowledge.lexical import idf
+from aiops.knowledge.lexical import document_frequencies, idf, quote, rarest
 
 K1 = 1.2
 B = 0.75
@@ -35,24 +35,6 @@ CANDIDATE_BUDGET = 2000
 _STATS_TTL_S = 30.0
 
 _TERMS = "SELECT lexeme, cardinality(positions) AS qtf FROM unnest(aiops_bm25_query($1))"
-
-_DF = """
-SELECT t.i, (
-    SELECT count(*) FROM (
-        SELECT 1 FROM knowledge_nodes n
-        WHERE n.node_type = 'problem' AND n.bm25_text @@ t.q::tsquery
-        LIMIT $2
-    ) hits
-) AS df
-FROM unnest($1::text[]) WITH ORDINALITY AS t(q, i)
-"""
-
-_COMMON = """
-SELECT e.elem, e.freq FROM pg_stats s,
-    unnest(s.most_common_elems::text::text[], s.most_common_elem_freqs) AS e(elem, freq)
-WHERE s.schemaname = current_schema() AND s.tablename = 'knowledge_nodes'
-  AND s.attname = 'bm25_text' AND e.elem = ANY($1::text[])
-"""
 
 _STATS = """
 SELECT count(*) AS n, coalesce(avg(bm25_length), 0) AS avgdl
@@ -117,15 +99,10 @@ class Bm25Scorer:
             return {}
         lexemes = [row["lexeme"] for row in rows]
         qtf = [float(row["qtf"]) for row in rows]
-        quoted = [_quote(lexeme) for lexeme in lexemes]
+        quoted = [quote(lexeme) for lexeme in lexemes]
         n, avgdl = await self._corpus(conn)
         n = max(n, 1)
-        common = {r["elem"]: float(r["freq"]) * n for r in await conn.fetch(_COMMON, lexemes)}
-        dfs = [int(common.get(lexeme, 0.0)) for lexeme in lexemes]
-        to_count = [i for i, df in enumerate(dfs) if df < DF_CAP]
-        if to_count:
-            for row in await conn.fetch(_DF, [quoted[i] for i in to_count], DF_CAP):
-                dfs[to_count[row["i"] - 1]] = int(row["df"])
+        dfs = await document_frequencies(conn, "bm25_text", lexemes, quoted, n, DF_CAP)
         # a word repeated in the query weighs more, saturated like a document's
         weights = [
             idf(min(float(df), n), n) * (tf * (K1 + 1) / (tf + K1))
@@ -136,15 +113,7 @@ class Bm25Scorer:
             w * tf * (K1 + 1) / (tf + K1 * (1 - B + B * length / max(avgdl, 1.0)))
             for w, tf in zip(weights, qtf, strict=True)
         )
-        chosen: list[str] = []
-        budget = 0
-        for df, q in sorted(zip(dfs, quoted, strict=True)):
-            if df == 0:
-                continue
-            chosen.append(q)
-            budget += df
-            if budget >= CANDIDATE_BUDGET:
-                break
+        chosen = rarest(dfs, quoted, CANDIDATE_BUDGET)
         if not chosen:
             return {}
         found = await conn.fetch(
@@ -162,7 +131,3 @@ class Bm25Scorer:
             self.title_weight,
         )
         return {row["id"]: min(1.0, float(row["score"]) / own) for row in found}
-
-
-def _quote(lexeme: str) -> str:
-    return "'" + lexeme.replace("\\", "\\\\").replace("'", "''") + "'"

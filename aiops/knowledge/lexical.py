@@ -41,24 +41,66 @@ SELECT DISTINCT lexeme FROM (
 # Terms travel as tsquery literals of one quoted lexeme each ('enospc'): already normalised,
 # so they match the stored vectors as they are, whichever configuration produced them.
 
-# exact below the cap, through the GIN index; a scan stops at the cap
-_DF = """
+
+def _df_sql(column: str) -> str:
+    # exact below the cap, through the GIN index; a scan stops at the cap
+    return f"""
 SELECT t.i, (
     SELECT count(*) FROM (
         SELECT 1 FROM knowledge_nodes n
-        WHERE n.node_type = 'problem' AND n.search_text @@ t.q::tsquery
+        WHERE n.node_type = 'problem' AND n.{column} @@ t.q::tsquery
         LIMIT $2
     ) hits
 ) AS df
 FROM unnest($1::text[]) WITH ORDINALITY AS t(q, i)
 """
 
-_COMMON = """
+
+def _common_sql(column: str) -> str:
+    return f"""
 SELECT e.elem, e.freq FROM pg_stats s,
     unnest(s.most_common_elems::text::text[], s.most_common_elem_freqs) AS e(elem, freq)
 WHERE s.schemaname = current_schema() AND s.tablename = 'knowledge_nodes'
-  AND s.attname = 'search_text' AND e.elem = ANY($1::text[])
+  AND s.attname = '{column}' AND e.elem = ANY($1::text[])
 """
+
+
+# the two tsvector columns a document frequency is counted in (a fixed set: no input
+# reaches these statements' text)
+_FREQUENCY_SQL = {
+    column: (_common_sql(column), _df_sql(column)) for column in ("search_text", "bm25_text")
+}
+
+
+async def document_frequencies(
+    conn: Any, column: str, lexemes: list[str], quoted: list[str], n: int, cap: int
+) -> list[int]:
+    """How many problems hold each lexeme in `column`: common words from the planner's
+    statistics, without counting their matches; the others counted through the GIN index,
+    capped (past the cap a word is common)."""
+    common_sql, df_sql = _FREQUENCY_SQL[column]
+    common = {r["elem"]: float(r["freq"]) * n for r in await conn.fetch(common_sql, lexemes)}
+    dfs = [int(common.get(lexeme, 0.0)) for lexeme in lexemes]
+    to_count = [i for i, df in enumerate(dfs) if df < cap]
+    if to_count:
+        for row in await conn.fetch(df_sql, [quoted[i] for i in to_count], cap):
+            dfs[to_count[row["i"] - 1]] = int(row["df"])
+    return dfs
+
+
+def rarest(dfs: list[int], quoted: list[str], budget: int) -> list[str]:
+    """The rarest terms that match anything, until their matches fill the budget."""
+    chosen: list[str] = []
+    filled = 0
+    for df, q in sorted(zip(dfs, quoted, strict=True)):
+        if df == 0:
+            continue
+        chosen.append(q)
+        filled += df
+        if filled >= budget:
+            break
+    return chosen
+
 
 # Candidates: the problems matching the rarest terms, as many as CANDIDATE_BUDGET allows,
 # each scored by the IDF of every query term it matches. No ranking function: checking a
@@ -113,29 +155,12 @@ class LexicalScorer:
         lexemes = [row["lexeme"] for row in await conn.fetch(_TERMS, text)]
         if not lexemes:
             return {}
-        quoted = [_quote(lexeme) for lexeme in lexemes]
+        quoted = [quote(lexeme) for lexeme in lexemes]
         n = max(await self._problem_count(conn), 1)
-        # common words from the planner's statistics, without counting their matches; the
-        # others counted through the GIN index (capped: past the cap a word is common)
-        common = {r["elem"]: float(r["freq"]) * n for r in await conn.fetch(_COMMON, lexemes)}
-        dfs = [int(common.get(lexeme, 0.0)) for lexeme in lexemes]
-        to_count = [i for i, df in enumerate(dfs) if df < DF_CAP]
-        if to_count:
-            rows = await conn.fetch(_DF, [quoted[i] for i in to_count], DF_CAP)
-            for row in rows:
-                dfs[to_count[row["i"] - 1]] = int(row["df"])
+        dfs = await document_frequencies(conn, "search_text", lexemes, quoted, n, DF_CAP)
         weights = [idf(min(float(df), n), n) for df in dfs]
         total = sum(weights)
-        # the rarest terms that match anything, until their matches fill the budget
-        chosen: list[str] = []
-        budget = 0
-        for df, q in sorted(zip(dfs, quoted, strict=True)):
-            if df == 0:
-                continue
-            chosen.append(q)
-            budget += df
-            if budget >= CANDIDATE_BUDGET:
-                break
+        chosen = rarest(dfs, quoted, CANDIDATE_BUDGET)
         if not chosen:
             return {}
         rows = await conn.fetch(
@@ -151,6 +176,6 @@ class LexicalScorer:
         return {row["id"]: float(row["score"]) / total for row in rows}
 
 
-def _quote(lexeme: str) -> str:
+def quote(lexeme: str) -> str:
     """One lexeme as a tsquery literal, taken as is (no parsing, no stemming)."""
     return "'" + lexeme.replace("\\", "\\\\").replace("'", "''") + "'"
