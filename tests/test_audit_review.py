@@ -5,7 +5,6 @@ survives out-of-order and torn writes, and numbers jsonb rewrites keep the chain
 
 from __future__ import annotations
 
-import asyncio
 import math
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
@@ -14,7 +13,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 import pytest_asyncio
-from typer.testing import CliRunner, Result
+from audit_tampering import as_owner, audit_cli, entry
 
 from aiops.audit import (
     AnchorFile,
@@ -29,7 +28,6 @@ from aiops.audit.chain import GENESIS, row_hash
 from aiops.config import Settings, get_settings, load_settings
 from aiops.db.pool import create_pool
 from aiops.registry.secrets import SecretsError, secret_key_bytes
-from workers.commands import audit as audit_cmd
 
 KEYS = derive_audit_keys(b"review-key")
 
@@ -51,38 +49,19 @@ def audit_env(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     get_settings.cache_clear()
 
 
-def _entry(i: int) -> AuditEntry:
-    return AuditEntry(actor="healer", action="restart", target=f"svc-{i}", decision="allowed")
-
-
-async def _cli(*args: str) -> Result:
-    return await asyncio.to_thread(CliRunner().invoke, audit_cmd.app, list(args))
-
-
-async def _as_owner(database_url: str, *sql: str) -> None:
-    conn = await asyncpg.connect(database_url)
-    try:
-        await conn.execute("ALTER TABLE audit_log DISABLE TRIGGER USER")
-        for statement in sql:
-            await conn.execute(statement)
-        await conn.execute("ALTER TABLE audit_log ENABLE TRIGGER USER")
-    finally:
-        await conn.close()
-
-
 # -- finding 1: another key --------------------------------------------------------------
 
 
 async def test_another_key_fails_on_its_first_append(pool: asyncpg.Pool) -> None:
     server = AuditLog(pool, KEYS)
     for i in range(2):
-        await server.append(_entry(i))
+        await server.append(entry(i))
     workstation = AuditLog(pool, derive_audit_keys(b"a key generated on a workstation"))
     with pytest.raises(AuditKeyMismatch, match="AIOPS_AUDIT_KEY"):
-        await workstation.append(_entry(9))
+        await workstation.append(entry(9))
     # nothing was written: the chain is whole and the server goes on appending
     assert await pool.fetchval("SELECT count(*) FROM audit_log") == 2
-    await server.append(_entry(3))
+    await server.append(entry(3))
     assert (await server.verify()).ok
 
 
@@ -125,7 +104,7 @@ async def _rewrite_as_legacy(pool: asyncpg.Pool, database_url: str) -> None:
             f" '{{}}'::jsonb, NULL, '{prev}', '{digest}', 'sha256')"
         )
         prev = digest
-    await _as_owner(database_url, *statements)
+    await as_owner(database_url, *statements)
 
 
 async def test_rewritten_as_legacy_without_anchor_file_is_unanchored(
@@ -133,19 +112,19 @@ async def test_rewritten_as_legacy_without_anchor_file_is_unanchored(
 ) -> None:
     log = AuditLog(pool, audit_keys(load_settings()))
     for i in range(3):
-        await log.append(_entry(i))
-    unanchored = await _cli("verify", "--no-temporal")
+        await log.append(entry(i))
+    unanchored = await audit_cli("verify", "--no-temporal")
     assert unanchored.exit_code == 2, unanchored.output
     assert "unanchored" in unanchored.output
-    allowed = await _cli("verify", "--no-temporal", "--allow-unanchored")
+    allowed = await audit_cli("verify", "--no-temporal", "--allow-unanchored")
     assert allowed.exit_code == 0, allowed.output
     await _rewrite_as_legacy(pool, database_url)
-    shown = await _cli("verify", "--no-temporal")  # the anchor file was never there
+    shown = await audit_cli("verify", "--no-temporal")  # the anchor file was never there
     assert shown.exit_code == 2 and "unanchored" in shown.output, shown.output
 
 
 async def test_an_empty_log_needs_no_anchor(pool: asyncpg.Pool, audit_env: None) -> None:
-    shown = await _cli("verify", "--no-temporal")
+    shown = await audit_cli("verify", "--no-temporal")
     assert shown.exit_code == 0, shown.output
 
 
@@ -162,7 +141,7 @@ async def test_unkeyed_rows_are_refused_once_keyed_rows_exist(pool: asyncpg.Pool
     await pool.execute(insert, 1, GENESIS, "a" * 64)
     await pool.execute("SELECT setval(pg_get_serial_sequence('audit_log', 'seq'), 1)")
     log = AuditLog(pool, KEYS)
-    await log.append(_entry(2))
+    await log.append(entry(2))
     with pytest.raises(asyncpg.RaiseError, match="unkeyed row refused"):
         await pool.execute(insert, 3, "b" * 64, "c" * 64)
     assert await pool.fetchval("SELECT count(*) FROM audit_log") == 2
@@ -225,6 +204,6 @@ async def test_numbers_jsonb_rewrites_keep_the_chain(pool: asyncpg.Pool) -> None
     assert stored.details == written.details  # what append returned is what is stored
     assert stored.details["bytes"] == 25000000000000000 and stored.details["nan"] == "NaN"
     # a copy skips the model's validator: append normalises again
-    await log.append(_entry(2).model_copy(update={"details": {"x": 3e20, "y": math.nan}}))
-    await log.append(_entry(3))  # the next append checks the head's MAC against its key
+    await log.append(entry(2).model_copy(update={"details": {"x": 3e20, "y": math.nan}}))
+    await log.append(entry(3))  # the next append checks the head's MAC against its key
     assert (await log.verify()).ok

@@ -14,9 +14,9 @@ from typing import TypeVar
 import asyncpg
 import pytest
 import pytest_asyncio
+from audit_tampering import as_owner, audit_cli, entry
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
-from typer.testing import CliRunner, Result
 
 from activities.audit import AuditActivities
 from aiops.audit import AnchorFile, AuditEntry, AuditLog, Checkpoint, audit_keys
@@ -24,7 +24,6 @@ from aiops.audit.anchors import ANCHOR_WORKFLOW_ID
 from aiops.audit.chain import GENESIS, row_hash
 from aiops.config import get_settings, load_settings
 from aiops.db.pool import create_pool
-from workers.commands import audit as audit_cmd
 from workers.commands.audit import start_anchor_workflow
 from workflows.audit import AuditAnchorWorkflow
 
@@ -51,26 +50,6 @@ async def app(database_url: str, audit_env: None) -> AsyncIterator[Setup]:
     pool = await create_pool(database_url, max_size=2)
     yield Setup(AuditLog(pool, audit_keys(load_settings())), database_url)
     await pool.close()
-
-
-def _entry(i: int) -> AuditEntry:
-    return AuditEntry(actor="healer", action="restart", target=f"svc-{i}", decision="allowed")
-
-
-async def _cli(*args: str) -> Result:
-    return await asyncio.to_thread(CliRunner().invoke, audit_cmd.app, list(args))
-
-
-async def _as_owner(database_url: str, *sql: str) -> None:
-    """What the app's own credentials can do in dev: it owns the table."""
-    conn = await asyncpg.connect(database_url)
-    try:
-        await conn.execute("ALTER TABLE audit_log DISABLE TRIGGER USER")
-        for statement in sql:
-            await conn.execute(statement)
-        await conn.execute("ALTER TABLE audit_log ENABLE TRIGGER USER")
-    finally:
-        await conn.close()
 
 
 async def _forge(database_url: str, count: int, mac_alg: str | None = None) -> None:
@@ -110,17 +89,17 @@ async def _forge(database_url: str, count: int, mac_alg: str | None = None) -> N
 
 async def test_tail_truncated_and_sequence_reset(app: Setup, fault_table: object) -> None:
     for i in range(10):
-        await app.log.append(_entry(i))
-    anchored = await _cli("anchor")  # what the worker's AuditAnchorWorkflow does on a timer
+        await app.log.append(entry(i))
+    anchored = await audit_cli("anchor")  # what the worker's AuditAnchorWorkflow does on a timer
     assert anchored.exit_code == 0, anchored.output
     for i in range(10, 12):
-        await app.log.append(_entry(i))
-    await _as_owner(
+        await app.log.append(entry(i))
+    await as_owner(
         app.database_url,
         "DELETE FROM audit_log WHERE seq > 6",
         "SELECT setval(pg_get_serial_sequence('audit_log', 'seq'), 6)",
     )
-    result = await _cli("verify")
+    result = await audit_cli("verify")
     assert result.exit_code == 1
     assert "rows 7..10 are missing" in result.output and "anchored row 10" in result.output
     assert len(result.output.strip().splitlines()) == 1
@@ -138,17 +117,17 @@ async def test_tail_truncated_and_sequence_reset(app: Setup, fault_table: object
 
 async def test_forged_rows_with_valid_plain_hashes(app: Setup, fault_table: object) -> None:
     for i in range(5):
-        await app.log.append(_entry(i))
+        await app.log.append(entry(i))
     await _forge(app.database_url, 3)
-    result = await _cli("verify")
+    result = await audit_cli("verify")
     assert result.exit_code == 1
     assert "row 6" in result.output and "forged" in result.output
-    refused = await _cli("anchor")  # the worker's checkpoint never blesses a forgery
+    refused = await audit_cli("anchor")  # the worker's checkpoint never blesses a forgery
     assert refused.exit_code == 1 and "not anchored" in refused.output
     # marked as keyed, the same rows fail their HMAC
-    await _as_owner(app.database_url, "DELETE FROM audit_log WHERE seq > 5")
+    await as_owner(app.database_url, "DELETE FROM audit_log WHERE seq > 5")
     await _forge(app.database_url, 3, mac_alg="hmac-sha256")
-    result = await _cli("verify")
+    result = await audit_cli("verify")
     assert result.exit_code == 1
     assert "row 6" in result.output and "HMAC does not match" in result.output
     fault_table.record(  # type: ignore[attr-defined]
@@ -167,11 +146,11 @@ async def test_whole_log_rewritten_as_legacy(app: Setup, fault_table: object) ->
     """Replace every keyed row by an unkeyed chain of the same length: only the checkpoint
     outside the table can tell."""
     for i in range(4):
-        await app.log.append(_entry(i))
-    assert (await _cli("anchor")).exit_code == 0
-    await _as_owner(app.database_url, "DELETE FROM audit_log")
+        await app.log.append(entry(i))
+    assert (await audit_cli("anchor")).exit_code == 0
+    await as_owner(app.database_url, "DELETE FROM audit_log")
     await _forge(app.database_url, 4)
-    result = await _cli("verify")
+    result = await audit_cli("verify")
     assert result.exit_code == 1
     assert "row 1" in result.output and "forged" in result.output
     fault_table.record(  # type: ignore[attr-defined]
@@ -214,7 +193,7 @@ async def _rewrite_as_legacy(database_url: str) -> None:
             f" 'allowed', '{{}}'::jsonb, NULL, '{prev}', '{digest}', 'sha256')"
         )
         prev = digest
-    await _as_owner(database_url, *statements)
+    await as_owner(database_url, *statements)
 
 
 async def test_anchor_file_replayed_then_deleted(
@@ -243,7 +222,7 @@ async def test_anchor_file_replayed_then_deleted(
         return found
 
     for i in range(3):
-        await app.log.append(_entry(i))
+        await app.log.append(entry(i))
     async with Worker(
         env.client,
         task_queue=settings.temporal_task_queue,
@@ -255,10 +234,10 @@ async def test_anchor_file_replayed_then_deleted(
             await _until(held, lambda c: c is not None and c.seq == 3)
             yesterday = anchors.path.read_bytes()
             for i in range(3, 5):
-                await app.log.append(_entry(i))
+                await app.log.append(entry(i))
             await env.sleep(61)
             await _until(held, lambda c: c is not None and c.seq == 5)
-            shown = await _cli("verify")
+            shown = await audit_cli("verify")
             assert shown.exit_code == 0, shown.output
             assert f"{ANCHOR_WORKFLOW_ID} holds row 5" in shown.output
 
@@ -269,26 +248,26 @@ async def test_anchor_file_replayed_then_deleted(
             assert "behind the workflow's row 5" in problem
             assert [c.seq for c in anchors.read()] == [3]
             # ... and cut the tail, resetting the sequence
-            await _as_owner(
+            await as_owner(
                 app.database_url,
                 "DELETE FROM audit_log WHERE seq > 3",
                 "SELECT setval(pg_get_serial_sequence('audit_log', 'seq'), 3)",
             )
-            assert (await _cli("verify", "--no-temporal")).exit_code == 0  # the file alone
-            replayed = await _cli("verify")
+            assert (await audit_cli("verify", "--no-temporal")).exit_code == 0  # the file alone
+            replayed = await audit_cli("verify")
             assert replayed.exit_code == 1, replayed.output
             assert "ends at row 3" in replayed.output and "older copy" in replayed.output
 
             # 2: rewrite what is left as legacy rows and delete the file
             await _rewrite_as_legacy(app.database_url)
             anchors.path.unlink()
-            rewritten = await _cli("verify")
+            rewritten = await audit_cli("verify")
             assert rewritten.exit_code == 1, rewritten.output
             assert "row 1" in rewritten.output and "forged" in rewritten.output
             # the workflow refuses to anchor it, and verify repeats why
             await env.sleep(61)
             await _until(lambda: handle.query(AuditAnchorWorkflow.problem), lambda p: "gone" in p)
-            told = await _cli("verify")
+            told = await audit_cli("verify")
             assert f"{ANCHOR_WORKFLOW_ID} cannot anchor: row 5" in told.output, told.output
         finally:
             await handle.terminate("test over")
