@@ -67,6 +67,14 @@ class Settings(BaseSettings):
         validation_alias="DATABASE_URL",
         description="postgresql:// URL (pgvector required); unset: the dev stack's",
     )
+    app_database_url: str | None = Field(
+        default=None,
+        validation_alias="AIOPS_APP_DATABASE_URL",
+        description=(
+            "the services' own role, not the schema's owner: `aiops migrate` creates it "
+            "when missing, sets its password to the URL's and grants it (aiops_grant_app_role)"
+        ),
+    )
     redis_url: str | None = Field(
         default=None,
         validation_alias="REDIS_URL",
@@ -632,7 +640,7 @@ class Settings(BaseSettings):
     def _upper_level(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
 
-    @field_validator("database_url")
+    @field_validator("database_url", "app_database_url")
     @classmethod
     def _check_database_url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("postgresql://", "postgres://")):

@@ -48,6 +48,7 @@ SECRETS = {
     "AIOPS_JWT_SECRET": "9" * 64,
     "AIOPS_SECRET_KEY": Fernet.generate_key().decode(),
     "AIOPS_API_TOKEN": "a" * 64,
+    "POSTGRES_APP_PASSWORD": "5e1f0c2b7a9d4e3f8a6b1c0d",
 }
 _VARIABLE = re.compile(r"\$\$|\$\{(\w+)(?:(:?[?-])([^}]*))?\}|\$(\w+)")
 
@@ -143,6 +144,19 @@ def test_app_services_run_with_the_production_trust_settings(service: str) -> No
     redis_url = urlparse(_env(service)["REDIS_URL"])
     assert redis_url.username == "default"
     assert redis_url.password == SECRETS["REDIS_PASSWORD"]
+
+
+def test_only_the_migration_runs_as_the_schema_owner() -> None:
+    owner = str(_raw_env("postgres")["POSTGRES_USER"])
+    migrate = _env("migrate")
+    assert urlparse(migrate["DATABASE_URL"]).username == owner
+    app = urlparse(migrate["AIOPS_APP_DATABASE_URL"])
+    assert app.username and app.username != owner
+    assert app.password == SECRETS["POSTGRES_APP_PASSWORD"]
+    # the role migrate creates and grants is the one every service connects as
+    for service in APP_SERVICES[1:]:
+        assert _env(service)["DATABASE_URL"] == migrate["AIOPS_APP_DATABASE_URL"], service
+    assert _raw_env("temporal")["POSTGRES_USER"] == owner  # Temporal creates its databases
 
 
 def test_worker_and_api_share_one_secret_key() -> None:
@@ -277,7 +291,10 @@ def test_app_services_point_at_compose_services(service: str) -> None:
     assert db.hostname == "postgres" and db.port == 5432
     pg_env = SERVICES["postgres"]["environment"]
     assert isinstance(pg_env, dict)
-    assert db.username == pg_env["POSTGRES_USER"] and db.path == "/" + pg_env["POSTGRES_DB"]
+    assert db.path == "/" + pg_env["POSTGRES_DB"]
+    # the owner's password only where the owner connects (migrate); the others as aiops_app
+    if db.username == pg_env["POSTGRES_USER"]:
+        assert service == "migrate" and db.password == pg_env["POSTGRES_PASSWORD"]
     assert urlparse(env["REDIS_URL"]).hostname == "redis"
     assert env["TEMPORAL_ADDRESS"].split(":")[0] == "temporal"
     assert SERVICES[service]["build"] == "."

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from aiops.config import get_settings
+from aiops.db.app_role import AppRoleError, ensure_app_role
 from aiops.db.migrate import SCHEMA_DIR
 from aiops.db.migrate import migrate as run_migrations
 from aiops.endpoints import resolve_database_url
@@ -23,6 +24,10 @@ def migrate(
 
     Running it twice changes nothing. The vector dimension comes from AIOPS_EMBEDDING_MODEL /
     AIOPS_EMBEDDING_DIM; a mismatch with an existing column is refused.
+
+    With AIOPS_APP_DATABASE_URL set, the role it names (the one the worker, listener,
+    monitor and API run as) is then created when missing, given the URL's password, and
+    granted what the services need: only SELECT and INSERT on the audit log, no ownership.
     """
     settings = get_settings()
     url = resolve_database_url(settings)
@@ -32,3 +37,14 @@ def migrate(
     total = len(report.applied) + len(report.already_applied)
     state = "migrated" if report.applied else "up to date"
     typer.echo(f"schema {state}: {total} migration(s), embeddings vector({report.embedding_dim})")
+    if settings.app_database_url:
+        try:
+            role = asyncio.run(ensure_app_role(url, settings.app_database_url))
+        except AppRoleError as error:
+            typer.echo(f"error: {error}", err=True)
+            raise typer.Exit(1) from error
+        how = "created" if role.created else "exists"
+        typer.echo(
+            f"app role {role.role}: {how}, password {role.password}, "
+            "granted (audit log: SELECT and INSERT only)"
+        )
