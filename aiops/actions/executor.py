@@ -214,7 +214,10 @@ class ActionExecutor:
                 success=False, detail="refused: that action belongs to another workflow run"
             )
         recorded = ActionOutcome.model_validate(row["result"]) if row["result"] else None
-        if row["status"] != "succeeded" or recorded is None or not recorded.compensable:
+        started = row["status"] == "started" and bool(row["intent"])
+        if not started and (
+            row["status"] != "succeeded" or recorded is None or not recorded.compensable
+        ):
             return ActionOutcome(success=True, detail="nothing to undo: no compensable success")
         adapter = self._adapters.get(row["adapter"])
         if adapter is None:
@@ -233,6 +236,14 @@ class ActionExecutor:
             service=service,
         )
         intent = dict(row["intent"])
+        if started:
+            # the attempt died between acting and recording (its worker, or the database,
+            # went away): what the service shows decides whether there is anything to undo
+            recorded = await self._settle(request.idempotency_key, ctx, adapter, intent)
+            if recorded is None or not recorded.success or not recorded.compensable:
+                return ActionOutcome(
+                    success=True, detail="nothing to undo: the service shows no trace of it"
+                )
 
         async def undo(a: Adapter, c: ActionContext, _: dict[str, Any]) -> ActionOutcome:
             return await a.compensate(c, intent)
@@ -241,6 +252,38 @@ class ActionExecutor:
         return await self._once(
             key, ctx, adapter, undo, reconcile=False, prepare=False, run_id=request.run_id
         )
+
+    async def _settle(
+        self, key: str, ctx: ActionContext, adapter: Adapter, intent: dict[str, Any]
+    ) -> ActionOutcome | None:
+        """The outcome of a key left 'started', from the service itself, recorded: found,
+        it is a success to undo; not found, the key is closed as failed so that no later
+        attempt acts after the saga has moved on. Under the key's lock, so an attempt still
+        acting somewhere finishes (or its worker dies) first."""
+        async with self._holders, self._locks.acquire() as conn:
+            await conn.execute("SELECT pg_advisory_lock(hashtext($1))", key)
+            try:
+                row = await conn.fetchrow(
+                    "SELECT status, result FROM action_executions WHERE idempotency_key = $1",
+                    key,
+                )
+                assert row is not None
+                if row["status"] != "started":  # an attempt finished meanwhile
+                    return ActionOutcome.model_validate(row["result"])
+                found = await adapter.reconcile(ctx, intent)
+                await self._finish(
+                    conn,
+                    key,
+                    found
+                    or ActionOutcome(
+                        success=False,
+                        detail="the attempt died before its outcome was recorded; the service "
+                        "shows no trace of it (checked when compensating)",
+                    ),
+                )
+                return found
+            finally:
+                await conn.execute("SELECT pg_advisory_unlock(hashtext($1))", key)
 
     async def _once(
         self,
