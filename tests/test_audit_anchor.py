@@ -8,20 +8,24 @@ import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import asyncpg
 import pytest
+from cryptography.fernet import Fernet
 from pydantic import SecretStr
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
+from webhook import Receiver
 
 from activities.audit import AuditActivities
+from activities.notify import NotifyActivities
 from aiops.audit import AnchorFile, AuditEntry, AuditLog, Checkpoint, derive_audit_keys
 from aiops.config import Settings
 from aiops.db.pool import create_pool
 from aiops.errors import AiopsError
+from aiops.registry import ServiceRegistry
 from workers.commands.audit import start_anchor_workflow, temporal_checkpoint
 from workflows.audit import AuditAnchorWorkflow
 
@@ -39,18 +43,28 @@ async def _until(probe: Callable[[], Awaitable[T]], done: Callable[[T], bool]) -
     raise AssertionError(f"never reached; last {value!r}")
 
 
+async def _told(receiver: Receiver) -> list[dict[str, Any]]:
+    return list(receiver.bodies)
+
+
 async def test_anchor_workflow_checkpoints_and_catches_truncation(
-    time_skipping_env: WorkflowEnvironment, database_url: str, tmp_path: Path
+    time_skipping_env: WorkflowEnvironment, database_url: str, tmp_path: Path, receiver: Receiver
 ) -> None:
     env = time_skipping_env
     queue = f"audit-{uuid.uuid4().hex[:8]}"
     settings = Settings(
-        temporal_task_queue=queue, audit_anchor_interval_s=60, audit_anchor_dir=tmp_path
+        temporal_task_queue=queue,
+        audit_anchor_interval_s=60,
+        audit_anchor_dir=tmp_path,
+        notify_urls=f"json://127.0.0.1:{receiver.port}/oncall",
     )
     pool = await create_pool(database_url, max_size=4)
     log = AuditLog(pool, KEYS)
     anchors = AnchorFile(settings.audit_anchor_path, KEYS.anchor)
     acts = AuditActivities(log, anchors)
+    notify = NotifyActivities(
+        pool, ServiceRegistry(pool, Fernet(Fernet.generate_key())), log, settings
+    )
     handle: WorkflowHandle[object, object] | None = None
     try:
         for i in range(3):
@@ -59,7 +73,7 @@ async def test_anchor_workflow_checkpoints_and_catches_truncation(
             env.client,
             task_queue=queue,
             workflows=[AuditAnchorWorkflow],
-            activities=[acts.checkpoint],
+            activities=[acts.checkpoint, notify.send],
         ):
             handle = await start_anchor_workflow(env.client, settings, budget=2)
             again = await start_anchor_workflow(env.client, settings, budget=2)
@@ -98,6 +112,7 @@ async def test_anchor_workflow_checkpoints_and_catches_truncation(
             assert now is not None and (now.seq, now.head) == (held.seq, held.head)
             assert [a.seq for a in anchors.read()] == [3, 5]  # an unchanged head: no new line
 
+            assert receiver.bodies == []  # an intact chain: nobody is bothered
             conn = await asyncpg.connect(database_url)
             try:
                 await conn.execute("ALTER TABLE audit_log DISABLE TRIGGER USER")
@@ -123,6 +138,13 @@ async def test_anchor_workflow_checkpoints_and_catches_truncation(
             assert "row 5 is gone" in await _until(problem, bool)
             after = await latest()
             assert after is not None and after.seq == 5  # the good checkpoint is kept
+            # the people on call hear it, once: the next rounds meet the same break
+            told = await _until(lambda: _told(receiver), bool)
+            assert "audit verify" in told[0]["title"] and "row 5 is gone" in told[0]["message"]
+            await env.sleep(61)
+            await env.sleep(61)
+            assert "row" in await problem()
+            assert receiver.bodies == told  # once, not at every round
             await env.client.get_workflow_handle(handle.id).terminate("test over")
             handle = None
     finally:

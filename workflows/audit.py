@@ -19,7 +19,13 @@ with workflow.unsafe.imports_passed_through():
         CheckpointResult,
     )
     from aiops.audit.chain import Checkpoint
+    from aiops.notify.models import NotificationKind, NotifyRequest
 
+from workflows.notifying import send_notification
+
+# a broken chain or a tampered anchor file is sent to the notification channels, once per
+# problem (older runs only logged it)
+NOTIFY_BROKEN = "audit-anchor-notify"
 _RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), maximum_attempts=3)
 
 
@@ -29,6 +35,7 @@ class AuditAnchorWorkflow:
         self._latest: Checkpoint | None = None
         self._interval_s: float | None = None
         self._problem = ""
+        self._notified = ""
 
     @workflow.signal
     def configure(self, interval_s: float) -> None:
@@ -46,7 +53,8 @@ class AuditAnchorWorkflow:
     @workflow.run
     async def run(self, params: AnchorRun) -> None:
         self._latest = self._latest or params.latest
-        for _ in range(params.budget):
+        self._notified = self._notified or params.notified
+        for round_ in range(params.budget):
             try:
                 result: CheckpointResult = await workflow.execute_activity(
                     CHECKPOINT_ACTIVITY,
@@ -62,6 +70,10 @@ class AuditAnchorWorkflow:
                 self._problem = result.problem
                 if result.checkpoint is not None:
                     self._latest = result.checkpoint
+                if not result.problem:
+                    self._notified = ""  # checks pass again: a new break is news
+                elif not self._notified:
+                    await self._tell(result.problem, round_)
             await workflow.sleep(timedelta(seconds=self._interval_s or params.interval_s))
             if workflow.info().is_continue_as_new_suggested():
                 break
@@ -70,5 +82,23 @@ class AuditAnchorWorkflow:
                 interval_s=self._interval_s or params.interval_s,
                 budget=params.budget,
                 latest=self._latest,
+                notified=self._notified,
+            )
+        )
+
+    async def _tell(self, problem: str, round_: int) -> None:
+        """The chain or the file failed its check (not a database outage, which the next
+        round retries): the people on the channels hear it once, not at every round while
+        it stays broken (a tampered file's message names a row that grows each round)."""
+        if not workflow.patched(NOTIFY_BROKEN):
+            return
+        self._notified = problem
+        info = workflow.info()
+        await send_notification(
+            NotifyRequest(
+                kind=NotificationKind.AUDIT_BROKEN,
+                key=f"audit-broken:{info.run_id}:{round_}",
+                incident_id=info.workflow_id,
+                detail=problem,
             )
         )

@@ -28,6 +28,8 @@ class AnchorRun(BaseModel):
     # checkpoints per run before continue-as-new: bounds the history (about 6 events each)
     budget: int = Field(default=500, ge=1)
     latest: Checkpoint | None = None
+    # the problem people were told of, while it lasts: not told again at every round or run
+    notified: str = ""
 
 
 class CheckpointRequest(BaseModel):

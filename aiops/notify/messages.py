@@ -61,6 +61,8 @@ def _title(request: NotifyRequest) -> str:
             return f"[aiops] No known fix worked on {where}: escalated to you"
         case NotificationKind.HEALED:
             return f"[aiops] Healed: {where}"
+        case NotificationKind.AUDIT_BROKEN:
+            return "[aiops] Audit log check failed: run `aiops audit verify`"
     raise AssertionError(request.kind)  # pragma: no cover
 
 
@@ -80,6 +82,10 @@ _LEAD = {
     "after another, each rolled back when it failed; none healed it, so it stops and "
     "escalates it to a person.",
     NotificationKind.HEALED: "The incident healed and the service's health was verified.",
+    NotificationKind.AUDIT_BROKEN: "The audit log's scheduled check failed: its rows no "
+    "longer match the checkpoints of its head, or the anchor file was replaced or cut. "
+    "Anchoring stops where the evidence is, until a person examines it with `aiops audit "
+    "verify`.",
 }
 
 

@@ -18,6 +18,8 @@ class NotificationKind(StrEnum):
     REMEDIATION_FAILED = "remediation_failed"  # a step failed; done steps were rolled back
     FIXES_EXHAUSTED = "fixes_exhausted"  # every fix the ladder may try failed: a person must look
     HEALED = "healed"  # only with AIOPS_NOTIFY_HEALED=1
+    # the audit anchor found the chain broken or its file tampered with: a person must look
+    AUDIT_BROKEN = "audit_broken"
 
 
 # the kinds that carry approve and reject links

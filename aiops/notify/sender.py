@@ -45,6 +45,7 @@ _TYPE = {
     NotificationKind.REMEDIATION_FAILED: apprise.NotifyType.FAILURE,
     NotificationKind.FIXES_EXHAUSTED: apprise.NotifyType.FAILURE,
     NotificationKind.HEALED: apprise.NotifyType.SUCCESS,
+    NotificationKind.AUDIT_BROKEN: apprise.NotifyType.FAILURE,
 }
 
 
