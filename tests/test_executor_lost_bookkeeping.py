@@ -91,13 +91,21 @@ def _request(wid: str) -> ExecuteRequest:
     )
 
 
-async def test_an_act_whose_record_was_lost_is_found_and_undone(pool: asyncpg.Pool) -> None:
+async def _acted_then_lost(
+    pool: asyncpg.Pool,
+) -> tuple[dict[str, Any], WorldAdapter, ActionExecutor, ExecuteRequest]:
+    """An attempt that set batch to 50 and died before recording it."""
     world: dict[str, Any] = {"batch": 1000}
     adapter = WorldAdapter(world, lose_track=True)
     executor = await _executor(pool, adapter)
     request = _request(f"healing-{uuid.uuid4().hex[:8]}")
     with pytest.raises(BookkeepingLost):
         await executor.execute(request)
+    return world, adapter, executor, request
+
+
+async def test_an_act_whose_record_was_lost_is_found_and_undone(pool: asyncpg.Pool) -> None:
+    world, adapter, executor, request = await _acted_then_lost(pool)
     assert world["batch"] == 50  # it acted
     status = await pool.fetchval(
         "SELECT status FROM action_executions WHERE idempotency_key = $1", request.idempotency_key
@@ -118,13 +126,11 @@ async def test_an_act_whose_record_was_lost_is_found_and_undone(pool: asyncpg.Po
 
 
 async def test_an_attempt_that_never_acted_is_not_undone(pool: asyncpg.Pool) -> None:
-    world: dict[str, Any] = {"batch": 1000}
-    adapter = WorldAdapter(world, lose_track=True)
-    executor = await _executor(pool, adapter)
-    request = _request(f"healing-{uuid.uuid4().hex[:8]}")
-    with pytest.raises(BookkeepingLost):
-        await executor.execute(request)
+    world, adapter, executor, request = await _acted_then_lost(pool)
     world["batch"] = 1000  # the act never reached the service after all
     undone = await executor.compensate(request)
     assert undone.success and "nothing to undo" in undone.detail
     assert adapter.undone == 0
+    # and the key is closed: nothing acts under it after the saga moved on
+    again = await executor.execute(request)
+    assert again.replayed and not again.success and world["batch"] == 1000
