@@ -394,6 +394,15 @@ class Settings(BaseSettings):
         description="a failed health probe of a service that reported its own problem this "
         "recently is counted on that incident instead of opening another; 0 turns it off",
     )
+    incident_coalesce_s: float = Field(
+        default=0.25,
+        validation_alias="AIOPS_INCIDENT_COALESCE_S",
+        ge=0,
+        le=3600,
+        description="after a signal to an incident, its next observations wait this long "
+        "and go as one signal (their events stay unacknowledged until it is sent); the "
+        "first observation of a quiet incident is sent at once; 0 sends one per batch",
+    )
     events_stale_after_s: float = Field(
         default=300.0,
         validation_alias="AIOPS_EVENTS_STALE_AFTER_S",

@@ -103,6 +103,7 @@ async def run_listener(
     on_ready: Callable[[StreamConsumer], None] | None = None,
 ) -> IngestStats:
     """Run until stop is set (or SIGTERM/SIGINT when stop is not given)."""
+    check_coalesce(settings)
     stop = stop or _stop_on_signals()
     name = consumer or consumer_name()
     client = aioredis.Redis.from_url(
@@ -145,6 +146,7 @@ async def run_listener(
             max_retries=settings.incident_max_retries,
             history_budget=settings.incident_history_budget,
             correlate_s=settings.incident_correlate_s,
+            coalesce_s=settings.incident_coalesce_s,
             # shared by every listener of the group: which incident a symptom joins
             redis=client,
             namespace=settings.listener_group,
@@ -201,6 +203,22 @@ async def run_listener(
         await store.close()
         if shared is not None:
             shared.close()
+
+
+# Entries held for the coalescing interval stay pending; one pending longer than
+# AIOPS_LISTENER_CLAIM_IDLE_MS is claimed (by another listener, or this one) and counted
+# again. The interval is kept to this share of it, the rest for storing and signalling.
+COALESCE_SHARE_OF_CLAIM_IDLE: Final = 0.25
+
+
+def check_coalesce(settings: Settings) -> None:
+    limit_s = settings.listener_claim_idle_ms / 1000 * COALESCE_SHARE_OF_CLAIM_IDLE
+    if settings.incident_coalesce_s > limit_s:
+        raise AiopsError(
+            f"AIOPS_INCIDENT_COALESCE_S={settings.incident_coalesce_s:g} is too long for "
+            f"AIOPS_LISTENER_CLAIM_IDLE_MS={settings.listener_claim_idle_ms}: held entries "
+            f"would be claimed and counted twice; keep it at most {limit_s:g} s"
+        )
 
 
 async def prune_periodically(

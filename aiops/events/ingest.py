@@ -10,9 +10,10 @@ dead-letter stream), so a crash anywhere means redelivery, and the store's idemp
 event id turns redelivery into exactly-once storage.
 
 Routing and acknowledging a batch overlap storing the next ones (up to ROUTING_IN_FLIGHT
-batches): in a storm, the signals to an incident go at Temporal's pace, each carrying the
+batches and ROUTING_IN_FLIGHT_ENTRIES entries): in a storm, the signals to an incident go
+once per AIOPS_INCIDENT_COALESCE_S (or at Temporal's pace if slower), each carrying the
 merged observations of the batches stored meanwhile (aiops/events/routing.py), while
-storing goes at PostgreSQL's.
+storing goes at PostgreSQL's. When that many wait, the router sends what it holds at once.
 
 Stale backlog: an event that waited in its stream longer than stale_after_s when read
 (its entry id is the time Redis accepted it), as after a long outage of the listeners, is
@@ -52,7 +53,11 @@ log = logging.getLogger(__name__)
 
 STATS_EVERY_S: Final = 30.0
 # batches stored and still being routed (then acknowledged) while the next are stored
-ROUTING_IN_FLIGHT: Final = 8
+ROUTING_IN_FLIGHT: Final = 64
+# ...and their entries: a storm's batches wait out the router's interval, so this many
+# entries (and their events, in memory) may wait for it; at 25,000 events/s a 0.25 s
+# interval holds about 6,000
+ROUTING_IN_FLIGHT_ENTRIES: Final = 20_000
 # entries validated between two turns of the event loop in prepare_async
 YIELD_EVERY: Final = 32
 
@@ -203,8 +208,10 @@ class Ingestor:
                 )
 
     async def commit(self, batch: Batch) -> BatchReport:
-        """Dead-letter, store, route, acknowledge: each step retried until it holds."""
-        return await self._finish(await self._store_batch(batch))
+        """Dead-letter, store, route, acknowledge: each step retried until it holds. The
+        batch is alone (nothing else goes on meanwhile), so its observations are not held
+        for the router's interval."""
+        return await self._finish(await self._store_batch(batch), hold=False)
 
     async def _store_batch(self, batch: Batch) -> _Stored:
         valid = batch.valid
@@ -223,8 +230,9 @@ class Ingestor:
         await self._dead_letter([(valid[i][0], reason) for i, reason in conflicts])
         return _Stored(batch, result, conflicts, repeats)
 
-    async def _finish(self, stored: _Stored) -> BatchReport:
-        """Route what is fresh, then acknowledge: the batch's outcome is durable."""
+    async def _finish(self, stored: _Stored, *, hold: bool = True) -> BatchReport:
+        """Route what is fresh, then acknowledge: the batch's outcome is durable (its
+        problems' observations with Temporal, after the router's interval when held)."""
         batch, result, conflicts, repeats = (
             stored.batch,
             stored.result,
@@ -241,7 +249,7 @@ class Ingestor:
         fresh, stale = self._split_stale(kept)
         if stale:
             await self._report_stale(stale)
-        observations = await self._route(fresh)
+        observations = await self._route(fresh, hold=hold)
 
         done = [entry for i, (entry, _) in enumerate(valid) if i not in conflict_ids]
         await self._ack(done + batch.repeats + batch.vanished)
@@ -305,6 +313,10 @@ class Ingestor:
     async def process(self, entries: Sequence[Entry]) -> BatchReport:
         return await self.commit(self.prepare(entries))
 
+    def _flush_held(self) -> None:
+        if self.incidents is not None:
+            self.incidents.flush()
+
     async def _dead_letter(self, items: Sequence[tuple[Entry, str]]) -> None:
         if items:
             await retrying(lambda: self.consumer.dead_letter(items), "dead-lettering")
@@ -341,7 +353,7 @@ class Ingestor:
             conflicts=left.conflicts + [(i + half, r) for i, r in right.conflicts],
         )
 
-    async def _route(self, events: Sequence[Event]) -> int:
+    async def _route(self, events: Sequence[Event], *, hold: bool = True) -> int:
         if not events:
             return 0
         if self.subscriptions:
@@ -351,7 +363,7 @@ class Ingestor:
         observations = self.incidents.observe(events)
         self.stats.problems += sum(o.count for o in observations)
         if observations:
-            await self.incidents.signal_all(observations)
+            await self.incidents.signal_all(observations, hold=hold)
         # after the batch's own problems: an alert that fired and resolved in one batch
         # reaches the incident it just opened
         router = self.incidents
@@ -382,7 +394,8 @@ class Ingestor:
             await self.process(own)
         queue: asyncio.Queue[Batch | None] = asyncio.Queue(maxsize=1)
         reader = asyncio.create_task(self._read_batches(stop, queue))
-        finishing: set[asyncio.Task[BatchReport]] = set()
+        # each batch being routed, with its entries
+        finishing: dict[asyncio.Task[BatchReport], int] = {}
         last_stats = time.monotonic()
         try:
             while True:
@@ -396,12 +409,19 @@ class Ingestor:
                 if batch is None:
                     break
                 stored = await self._store_batch(batch)
-                finishing.add(asyncio.create_task(self._finish(stored)))
-                await _reap(finishing, keep=ROUTING_IN_FLIGHT - 1)
+                finishing[asyncio.create_task(self._finish(stored))] = batch.entries
+                # the pipeline full: what the router holds goes now rather than after its
+                # interval, or storing would stall for it
+                await _reap(
+                    finishing,
+                    batches=ROUTING_IN_FLIGHT - 1,
+                    entries=ROUTING_IN_FLIGHT_ENTRIES,
+                    nudge=self._flush_held,
+                )
                 if time.monotonic() - last_stats >= STATS_EVERY_S:
                     log.info("listener: %s", self.stats.line())
                     last_stats = time.monotonic()
-            await _reap(finishing, keep=0)
+            await _reap(finishing, batches=0, entries=0, nudge=self._flush_held)
         finally:
             for task in finishing:
                 task.cancel()
@@ -452,15 +472,25 @@ class Ingestor:
         return entries
 
 
-async def _reap(tasks: set[asyncio.Task[BatchReport]], *, keep: int) -> None:
-    """Wait until at most `keep` tasks run; raise the first failure among those done."""
+async def _reap(
+    tasks: dict[asyncio.Task[BatchReport], int],
+    *,
+    batches: int,
+    entries: int,
+    nudge: Callable[[], None],
+) -> None:
+    """Wait until at most `batches` tasks with at most `entries` entries run; raise the
+    first failure among those done. nudge() before each wait: nothing the tasks wait on
+    may hold back for a while."""
     while tasks:
         for task in [t for t in tasks if t.done()]:
-            tasks.discard(task)
+            del tasks[task]
             task.result()
-        if len(tasks) <= keep:
+        if len(tasks) <= batches and sum(tasks.values()) <= entries:
             return
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        nudge()
+        # a task that reaches the router only after the nudge is nudged on the next turn
+        await asyncio.wait(tasks, timeout=0.05, return_when=asyncio.FIRST_COMPLETED)
 
 
 def entry_millis(entry_id: str) -> int:

@@ -361,11 +361,15 @@ class RoutingStats:
 
 @dataclass
 class _Outbox:
-    """One incident's observations waiting while a signal to it is in flight."""
+    """One incident's observations waiting while a signal to it is in flight, or while
+    the interval after its last signal runs."""
 
     pending: Observation | None = None
     waiters: list[asyncio.Future[None]] = field(default_factory=list)
     sending: asyncio.Task[None] | None = None
+    # set to end the interval early: the caller cannot wait (the pipeline is full, the
+    # listener stops) and what is held goes now
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 # The phase an incident is in once it has resolved (its search attribute AiopsPhase).
@@ -388,6 +392,11 @@ class IncidentRouter:
     At most one signal per incident is in flight from this router: observations for it that
     arrive meanwhile (the next batches of a storm) are merged and go as one signal when it
     returns, so the signals an incident receives follow Temporal's pace, not the stream's.
+    After a signal, the incident's next observations are held for coalesce_s and go as one
+    (or sooner on flush()): a storm costs Temporal a signal per incident per interval, not
+    per batch. The first observation of an incident with no signal in the last interval
+    goes at once, so detection never waits. A held observation's caller waits until its
+    signal is sent: the listener acknowledges those events only then.
     """
 
     client: Client
@@ -398,6 +407,7 @@ class IncidentRouter:
     max_retries: int = 2  # AIOPS_INCIDENT_MAX_RETRIES
     history_budget: int = 10_000  # AIOPS_INCIDENT_HISTORY_BUDGET
     concurrency: int = 32
+    coalesce_s: float = 0.0  # AIOPS_INCIDENT_COALESCE_S; 0: no hold after a signal
     with_search_attributes: bool = True
     # A failed health probe of a service that, this recently, reported a problem of its own
     # is a symptom of that problem: it is counted on that incident instead of opening a
@@ -562,11 +572,12 @@ class IncidentRouter:
                     raise
         return delivered
 
-    async def signal_all(self, observations: Sequence[Observation]) -> None:
+    async def signal_all(self, observations: Sequence[Observation], *, hold: bool = True) -> None:
         """Send every observation; return once each has gone (or was refused). Those that
         fail because Temporal is away are retried with backoff until they go through; a
         refusal (bad request) is logged and dropped, since retrying it would stall the
-        stream for nothing: the events are stored."""
+        stream for nothing: the events are stored. hold=False: a caller that has nothing
+        else to do meanwhile; what its incidents hold goes without waiting the interval."""
         if not observations:
             return
         self.stats.observations += len(observations)
@@ -574,9 +585,14 @@ class IncidentRouter:
         # health-probe failures in this batch (here or in another listener) find them
         owners = {o.service: workflow_id_for(o) for o in observations if _owns(o) and o.service}
         await retrying(lambda: self.correlation.remember(owners), "sharing incident owners")
-        await asyncio.gather(*(self._submit(o) for o in observations))
+        await asyncio.gather(*(self._submit(o, hold) for o in observations))
 
-    async def _submit(self, observation: Observation) -> None:
+    def flush(self) -> None:
+        """End every interval now: what is held goes as soon as its signal can."""
+        for box in self._outboxes.values():
+            box.wake.set()
+
+    async def _submit(self, observation: Observation, hold: bool = True) -> None:
         if self._limit is None:
             self._limit = asyncio.Semaphore(self.concurrency)
         if observation.service is not None and is_health_symptom(observation.sample):
@@ -594,6 +610,8 @@ class IncidentRouter:
             self.stats.merged += 1
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         box.waiters.append(done)
+        if not hold:
+            box.wake.set()
         if box.sending is None:
             box.sending = asyncio.create_task(self._drain(workflow_id, box))
         # shielded: a caller that gives up does not cancel a signal that others wait on
@@ -604,6 +622,8 @@ class IncidentRouter:
             while box.pending is not None:
                 observation, waiters = box.pending, box.waiters
                 box.pending, box.waiters = None, []
+                # a flush that comes while this one is sent ends the interval after it
+                box.wake.clear()
                 try:
                     await self._deliver(observation)
                 except BaseException as error:
@@ -614,6 +634,17 @@ class IncidentRouter:
                         raise
                     continue
                 _settle(waiters, None)
+                if self.coalesce_s > 0:
+                    # the interval: what arrives meanwhile is merged and goes as one
+                    try:
+                        await asyncio.wait_for(box.wake.wait(), self.coalesce_s)
+                    except TimeoutError:
+                        pass
+                    except BaseException as error:
+                        # cancelled while holding: its waiters learn it, none hangs
+                        _settle(box.waiters, error)
+                        box.pending, box.waiters = None, []
+                        raise
         finally:
             box.sending = None
             if self._outboxes.get(workflow_id) is box and box.pending is None:

@@ -1,0 +1,275 @@
+"""A storm's later observations wait and go as one signal (AIOPS_INCIDENT_COALESCE_S), and
+their entries stay unacknowledged until that signal is with Temporal: a listener killed -9
+while it holds them loses nothing, and the listener that claims them counts each once.
+
+Real `python -m workers.listener` processes, the real Temporal dev server (no worker: what
+is counted is the observe signals in the incident's history), PostgreSQL and Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, cast
+
+import asyncpg
+import redis.asyncio as aioredis
+from temporalio.api.enums.v1 import EventType as HistoryEventType
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError
+from temporalio.testing import WorkflowEnvironment
+
+from aiops.events.envelope import Event, EventType
+from aiops.events.mesh import EventMesh
+from aiops.models.incident import Observation
+
+ROOT = Path(__file__).resolve().parents[2]
+GROUP = "aiops"
+# the storm after the first event: published in parts, so the listener reads several
+# batches of it while the first signal's interval runs
+PARTS = 4
+PER_PART = 60
+
+
+def _spawn(env: dict[str, str], log: Path, name: str, **extra: str) -> subprocess.Popen[bytes]:
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "workers.listener", "--incidents", "--consumer", name],
+            env={**env, **extra},
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def _problem(service: str, n: int) -> Event:
+    return Event(
+        event_type=EventType.SERVICE_ERROR,
+        source=service,
+        service=service,
+        severity="error",
+        payload={"message": f"request {n} failed: connection pool of {service} exhausted"},
+    )
+
+
+async def _signals(env: WorkflowEnvironment, workflow_id: str) -> list[int]:
+    """The count each observe signal of the incident carried, in order ([] before it starts)."""
+    client = env.client
+    try:
+        history = await client.get_workflow_handle(workflow_id).fetch_history()
+    except RPCError:
+        return []
+    counts: list[int] = []
+    for event in history.events:
+        if event.event_type != HistoryEventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
+            continue
+        attrs = event.workflow_execution_signaled_event_attributes
+        [observation] = pydantic_data_converter.payload_converter.from_payloads(
+            list(attrs.input.payloads), [Observation]
+        )
+        counts.append(cast(Observation, observation).count)
+    return counts
+
+
+async def _stored(database_url: str, stream: str) -> tuple[int, int]:
+    conn = await asyncpg.connect(database_url)
+    try:
+        row = await conn.fetchrow(
+            "SELECT count(*) AS n, count(DISTINCT id) AS ids FROM events WHERE stream = $1",
+            stream,
+        )
+    finally:
+        await conn.close()
+    assert row is not None
+    return int(row["n"]), int(row["ids"])
+
+
+async def _until(what: str, log: Path, timeout: float, check: Any) -> None:
+    deadline = time.monotonic() + timeout
+    while not await check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}\n" + (
+            log.read_text()[-3000:] if log.exists() else ""
+        )
+        await asyncio.sleep(0.1)
+
+
+def _env(
+    temporal_env: WorkflowEnvironment, redis_url: str, database_url: str, prefix: str
+) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIOPS_")}
+    env.update(
+        {
+            "REDIS_URL": redis_url,
+            "DATABASE_URL": database_url,
+            "TEMPORAL_ADDRESS": temporal_env.client.service_client.config.target_host,
+            "AIOPS_TASK_QUEUE": f"nobody-{prefix}",
+            "AIOPS_LISTENER_STREAMS": f"{prefix}:*",
+            "AIOPS_DEAD_LETTER_STREAM": f"{prefix}:dead",
+            "AIOPS_LISTENER_GROUP": GROUP,
+            "AIOPS_LISTENER_BATCH_SIZE": "500",
+            "AIOPS_LISTENER_BLOCK_MS": "100",
+            "AIOPS_LISTENER_CLAIM_IDLE_MS": "1000",
+            "AIOPS_EVENT_TRUST": "open",
+            "AIOPS_LOG_LEVEL": "INFO",
+        }
+    )
+    return env
+
+
+async def _storm(
+    client: aioredis.Redis,
+    stream: str,
+    service: str,
+    database_url: str,
+    temporal_env: WorkflowEnvironment,
+    log: Path,
+) -> tuple[str, list[Event]]:
+    """One problem event, signalled at once; then PARTS batches of the same problem, stored
+    and held back. Returns the incident's id and every event sent."""
+    mesh = EventMesh(client)
+    first = _problem(service, 0)
+    await mesh.publish_many([first], stream=stream)
+    workflow_id = ""
+
+    async def first_signalled() -> bool:
+        nonlocal workflow_id
+        stored, _ = await _stored(database_url, stream)
+        if stored < 1:
+            return False
+        ids = [
+            w.id async for w in temporal_env.client.list_workflows(f"TaskQueue='nobody-{service}'")
+        ]
+        if not ids:
+            return False
+        workflow_id = ids[0]
+        return await _signals(temporal_env, workflow_id) == [1]
+
+    # detection latency does not wait for the interval: the first event signals at once
+    await _until("the first event's signal", log, 30, first_signalled)
+    sent = [first]
+    for part in range(PARTS):
+        batch = [_problem(service, 1 + part * PER_PART + n) for n in range(PER_PART)]
+        sent += batch
+        await mesh.publish_many(batch, stream=stream)
+        await asyncio.sleep(0.3)  # a batch of its own for the listener
+
+    async def all_stored() -> bool:
+        return (await _stored(database_url, stream))[0] == len(sent)
+
+    await _until("the storm to be stored", log, 30, all_stored)
+    return workflow_id, sent
+
+
+async def test_held_observations_go_as_one_signal_after_the_interval(
+    temporal_env: WorkflowEnvironment,
+    redis_url: str,
+    database_url: str,
+    stream_prefix: str,
+    tmp_path: Path,
+) -> None:
+    prefix = stream_prefix
+    stream = f"{prefix}:app"
+    env = _env(temporal_env, redis_url, database_url, prefix)
+    log = tmp_path / "listener.log"
+    client = aioredis.Redis.from_url(redis_url)
+    await client.xgroup_create(stream, GROUP, id="0", mkstream=True)
+    listener = _spawn(
+        env, log, "a", AIOPS_INCIDENT_COALESCE_S="4", AIOPS_LISTENER_CLAIM_IDLE_MS="60000"
+    )
+    try:
+        workflow_id, sent = await _storm(client, stream, prefix, database_url, temporal_env, log)
+        # stored, not yet signalled: held for the interval, so not yet acknowledged
+        assert await _signals(temporal_env, workflow_id) == [1]
+        assert int((await client.xpending(stream, GROUP))["pending"]) == len(sent) - 1
+
+        async def merged() -> bool:
+            return len(await _signals(temporal_env, workflow_id)) == 2
+
+        await _until("the merged signal", log, 30, merged)
+        assert await _signals(temporal_env, workflow_id) == [1, len(sent) - 1]
+
+        async def acked() -> bool:
+            return int((await client.xpending(stream, GROUP))["pending"]) == 0
+
+        await _until("every entry acknowledged", log, 10, acked)
+        await temporal_env.client.get_workflow_handle(workflow_id).terminate("test done")
+    finally:
+        if listener.poll() is None:
+            listener.kill()
+            listener.wait(timeout=10)
+        await client.aclose()
+
+
+async def test_listener_killed_while_holding_observations_loses_none(
+    temporal_env: WorkflowEnvironment,
+    redis_url: str,
+    database_url: str,
+    stream_prefix: str,
+    tmp_path: Path,
+    fault_table: Any,
+) -> None:
+    prefix = stream_prefix
+    stream = f"{prefix}:app"
+    env = _env(temporal_env, redis_url, database_url, prefix)
+    log = tmp_path / "listener.log"
+    client = aioredis.Redis.from_url(redis_url)
+    await client.xgroup_create(stream, GROUP, id="0", mkstream=True)
+    # an interval far longer than the test: only the kill ends the hold
+    victim = _spawn(
+        env, log, "victim", AIOPS_INCIDENT_COALESCE_S="600", AIOPS_LISTENER_CLAIM_IDLE_MS="3600000"
+    )
+    rescuer: subprocess.Popen[bytes] | None = None
+    try:
+        workflow_id, sent = await _storm(client, stream, prefix, database_url, temporal_env, log)
+        held = int((await client.xpending(stream, GROUP))["pending"])
+        assert held == len(sent) - 1, "stored events whose signal waits must stay pending"
+        victim.kill()
+        victim.wait(timeout=10)
+        assert await _signals(temporal_env, workflow_id) == [1]
+
+        # it claims what the victim held after AIOPS_LISTENER_CLAIM_IDLE_MS (1 s here)
+        rescuer = _spawn(env, log, "rescuer", AIOPS_INCIDENT_COALESCE_S="0.25")
+
+        async def acked() -> bool:
+            return int((await client.xpending(stream, GROUP))["pending"]) == 0
+
+        await _until("the rescuer to claim and acknowledge", log, 60, acked)
+        counts = await _signals(temporal_env, workflow_id)
+        counted = sum(counts)
+        rows, distinct = await _stored(database_url, stream)
+        fault_table.record(
+            fault="listener kill -9 holding coalesced observations",
+            unit="events",
+            sent=len(sent),
+            lost=max(0, len(sent) - counted) + max(0, len(sent) - distinct),
+            duplicated=max(0, counted - len(sent)) + (rows - distinct),
+            note=f"signals {counts}",
+        )
+        assert rows == distinct == len(sent)
+        assert counted == len(sent), counts
+        await temporal_env.client.get_workflow_handle(workflow_id).terminate("test done")
+    finally:
+        for process in (victim, rescuer):
+            if process is not None and process.poll() is None:
+                process.kill()
+                process.wait(timeout=10)
+        await client.aclose()
+
+
+def test_an_interval_that_claims_would_overtake_is_refused() -> None:
+    from aiops.config import Settings
+    from aiops.errors import AiopsError
+    from workers.listener import check_coalesce
+
+    check_coalesce(Settings(incident_coalesce_s=0.25, listener_claim_idle_ms=30_000))
+    check_coalesce(Settings(incident_coalesce_s=0, listener_claim_idle_ms=100))
+    try:
+        check_coalesce(Settings(incident_coalesce_s=10, listener_claim_idle_ms=30_000))
+    except AiopsError as error:
+        assert "AIOPS_INCIDENT_COALESCE_S" in str(error)
+    else:
+        raise AssertionError("a hold longer than a quarter of the claim idle time must be refused")
