@@ -88,12 +88,14 @@ async def _stored(database_url: str, stream: str) -> tuple[int, int]:
     return int(row["n"]), int(row["ids"])
 
 
+def _tail(log: Path) -> str:
+    return log.read_text()[-3000:] if log.exists() else ""
+
+
 async def _until(what: str, log: Path, timeout: float, check: Any) -> None:
     deadline = time.monotonic() + timeout
     while not await check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}\n" + (
-            log.read_text()[-3000:] if log.exists() else ""
-        )
+        assert time.monotonic() < deadline, f"timed out waiting for {what}\n" + _tail(log)
         await asyncio.sleep(0.1)
 
 
