@@ -103,7 +103,6 @@ async def run_listener(
     on_ready: Callable[[StreamConsumer], None] | None = None,
 ) -> IngestStats:
     """Run until stop is set (or SIGTERM/SIGINT when stop is not given)."""
-    check_coalesce(settings)
     stop = stop or _stop_on_signals()
     name = consumer or consumer_name()
     client = aioredis.Redis.from_url(
@@ -146,7 +145,7 @@ async def run_listener(
             max_retries=settings.incident_max_retries,
             history_budget=settings.incident_history_budget,
             correlate_s=settings.incident_correlate_s,
-            coalesce_s=settings.incident_coalesce_s,
+            coalesce_s=coalesce_interval(settings),
             # shared by every listener of the group: which incident a symptom joins
             redis=client,
             namespace=settings.listener_group,
@@ -211,14 +210,19 @@ async def run_listener(
 COALESCE_SHARE_OF_CLAIM_IDLE: Final = 0.25
 
 
-def check_coalesce(settings: Settings) -> None:
+def coalesce_interval(settings: Settings) -> float:
+    """AIOPS_INCIDENT_COALESCE_S, cut to its share of the claim idle time."""
     limit_s = settings.listener_claim_idle_ms / 1000 * COALESCE_SHARE_OF_CLAIM_IDLE
-    if settings.incident_coalesce_s > limit_s:
-        raise AiopsError(
-            f"AIOPS_INCIDENT_COALESCE_S={settings.incident_coalesce_s:g} is too long for "
-            f"AIOPS_LISTENER_CLAIM_IDLE_MS={settings.listener_claim_idle_ms}: held entries "
-            f"would be claimed and counted twice; keep it at most {limit_s:g} s"
-        )
+    if settings.incident_coalesce_s <= limit_s:
+        return settings.incident_coalesce_s
+    log.warning(
+        "AIOPS_INCIDENT_COALESCE_S=%g is too long for AIOPS_LISTENER_CLAIM_IDLE_MS=%d "
+        "(held entries would be claimed and counted twice); holding %g s instead",
+        settings.incident_coalesce_s,
+        settings.listener_claim_idle_ms,
+        limit_s,
+    )
+    return limit_s
 
 
 async def prune_periodically(
