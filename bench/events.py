@@ -717,6 +717,13 @@ async def special(args: argparse.Namespace) -> None:
     try:
         state = (await stack.up()).state
         database_url = state.services["postgres"].url
+        if storm:
+            # the storm's rate to the last commit is read from the commit timestamps
+            conn = await asyncpg.connect(database_url)
+            await conn.execute("ALTER SYSTEM SET track_commit_timestamp = on")
+            await conn.close()
+            stack.down(timeout=30)
+            state = (await stack.up()).state
         await migrate(database_url, 384)
         env = {k: v for k, v in os.environ.items() if not k.startswith("AIOPS_")}
         env.update(state.env())
