@@ -184,6 +184,12 @@ class Fingerprinter(Protocol):
         self, message: str, service: str | None = None, category: str | None = None
     ) -> FingerprintResult: ...
 
+    def identify(
+        self, message: str, service: str | None = None, category: str | None = None
+    ) -> tuple[str, str]:
+        """add() as (fingerprint, template)."""
+        ...
+
 
 # --- incidents ------------------------------------------------------------------------
 
@@ -274,10 +280,9 @@ def coalesce(
         if known is None:
             # masked first: an e-mail or a token in a message is neither part of the
             # problem's identity nor something a workflow history may hold
-            result = fingerprinter.add(
+            known = memo[key] = fingerprinter.identify(
                 mask(detection.text), service=detection.service, category=detection.category.value
             )
-            known = memo[key] = (result.fingerprint, result.template)
         fingerprint, template = known
         fingerprint = alert_fingerprint(event) or fingerprint
         group = groups.get((fingerprint, event.replay))

@@ -143,6 +143,17 @@ class Fingerprinter:
         self, message: str, service: str | None = None, category: str | None = None
     ) -> FingerprintResult:
         """Fingerprint a line and learn from it (a template grows, or a new one starts)."""
+        return self._add(message, service, category).result()
+
+    def identify(
+        self, message: str, service: str | None = None, category: str | None = None
+    ) -> tuple[str, str]:
+        """add(), answering (fingerprint, template) only: the listener's hot path, where a
+        result model per line costs more than the lookup."""
+        cluster = self._add(message, service, category)
+        return cluster.fingerprint, cluster.template
+
+    def _add(self, message: str, service: str | None, category: str | None) -> _Cluster:
         scope: Scope = (service or "", category or "")
         key = key_of(message)
         if self._shared is not None and self._shared.due():
@@ -156,7 +167,7 @@ class Fingerprinter:
             self._remember(scope, key, index)
         cluster = self._clusters[self._alive(index)]
         cluster.size += 1
-        return cluster.result()
+        return cluster
 
     def match(
         self, message: str, service: str | None = None, category: str | None = None

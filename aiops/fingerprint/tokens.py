@@ -92,6 +92,11 @@ def _collapse(texts: list[str]) -> list[int]:
 _WORDS: dict[str, tuple[str, ...]] = {}
 _MAX_WORDS = 50_000
 _DATA = (WILDCARD,)
+# A message's words sorted, before runs collapse, to its key: the lines of one problem
+# differ in their data, which is <*> by then, so a storm collapses each shape once.
+# Bounded like _WORDS.
+_SHAPES: dict[tuple[str, ...], tuple[str, ...]] = {}
+_MAX_SHAPES = 10_000
 
 
 def _parts(word: str) -> tuple[str, ...]:
@@ -113,7 +118,14 @@ def key_of(message: str) -> tuple[str, ...]:
         texts += _parts(word) if parts is None else parts
     if texts.count(WILDCARD) < 2:
         return tuple(texts)
-    return tuple(texts[i] for i in _collapse(texts))
+    shape = tuple(texts)
+    key = _SHAPES.get(shape)
+    if key is None:
+        key = tuple(texts[i] for i in _collapse(texts))
+        if len(_SHAPES) >= _MAX_SHAPES:
+            _SHAPES.clear()
+        _SHAPES[shape] = key
+    return key
 
 
 def tokenize(message: str) -> list[Token]:
