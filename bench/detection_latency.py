@@ -128,6 +128,8 @@ async def main(runs: int, interval: float) -> None:
             detector=DefaultDetector(),
             fingerprinter=default_fingerprinter(),
             cool_down_s=5,
+            # as the listener holds a storm's later observations (the first goes at once)
+            coalesce_s=settings.incident_coalesce_s,
         )
         ingestor = make_ingestor(settings, redis, store, consumer="bench", incidents=router)
         defaults = ProbeDefaults(
