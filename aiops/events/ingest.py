@@ -58,6 +58,8 @@ ROUTING_IN_FLIGHT: Final = 64
 # entries (and their events, in memory) may wait for it; at 25,000 events/s a 0.25 s
 # interval holds about 6,000
 ROUTING_IN_FLIGHT_ENTRIES: Final = 20_000
+# streams quiet this long: the router's held observations go (at most this often)
+IDLE_FLUSH_S: Final = 0.05
 # entries validated between two turns of the event loop in prepare_async
 YIELD_EVERY: Final = 32
 
@@ -142,6 +144,7 @@ class Ingestor:
         self.trust = trust
         self.stats = IngestStats()
         self._read_backoff = Backoff()
+        self._read_at = time.monotonic()
 
     # --- one batch ---
 
@@ -313,6 +316,19 @@ class Ingestor:
     async def process(self, entries: Sequence[Entry]) -> BatchReport:
         return await self.commit(self.prepare(entries))
 
+    async def _flush_when_idle(self) -> None:
+        """Once the streams have been quiet for IDLE_FLUSH_S, what the router holds goes:
+        nothing is coming to merge with it, and its entries wait to be acknowledged. A
+        storm never goes quiet; the end of one does not wait out the whole interval."""
+        router = self.incidents
+        if router is None or router.coalesce_s <= 0:
+            return
+        every = min(IDLE_FLUSH_S, router.coalesce_s)
+        while True:
+            await asyncio.sleep(every)
+            if time.monotonic() - self._read_at >= every:
+                router.flush()
+
     def _flush_held(self) -> None:
         if self.incidents is not None:
             self.incidents.flush()
@@ -394,6 +410,7 @@ class Ingestor:
             await self.process(own)
         queue: asyncio.Queue[Batch | None] = asyncio.Queue(maxsize=1)
         reader = asyncio.create_task(self._read_batches(stop, queue))
+        idle = asyncio.create_task(self._flush_when_idle())
         # each batch being routed, with its entries
         finishing: dict[asyncio.Task[BatchReport], int] = {}
         last_stats = time.monotonic()
@@ -423,6 +440,7 @@ class Ingestor:
                     last_stats = time.monotonic()
             await _reap(finishing, batches=0, entries=0, nudge=self._flush_held)
         finally:
+            idle.cancel()
             for task in finishing:
                 task.cancel()
             if not reader.done():
@@ -440,6 +458,8 @@ class Ingestor:
             ahead = asyncio.ensure_future(self._read(self.consumer.read))
             while ahead is not None:
                 entries = await ahead
+                if entries:
+                    self._read_at = time.monotonic()
                 ahead = (
                     None if stop.is_set() else asyncio.ensure_future(self._read(self.consumer.read))
                 )

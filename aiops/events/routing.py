@@ -593,9 +593,11 @@ class IncidentRouter:
         await asyncio.gather(*(self._submit(o, hold) for o in observations))
 
     def flush(self) -> None:
-        """End every interval now: what is held goes as soon as its signal can."""
+        """End the interval of every incident holding an observation: it goes as soon as
+        its signal can."""
         for box in self._outboxes.values():
-            box.wake.set()
+            if box.pending is not None:
+                box.wake.set()
 
     async def _submit(self, observation: Observation, hold: bool = True) -> None:
         if self._limit is None:

@@ -9,10 +9,12 @@ is counted is the observe signals in the incident's history), PostgreSQL and Red
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, cast
 
@@ -122,6 +124,31 @@ def _env(
     return env
 
 
+@contextlib.asynccontextmanager
+async def _busy(client: aioredis.Redis, stream: str) -> AsyncIterator[None]:
+    """Informational events on another stream all along: the streams never go quiet, so
+    the listener has no reason to send what it holds before the interval ends (a storm)."""
+
+    async def publish() -> None:
+        mesh = EventMesh(client)
+        n = 0
+        while True:
+            await mesh.publish_many(
+                [Event(event_type="MetricReport", source="filler", payload={"n": n})],
+                stream=stream,
+            )
+            n += 1
+            await asyncio.sleep(0.01)
+
+    task = asyncio.create_task(publish())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 async def _storm(
     client: aioredis.Redis,
     stream: str,
@@ -180,24 +207,65 @@ async def test_held_observations_go_as_one_signal_after_the_interval(
     client = aioredis.Redis.from_url(redis_url)
     await client.xgroup_create(stream, GROUP, id="0", mkstream=True)
     listener = _spawn(
-        env, log, "a", AIOPS_INCIDENT_COALESCE_S="4", AIOPS_LISTENER_CLAIM_IDLE_MS="60000"
+        env, log, "a", AIOPS_INCIDENT_COALESCE_S="5", AIOPS_LISTENER_CLAIM_IDLE_MS="60000"
     )
     try:
-        workflow_id, sent = await _storm(client, stream, prefix, database_url, temporal_env, log)
-        # stored, not yet signalled: held for the interval, so not yet acknowledged
-        assert await _signals(temporal_env, workflow_id) == [1]
-        assert int((await client.xpending(stream, GROUP))["pending"]) == len(sent) - 1
+        # the streams stay busy throughout: only the interval ends the hold
+        async with _busy(client, f"{prefix}:filler"):
+            workflow_id, sent = await _storm(
+                client, stream, prefix, database_url, temporal_env, log
+            )
+            # stored, not yet signalled: held for the interval, so not yet acknowledged
+            assert await _signals(temporal_env, workflow_id) == [1]
+            assert int((await client.xpending(stream, GROUP))["pending"]) == len(sent) - 1
 
-        async def merged() -> bool:
-            return len(await _signals(temporal_env, workflow_id)) == 2
+            async def merged() -> bool:
+                return len(await _signals(temporal_env, workflow_id)) == 2
 
-        await _until("the merged signal", log, 30, merged)
-        assert await _signals(temporal_env, workflow_id) == [1, len(sent) - 1]
+            await _until("the merged signal", log, 30, merged)
+            assert await _signals(temporal_env, workflow_id) == [1, len(sent) - 1]
+
+            async def acked() -> bool:
+                return int((await client.xpending(stream, GROUP))["pending"]) == 0
+
+            await _until("every entry acknowledged", log, 10, acked)
+        await temporal_env.client.get_workflow_handle(workflow_id).terminate("test done")
+    finally:
+        if listener.poll() is None:
+            listener.kill()
+            listener.wait(timeout=10)
+        await client.aclose()
+
+
+async def test_held_observations_go_once_the_streams_are_quiet(
+    temporal_env: WorkflowEnvironment,
+    redis_url: str,
+    database_url: str,
+    stream_prefix: str,
+    tmp_path: Path,
+) -> None:
+    prefix = stream_prefix
+    stream = f"{prefix}:app"
+    env = _env(temporal_env, redis_url, database_url, prefix)
+    log = tmp_path / "listener.log"
+    client = aioredis.Redis.from_url(redis_url)
+    await client.xgroup_create(stream, GROUP, id="0", mkstream=True)
+    # an interval far longer than the test: what ends the hold is the streams going quiet
+    listener = _spawn(
+        env, log, "a", AIOPS_INCIDENT_COALESCE_S="600", AIOPS_LISTENER_CLAIM_IDLE_MS="3600000"
+    )
+    try:
+        async with _busy(client, f"{prefix}:filler"):
+            workflow_id, sent = await _storm(
+                client, stream, prefix, database_url, temporal_env, log
+            )
+            assert await _signals(temporal_env, workflow_id) == [1]
 
         async def acked() -> bool:
             return int((await client.xpending(stream, GROUP))["pending"]) == 0
 
-        await _until("every entry acknowledged", log, 10, acked)
+        await _until("every entry acknowledged once quiet", log, 30, acked)
+        assert await _signals(temporal_env, workflow_id) == [1, len(sent) - 1]
         await temporal_env.client.get_workflow_handle(workflow_id).terminate("test done")
     finally:
         if listener.poll() is None:
@@ -220,17 +288,20 @@ async def test_listener_killed_while_holding_observations_loses_none(
     log = tmp_path / "listener.log"
     client = aioredis.Redis.from_url(redis_url)
     await client.xgroup_create(stream, GROUP, id="0", mkstream=True)
-    # an interval far longer than the test: only the kill ends the hold
+    # an interval far longer than the test, and busy streams: only the kill ends the hold
     victim = _spawn(
         env, log, "victim", AIOPS_INCIDENT_COALESCE_S="600", AIOPS_LISTENER_CLAIM_IDLE_MS="3600000"
     )
     rescuer: subprocess.Popen[bytes] | None = None
     try:
-        workflow_id, sent = await _storm(client, stream, prefix, database_url, temporal_env, log)
-        held = int((await client.xpending(stream, GROUP))["pending"])
-        assert held == len(sent) - 1, "stored events whose signal waits must stay pending"
-        victim.kill()
-        victim.wait(timeout=10)
+        async with _busy(client, f"{prefix}:filler"):
+            workflow_id, sent = await _storm(
+                client, stream, prefix, database_url, temporal_env, log
+            )
+            held = int((await client.xpending(stream, GROUP))["pending"])
+            assert held == len(sent) - 1, "stored events whose signal waits must stay pending"
+            victim.kill()
+            victim.wait(timeout=10)
         assert await _signals(temporal_env, workflow_id) == [1]
 
         # it claims what the victim held after AIOPS_LISTENER_CLAIM_IDLE_MS (1 s here)
