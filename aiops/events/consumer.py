@@ -178,8 +178,9 @@ class StreamConsumer:
             self._own_pending_done.add(stream)
         return []
 
-    async def read(self) -> list[Entry]:
-        """The next batch: entries of dead consumers when a claim is due, else new ones."""
+    async def read(self, *, block_ms: int | None = None) -> list[Entry]:
+        """The next batch: entries of dead consumers when a claim is due, else new ones,
+        waiting for them at most block_ms (less than the configured time only)."""
         await self.discover()
         if not self.streams:
             # nothing to read yet; wait like XREADGROUP would, then look again
@@ -191,7 +192,7 @@ class StreamConsumer:
             if claimed:
                 return claimed
             self._claimed_at = time.monotonic()
-        return await self._read_new()
+        return await self._read_new(block_ms)
 
     async def _read_own_pending(self, stream: str) -> list[Entry]:
         reply = await self.redis.xreadgroup(
@@ -201,13 +202,14 @@ class StreamConsumer:
         self.stats.read += len(entries)
         return entries
 
-    async def _read_new(self) -> list[Entry]:
+    async def _read_new(self, block_ms: int | None = None) -> list[Entry]:
+        block = self.block_ms if block_ms is None else min(block_ms, self.block_ms)
         reply = await self.redis.xreadgroup(
             self.group,
             self.consumer,
             dict.fromkeys(self.streams, ">"),
             count=self.batch_size,
-            block=self.block_ms or None,
+            block=block or None,
         )
         entries = self._entries(reply)
         self.stats.read += len(entries)

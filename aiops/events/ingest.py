@@ -58,8 +58,9 @@ ROUTING_IN_FLIGHT: Final = 64
 # entries (and their events, in memory) may wait for it; at 25,000 events/s a 0.25 s
 # interval holds about 6,000
 ROUTING_IN_FLIGHT_ENTRIES: Final = 20_000
-# streams quiet this long: the router's held observations go (at most this often)
-IDLE_FLUSH_S: Final = 0.05
+# streams quiet this long (a read waiting for new entries came back empty): the router's
+# held observations go without waiting out its interval
+QUIET_S: Final = 0.05
 # entries validated between two turns of the event loop in prepare_async
 YIELD_EVERY: Final = 32
 
@@ -144,7 +145,6 @@ class Ingestor:
         self.trust = trust
         self.stats = IngestStats()
         self._read_backoff = Backoff()
-        self._read_at = time.monotonic()
 
     # --- one batch ---
 
@@ -316,19 +316,6 @@ class Ingestor:
     async def process(self, entries: Sequence[Entry]) -> BatchReport:
         return await self.commit(self.prepare(entries))
 
-    async def _flush_when_idle(self) -> None:
-        """Once the streams have been quiet for IDLE_FLUSH_S, what the router holds goes:
-        nothing is coming to merge with it, and its entries wait to be acknowledged. A
-        storm never goes quiet; the end of one does not wait out the whole interval."""
-        router = self.incidents
-        if router is None or router.coalesce_s <= 0:
-            return
-        every = min(IDLE_FLUSH_S, router.coalesce_s)
-        while True:
-            await asyncio.sleep(every)
-            if time.monotonic() - self._read_at >= every:
-                router.flush()
-
     def _flush_held(self) -> None:
         if self.incidents is not None:
             self.incidents.flush()
@@ -410,7 +397,6 @@ class Ingestor:
             await self.process(own)
         queue: asyncio.Queue[Batch | None] = asyncio.Queue(maxsize=1)
         reader = asyncio.create_task(self._read_batches(stop, queue))
-        idle = asyncio.create_task(self._flush_when_idle())
         # each batch being routed, with its entries
         finishing: dict[asyncio.Task[BatchReport], int] = {}
         last_stats = time.monotonic()
@@ -440,7 +426,6 @@ class Ingestor:
                     last_stats = time.monotonic()
             await _reap(finishing, batches=0, entries=0, nudge=self._flush_held)
         finally:
-            idle.cancel()
             for task in finishing:
                 task.cancel()
             if not reader.done():
@@ -454,15 +439,26 @@ class Ingestor:
         its own core) while this one is validated. A read asked for before stop is still
         processed once it returns: its entries are this consumer's now."""
         ahead: asyncio.Future[list[Entry] | None] | None = None
+        # While the router may hold observations, a read waits at most quiet_ms: one that
+        # comes back empty means nothing arrived that long, and what is held goes (a
+        # storm never goes quiet; the end of one does not wait out the whole interval).
+        router = self.incidents
+        quiet_ms = (
+            max(1, int(min(QUIET_S, router.coalesce_s) * 1000))
+            if router is not None and router.coalesce_s > 0
+            else None
+        )
+
+        def read() -> Awaitable[list[Entry]]:
+            return self.consumer.read(block_ms=quiet_ms)
+
         try:
-            ahead = asyncio.ensure_future(self._read(self.consumer.read))
+            ahead = asyncio.ensure_future(self._read(read))
             while ahead is not None:
                 entries = await ahead
-                if entries:
-                    self._read_at = time.monotonic()
-                ahead = (
-                    None if stop.is_set() else asyncio.ensure_future(self._read(self.consumer.read))
-                )
+                if entries == [] and router is not None:
+                    router.flush()
+                ahead = None if stop.is_set() else asyncio.ensure_future(self._read(read))
                 if entries:
                     await queue.put(await self.prepare_async(entries))
         finally:
