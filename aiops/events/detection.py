@@ -29,9 +29,8 @@ a matching active pattern decides, these rules are its fallback.
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from typing import Final, Protocol
-
-from pydantic import BaseModel
 
 from aiops.events.envelope import Event, EventType, Severity
 from aiops.models.incident import ProblemCategory, ProblemSeverity
@@ -85,7 +84,11 @@ _BY_CATEGORY: Final = {
 TEXT_FIELDS: Final = ("message", "error", "msg", "reason", "detail", "description")
 
 
-class Detection(BaseModel):
+@dataclass(frozen=True, slots=True)
+class Detection:
+    """What made an event a problem. A dataclass, not a model: one is made for every
+    problem event of a storm, from values this module already holds valid."""
+
     category: ProblemCategory
     severity: ProblemSeverity
     # what the fingerprinter sees: the variable parts are masked there, not here
