@@ -4,7 +4,11 @@ Problem events of one batch are grouped by fingerprint and sent as one signal-wi
 per fingerprint, carrying the count, the newest ids and a bounded sample: a storm of 10,000
 identical errors is one workflow and a handful of signals, not 10,000 workflows. While a
 signal to an incident is in flight, the next batches' observations for it are merged and
-go as one signal when it returns, so Temporal is never asked more than it answers.
+go as one signal when it returns, so Temporal is never asked more than it answers. After a
+signal, an incident's next observations are held for AIOPS_INCIDENT_COALESCE_S and go as
+one (sooner when the streams go quiet or the listener's pipeline is full); the first
+observation of an incident not signalled within that interval goes at once. The events
+of a held observation are acknowledged only once its signal is with Temporal.
 """
 
 from __future__ import annotations
