@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/events.py [--events 100000] [--latency-seconds 10]
     .venv/bin/python bench/events.py --problem-share 0.1 [--events 30000] [--sources 7]
+                                     [--publisher pipe|python] [--profile FILE]
     .venv/bin/python bench/events.py --stopped-seconds 60 [--rate 2000] [--maxlen 10000]
 
 Starts its own PostgreSQL and Redis (durable settings: fsync and AOF on, as in production;
@@ -17,9 +18,12 @@ track_commit_timestamp on so latency is measured to the commit), then measures:
 --problem-share F measures a storm instead (Temporal started too, no worker: the cost
 measured is the listener's): F of the events are problem events of --sources services,
 the rest informational, on one stream per source, with one listener routing incidents;
-events/s from the first XADD to the last commit with exact counts (every event stored
-once, every problem event counted on an incident), against raw XADD + XREADGROUP + XACK
-of the same entries in the same run.
+events/s with exact counts (every event stored once, every problem event counted on an
+incident) from the first XADD to the last acknowledgement (after the last coalesced
+signal) and to the last commit, against raw XADD + XREADGROUP + XACK of the same entries
+in the same run. The XADDs go through `redis-cli --pipe` (the publisher the issue measured
+with, about 1 us of CPU per event) for both runs; --publisher python pipelines them from
+this process instead (about 20 us per event, taken from the same two cores).
 
 --stopped-seconds S publishes at --rate events/s for S seconds with no listener running,
 on a stream trimmed to --maxlen, then starts one and counts what it stores: an entry
