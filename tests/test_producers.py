@@ -48,7 +48,7 @@ class RecordingRouter(IncidentRouter):
 
     signalled: list[Observation] = field(default_factory=list)
 
-    async def signal_all(self, observations: Sequence[Observation]) -> None:
+    async def signal_all(self, observations: Sequence[Observation], *, hold: bool = True) -> None:
         self.signalled.extend(observations)
 
 

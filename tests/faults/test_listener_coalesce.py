@@ -96,7 +96,14 @@ def _tail(log: Path) -> str:
 
 async def _until(what: str, log: Path, timeout: float, check: Any) -> None:
     deadline = time.monotonic() + timeout
-    while not await check():
+    while True:
+        left = deadline - time.monotonic()
+        try:
+            # a check that hangs (a server that stopped answering) fails here too
+            if left > 0 and await asyncio.wait_for(check(), timeout=left):
+                return
+        except TimeoutError:
+            pass
         assert time.monotonic() < deadline, f"timed out waiting for {what}\n" + _tail(log)
         await asyncio.sleep(0.1)
 
