@@ -27,7 +27,12 @@ from temporalio import activity, workflow
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
-from temporalio.worker import Worker
+from temporalio.worker import (
+    ActivityInboundInterceptor,
+    ExecuteActivityInput,
+    Interceptor,
+    Worker,
+)
 
 from aiops.config import load_settings
 from aiops.db.migrate import migrate
@@ -63,6 +68,34 @@ class BareWorkflow:
             "bench_noop", value, start_to_close_timeout=timedelta(seconds=30)
         )
         return result
+
+
+class ActivityClock(Interceptor):
+    """When each activity ran (epoch start, end, name, local?, workflow id), for --explain."""
+
+    def __init__(self) -> None:
+        self.runs: list[tuple[float, float, str, bool, str]] = []
+
+    def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
+        return _Timed(next, self.runs)
+
+
+class _Timed(ActivityInboundInterceptor):
+    def __init__(
+        self, next: ActivityInboundInterceptor, runs: list[tuple[float, float, str, bool, str]]
+    ) -> None:
+        super().__init__(next)
+        self._runs = runs
+
+    async def execute_activity(self, input: ExecuteActivityInput) -> object:
+        info = activity.info()
+        started = time.time()
+        try:
+            return await self.next.execute_activity(input)
+        finally:
+            self._runs.append(
+                (started, time.time(), info.activity_type, info.is_local, info.workflow_id or "")
+            )
 
 
 def pct(values: list[float], q: float) -> float:
@@ -129,13 +162,18 @@ async def healed_after(client: Client, incident_id: str, since: float) -> float:
     return closed.timestamp() - since
 
 
-async def timeline(client: Client, incident_id: str, since: float) -> None:
+async def timeline(
+    client: Client, top_id: str, since: float, clock: ActivityClock, label: str = "incident"
+) -> None:
     """Where the time of one incident went: every history event of the incident and its
-    children, in ms after the XADD."""
+    children, and every activity the worker ran for them (local ones leave only a marker
+    in the history), in ms after the XADD."""
     rows: list[tuple[float, str, str]] = []
-    ids = [incident_id]
+    ids = [top_id]
+    names: dict[str, str] = {}
     while ids:
         wid = ids.pop()
+        names[wid] = wid.rsplit("-", 2)[-2] if wid != top_id else label
         try:
             history = await client.get_workflow_handle(wid).fetch_history()
         except RPCError:
@@ -143,13 +181,18 @@ async def timeline(client: Client, incident_id: str, since: float) -> None:
         for event in history.events:
             at = event.event_time.ToDatetime(tzinfo=UTC).timestamp() - since
             kind: str = event.WhichOneof("attributes") or ""
-            rows.append((at, wid.rsplit("-", 2)[-2] if wid != incident_id else "incident", kind))
+            rows.append((at, names[wid], kind.removesuffix("_event_attributes")))
             if kind == "start_child_workflow_execution_initiated_event_attributes":
                 ids.append(
                     event.start_child_workflow_execution_initiated_event_attributes.workflow_id
                 )
+    for start, end, name, local, wid in clock.runs:
+        if wid in names:
+            kind = "local activity" if local else "activity"
+            rows.append((start - since, names[wid], f"  > {kind} {name}"))
+            rows.append((end - since, names[wid], f"  < {name} ({(end - start) * 1000:.1f} ms)"))
     for at, who, name in sorted(rows):
-        print(f"{at * 1000:8.1f} ms  {who:10} {name.removesuffix('_event_attributes')}")
+        print(f"{at * 1000:8.1f} ms  {who:10} {name}")
 
 
 async def main(sequential: int, burst: int, explain: bool) -> None:
@@ -209,12 +252,14 @@ async def main(sequential: int, burst: int, explain: bool) -> None:
         )
         ingestor = make_ingestor(settings, redis, store, consumer="bench", incidents=router)
         stop = asyncio.Event()
+        clock = ActivityClock()
         async with Worker(
             client,
             task_queue="aiops",
             workflows=[*ALL_WORKFLOWS, BareWorkflow],
             activities=[*activities_of(*holders), noop],
             max_concurrent_activities=100,
+            interceptors=[clock] if explain else [],
         ):
             listening = asyncio.create_task(ingestor.run(stop))
             await ingestor.consumer.discover(force=True)
@@ -255,8 +300,14 @@ async def main(sequential: int, burst: int, explain: bool) -> None:
                 [observation] = router.observe([explained])
                 explained_id = f"incident-{observation.fingerprint}"
                 await healed_after(client, explained_id, started)
-                await timeline(client, explained_id, started)
+                await timeline(client, explained_id, started, clock)
             bare_lat = [await bare(i) for i in range(sequential)]
+            if explain:
+                bare_id = f"bare-{uuid.uuid4().hex}"
+                started = time.time()
+                await client.execute_workflow(BareWorkflow.run, 0, id=bare_id, task_queue="aiops")
+                print("the bare workflow, for comparison:")
+                await timeline(client, bare_id, started, clock, "bare")
             print(f"burst: {burst} incidents at once ...", flush=True)
             t0 = time.time()
             await asyncio.gather(*(incident(10_000 + i) for i in range(burst)))
