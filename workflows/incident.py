@@ -462,6 +462,15 @@ class IncidentWorkflow:
                 parent_close_policy=ParentClosePolicy.TERMINATE,
             )
             status.healing_result = result
+            # what the child reported last, brought up to its end (it does not report the
+            # last step when the result follows in the same workflow task)
+            status.healing = HealingStatus(
+                phase="done",
+                plan=diagnosis.plan,
+                steps=result.steps,
+                compensations=result.compensations,
+                outcome=result.outcome,
+            )
             status.pending_approval = None
             status.outcome = result.outcome
             if result.outcome in ("failed", "compensated", "refused"):
