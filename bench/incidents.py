@@ -210,6 +210,70 @@ async def timeline(
         print(f"{at * 1000:8.1f} ms  {who:10} {name}")
 
 
+# Where an incident's time goes, segment by segment: (label, workflow, event, after which
+# mark). "server" segments are Temporal's own hops (a child started, a task handed to a
+# poller); "worker" ones are this process running workflow code and activities.
+_START_CHILD = "start_child_workflow_execution_initiated"
+_MARKS: list[tuple[str, str, str, int]] = [
+    ("server: XADD -> incident started (listener)", "incident", "workflow_execution_started", -1),
+    ("server: incident task 1 dispatched", "incident", "workflow_task_started", 0),
+    ("worker: incident task 1", "incident", "workflow_task_completed", 1),
+    ("server: diagnosis child started", "diagnosis", "workflow_execution_started", 2),
+    ("server: its first task scheduled", "diagnosis", "workflow_task_scheduled", 3),
+    ("server: its first task dispatched", "diagnosis", "workflow_task_started", 4),
+    ("worker: diagnosis task (search)", "diagnosis", "workflow_execution_completed", 5),
+    ("server: incident told", "incident", "child_workflow_execution_completed", 6),
+    ("server: incident task dispatched", "incident", "workflow_task_started", 7),
+    (
+        "worker: incident task (plan -> healing)",
+        "incident",
+        "start_child_workflow_execution_initiated",
+        8,
+    ),
+    ("server: healing child started", "healing", "workflow_execution_started", 9),
+    ("server: its first task scheduled", "healing", "workflow_task_scheduled", 10),
+    ("server: its first task dispatched", "healing", "workflow_task_started", 11),
+    ("worker: healing task 1 (policy, audit)", "healing", "activity_task_scheduled", 12),
+    ("worker: execute_action", "healing", "activity_task_completed", 13),
+    ("server: healing task dispatched", "healing", "workflow_task_started", 14),
+    ("worker: healing to its close", "healing", "workflow_execution_completed", 15),
+]
+
+
+async def phases(client: Client, runs: list[tuple[str, float]]) -> None:
+    """The median of each segment of the path to healed, over the given incidents
+    (id, XADD epoch); the segments add up to the XADD -> healed latency."""
+    spent: dict[int, list[float]] = {}
+    for incident_id, since in runs:
+        events: dict[str, list[tuple[float, str]]] = {}
+        ids = [incident_id]
+        while ids:
+            wid = ids.pop()
+            who = "incident" if wid == incident_id else wid.rsplit("-", 2)[-2]
+            for event in (await client.get_workflow_handle(wid).fetch_history()).events:
+                kind = (event.WhichOneof("attributes") or "").removesuffix("_event_attributes")
+                at = event.event_time.ToDatetime(tzinfo=UTC).timestamp()
+                events.setdefault(who, []).append((at, kind))
+                if kind == "start_child_workflow_execution_initiated":
+                    child = event.start_child_workflow_execution_initiated_event_attributes
+                    if "-learning-" not in child.workflow_id:
+                        ids.append(child.workflow_id)
+        marks: list[float] = []
+        for _, who, kind, after in _MARKS:
+            floor = since if after < 0 else marks[after]
+            marks.append(min(t for t, k in events[who] if k == kind and t >= floor))
+        for i, at in enumerate(marks):
+            spent.setdefault(i, []).append(at - (since if i == 0 else marks[i - 1]))
+    print(f"where the time goes (median of {len(runs)} incidents, ms):")
+    total = 0.0
+    for i, (label, *_rest) in enumerate(_MARKS):
+        median = statistics.median(spent[i]) * 1000
+        total += median
+        print(f"  {label:46}{median:7.1f}")
+    server = sum(statistics.median(spent[i]) for i, m in enumerate(_MARKS) if m[0][0] == "s")
+    print(f"  {'sum of medians':46}{total:7.1f}  (server hops {server * 1000:.0f})")
+
+
 async def main(sequential: int, burst: int, explain: bool) -> None:
     home = Path(tempfile.mkdtemp(prefix="aiops-bench-"))
     stack = DevStack(
@@ -279,6 +343,8 @@ async def main(sequential: int, burst: int, explain: bool) -> None:
             listening = asyncio.create_task(ingestor.run(stop))
             await ingestor.consumer.discover(force=True)
 
+            measured: list[tuple[str, float]] = []
+
             async def incident(i: int) -> float:
                 # a service per incident: each event is its own problem fingerprint
                 event = Event(
@@ -290,7 +356,10 @@ async def main(sequential: int, burst: int, explain: bool) -> None:
                 started = time.time()
                 await mesh.publish(event, stream="events:bench")
                 [observation] = router.observe([event])
-                return await healed_after(client, f"incident-{observation.fingerprint}", started)
+                incident_id = f"incident-{observation.fingerprint}"
+                if i >= 0:
+                    measured.append((incident_id, started))
+                return await healed_after(client, incident_id, started)
 
             async def bare(i: int, sandboxed: bool = False) -> float:
                 started = time.time()
@@ -307,6 +376,8 @@ async def main(sequential: int, burst: int, explain: bool) -> None:
             await bare(-1, sandboxed=True)
             print(f"sequential: {sequential} incidents one at a time ...", flush=True)
             inc_lat = [await incident(i) for i in range(sequential)]
+            if explain:
+                await phases(client, measured)
             if explain:
                 explained = Event(
                     event_type="ServiceTimeout",
