@@ -42,12 +42,14 @@ if not workflow.unsafe.in_sandbox():
     install(__name__)
 
 
-def __getattr__(name: str) -> Any:
-    if name == "ALL_WORKFLOWS":
-        return [__getattr__(n) for n in _ALL]
-    if name in _WHERE:
-        return getattr(importlib.import_module(_WHERE[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+if not TYPE_CHECKING:  # type checkers see the imports above; a typo is an error there
+
+    def __getattr__(name: str) -> Any:
+        if name == "ALL_WORKFLOWS":
+            return [__getattr__(n) for n in _ALL]
+        if name in _WHERE:
+            return getattr(importlib.import_module(_WHERE[name]), name)
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [
