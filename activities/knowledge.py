@@ -73,7 +73,8 @@ class KnowledgeActivities:
     @activity.defn(name="record_problem")
     async def record_problem(self, request: ProblemRecordRequest) -> ProblemRef:
         # the diagnosis beside this searches with the same text: its vectors first, so the
-        # search, on the path to the plan, finds them in this worker's embedding cache
+        # search, on the path to the plan, finds them in this worker's embedding cache (or
+        # waits for this call instead of embedding them again)
         await self._kg.prepare_search(request.description)
         severity = request.severity if request.severity in _SEVERITIES else "medium"
         record = await self._kg.add_problem(
