@@ -227,40 +227,62 @@ class HealingActivities:
             update={"detail": mask(outcome.detail), "data": mask_json(outcome.data)}
         )
 
+    async def _health_target(self, name: str | None) -> ServiceRecord | VerifyResult:
+        """The service whose health endpoint to probe, or the verdict when there is none."""
+        if name is None:
+            return VerifyResult(healthy=None, detail="no service to verify")
+        try:
+            service = await self._registry.get(name)
+        except UnknownService:
+            return VerifyResult(healthy=None, detail=f"{name} is not registered")
+        if not service.health_check or not service.endpoint.startswith("http"):
+            return VerifyResult(healthy=None, detail=f"{service.name} has no health endpoint")
+        return service
+
+    async def _probe(self, client: httpx.AsyncClient, service: ServiceRecord) -> VerifyResult:
+        """One GET of the health endpoint; a 2xx is recorded as the service's health."""
+        assert service.health_check is not None
+        url = service.url(service.health_check)
+        started = time.monotonic()
+        try:
+            response = await client.get(url)
+        except httpx.HTTPError as error:
+            return VerifyResult(healthy=False, detail=f"{url}: {error.__class__.__name__}")
+        latency = (time.monotonic() - started) * 1000
+        if not response.is_success:
+            return VerifyResult(healthy=False, detail=f"{url} answered {response.status_code}")
+        await self._registry.record_health(service.name, True, latency)
+        return VerifyResult(
+            healthy=True, detail=f"{url} answered {response.status_code}", latency_ms=latency
+        )
+
+    @activity.defn(name="probe_service_health")
+    async def probe_health(self, request: VerifyRequest) -> VerifyResult:
+        """The first probe alone, run inside the workflow task: healthy, or nothing to probe,
+        is the verdict; healthy=False here only means "not yet", and the workflow waits it
+        out with verify_service_health, which records the verdict."""
+        target = await self._health_target(request.service)
+        if isinstance(target, VerifyResult):
+            return target
+        async with httpx.AsyncClient(timeout=5.0) as client:
+            return await self._probe(client, target)
+
     @activity.defn(name="verify_service_health")
     async def verify_health(self, request: VerifyRequest) -> VerifyResult:
         """Poll the service's health endpoint until it answers 2xx or the timeout passes."""
-        if request.service is None:
-            return VerifyResult(healthy=None, detail="no service to verify")
-        try:
-            service = await self._registry.get(request.service)
-        except UnknownService:
-            return VerifyResult(healthy=None, detail=f"{request.service} is not registered")
-        if not service.health_check or not service.endpoint.startswith("http"):
-            return VerifyResult(healthy=None, detail=f"{service.name} has no health endpoint")
-        url = service.url(service.health_check)
+        target = await self._health_target(request.service)
+        if isinstance(target, VerifyResult):
+            return target
         deadline = time.monotonic() + request.timeout_s
-        last = "no answer yet"
         async with httpx.AsyncClient(timeout=5.0) as client:
             while True:
-                started = time.monotonic()
-                try:
-                    response = await client.get(url)
-                    latency = (time.monotonic() - started) * 1000
-                    if response.is_success:
-                        await self._registry.record_health(service.name, True, latency)
-                        return VerifyResult(
-                            healthy=True,
-                            detail=f"{url} answered {response.status_code}",
-                            latency_ms=latency,
-                        )
-                    last = f"{url} answered {response.status_code}"
-                except httpx.HTTPError as error:
-                    last = f"{url}: {error.__class__.__name__}"
-                activity.heartbeat(last)
+                probed = await self._probe(client, target)
+                if probed.healthy:
+                    return probed
+                activity.heartbeat(probed.detail)
                 if time.monotonic() >= deadline:
-                    await self._registry.record_health(service.name, False, None)
-                    return VerifyResult(healthy=False, detail=f"still unhealthy: {last}")
+                    await self._registry.record_health(target.name, False, None)
+                    return VerifyResult(healthy=False, detail=f"still unhealthy: {probed.detail}")
                 await asyncio.sleep(request.interval_s)
 
     @activity.defn(name="record_audit")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -13,7 +14,7 @@ from aiops.diagnosis.llm import RootCauseNote, RootCauseRequest, RootCauseWriter
 from aiops.diagnosis.tools import ToolPlanner
 from aiops.events.envelope import Event, EventType, Severity
 from aiops.events.mesh import EventMesh
-from aiops.knowledge import KnowledgeGraph, ProblemIn
+from aiops.knowledge import KnowledgeGraph, ProblemIn, SearchHit
 from aiops.models.diagnosis import Candidate, CandidateSearch, DiagnosisInput
 from aiops.models.incident import EscalationRequest, ProblemRecordRequest, ProblemRef
 from aiops.models.learning import (
@@ -32,6 +33,10 @@ from aiops.policy.models import Policy
 from aiops.privacy import mask
 
 _SEVERITIES = {"low", "medium", "high", "critical"}
+
+
+async def _nothing() -> list[SearchHit]:
+    return []
 
 
 class KnowledgeActivities:
@@ -67,6 +72,10 @@ class KnowledgeActivities:
 
     @activity.defn(name="record_problem")
     async def record_problem(self, request: ProblemRecordRequest) -> ProblemRef:
+        # the diagnosis beside this searches with the same text: its vectors first, so the
+        # search, on the path to the plan, finds them in this worker's embedding cache (or
+        # waits for this call instead of embedding them again)
+        await self._kg.prepare_search(request.description)
         severity = request.severity if request.severity in _SEVERITIES else "medium"
         record = await self._kg.add_problem(
             ProblemIn(
@@ -92,15 +101,18 @@ class KnowledgeActivities:
     async def _search(self, request: DiagnosisInput) -> CandidateSearch:
         # What is known about this service first, so problems recorded for other services
         # (hints, never plans here) cannot push its own out of the top hits; then the rest.
-        hits = []
-        if request.service:
-            hits = await self._kg.find_solutions(
+        # The two searches run side by side, on two connections (one embedding: the cache).
+        own, anywhere = await asyncio.gather(
+            self._kg.find_solutions(
                 request.text, limit=request.limit, service=request.service, require_solutions=True
             )
+            if request.service
+            else _nothing(),
+            self._kg.find_solutions(request.text, limit=request.limit, require_solutions=True),
+        )
+        hits = list(own)
         seen = {hit.problem.id for hit in hits}
-        for hit in await self._kg.find_solutions(
-            request.text, limit=request.limit, require_solutions=True
-        ):
+        for hit in anywhere:
             if hit.problem.id not in seen:
                 hits.append(hit)
         candidates = [

@@ -22,12 +22,18 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import redis.asyncio as aioredis
+from bare_sandboxed import SandboxedBareWorkflow
 from cryptography.fernet import Fernet
 from temporalio import activity, workflow
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
-from temporalio.worker import Worker
+from temporalio.worker import (
+    ActivityInboundInterceptor,
+    ExecuteActivityInput,
+    Interceptor,
+    Worker,
+)
 
 from aiops.config import load_settings
 from aiops.db.migrate import migrate
@@ -65,6 +71,34 @@ class BareWorkflow:
         return result
 
 
+class ActivityClock(Interceptor):
+    """When each activity ran (epoch start, end, name, local?, workflow id), for --explain."""
+
+    def __init__(self) -> None:
+        self.runs: list[tuple[float, float, str, bool, str]] = []
+
+    def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
+        return _Timed(next, self.runs)
+
+
+class _Timed(ActivityInboundInterceptor):
+    def __init__(
+        self, next: ActivityInboundInterceptor, runs: list[tuple[float, float, str, bool, str]]
+    ) -> None:
+        super().__init__(next)
+        self._runs = runs
+
+    async def execute_activity(self, input: ExecuteActivityInput) -> object:
+        info = activity.info()
+        started = time.time()
+        try:
+            return await self.next.execute_activity(input)
+        finally:
+            self._runs.append(
+                (started, time.time(), info.activity_type, info.is_local, info.workflow_id or "")
+            )
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -96,8 +130,11 @@ async def seed(kg: KnowledgeGraph) -> None:
 async def healed_after(client: Client, incident_id: str, since: float) -> float:
     """Seconds from `since` (epoch) to the close of the incident's HealingWorkflow.
 
-    Only server-side calls (describe, a long-polled result): a status query every few ms
-    would be answered by the same worker and slow down the incident it measures."""
+    Only server-side calls, and long polls where the server has them: the incident's
+    history is followed as it grows until the healing child is started, then its result
+    is awaited. A status query every few ms would be answered by the same worker, and a
+    call to the server every few ms would load the server, and both slow down the incident
+    they measure (the bare workflow is measured with one long poll of its result)."""
     handle = client.get_workflow_handle(incident_id)
     while True:
         try:
@@ -107,20 +144,31 @@ async def healed_after(client: Client, incident_id: str, since: float) -> float:
             if error.status != RPCStatusCode.NOT_FOUND:
                 raise  # not found: the listener has not started it yet
         await asyncio.sleep(0.01)
-    healing = client.get_workflow_handle(
-        f"{incident_id}-healing-{run_id[:8]}", result_type=HealingResult
-    )
-    deadline = time.monotonic() + 60
+    healing_id = f"{incident_id}-healing-{run_id[:8]}"
+
+    async def healing_started() -> None:
+        run = client.get_workflow_handle(incident_id, run_id=run_id)
+        async for event in run.fetch_history_events(wait_new_event=True):
+            started = event.start_child_workflow_execution_initiated_event_attributes
+            if event.HasField("start_child_workflow_execution_initiated_event_attributes") and (
+                started.workflow_id == healing_id
+            ):
+                return
+        raise RuntimeError(f"{incident_id} closed without healing")
+
+    try:
+        await asyncio.wait_for(healing_started(), 60)
+    except TimeoutError:
+        status = await handle.query("status", result_type=IncidentStatus)
+        raise RuntimeError(f"{incident_id} never healed: {status.summary()}") from None
+    healing = client.get_workflow_handle(healing_id, result_type=HealingResult)
     while True:
         try:
             result = await healing.result()
             break
-        except RPCError as error:
+        except RPCError as error:  # initiated, not yet started: a moment
             if error.status != RPCStatusCode.NOT_FOUND:
-                raise  # not started yet: diagnosis is still running
-        if time.monotonic() > deadline:
-            status = await handle.query("status", result_type=IncidentStatus)
-            raise RuntimeError(f"{incident_id} never healed: {status.summary()}")
+                raise
         await asyncio.sleep(0.01)
     if result.outcome != "healed":
         raise RuntimeError(f"{incident_id} ended {result.outcome}: {result.detail}")
@@ -129,13 +177,18 @@ async def healed_after(client: Client, incident_id: str, since: float) -> float:
     return closed.timestamp() - since
 
 
-async def timeline(client: Client, incident_id: str, since: float) -> None:
+async def timeline(
+    client: Client, top_id: str, since: float, clock: ActivityClock, label: str = "incident"
+) -> None:
     """Where the time of one incident went: every history event of the incident and its
-    children, in ms after the XADD."""
+    children, and every activity the worker ran for them (local ones leave only a marker
+    in the history), in ms after the XADD."""
     rows: list[tuple[float, str, str]] = []
-    ids = [incident_id]
+    ids = [top_id]
+    names: dict[str, str] = {}
     while ids:
         wid = ids.pop()
+        names[wid] = wid.rsplit("-", 2)[-2] if wid != top_id else label
         try:
             history = await client.get_workflow_handle(wid).fetch_history()
         except RPCError:
@@ -143,13 +196,82 @@ async def timeline(client: Client, incident_id: str, since: float) -> None:
         for event in history.events:
             at = event.event_time.ToDatetime(tzinfo=UTC).timestamp() - since
             kind: str = event.WhichOneof("attributes") or ""
-            rows.append((at, wid.rsplit("-", 2)[-2] if wid != incident_id else "incident", kind))
+            rows.append((at, names[wid], kind.removesuffix("_event_attributes")))
             if kind == "start_child_workflow_execution_initiated_event_attributes":
                 ids.append(
                     event.start_child_workflow_execution_initiated_event_attributes.workflow_id
                 )
+    for start, end, name, local, wid in clock.runs:
+        if wid in names:
+            kind = "local activity" if local else "activity"
+            rows.append((start - since, names[wid], f"  > {kind} {name}"))
+            rows.append((end - since, names[wid], f"  < {name} ({(end - start) * 1000:.1f} ms)"))
     for at, who, name in sorted(rows):
-        print(f"{at * 1000:8.1f} ms  {who:10} {name.removesuffix('_event_attributes')}")
+        print(f"{at * 1000:8.1f} ms  {who:10} {name}")
+
+
+# Where an incident's time goes, segment by segment: (label, workflow, event, after which
+# mark). "server" segments are Temporal's own hops (a child started, a task handed to a
+# poller); "worker" ones are this process running workflow code and activities.
+_START_CHILD = "start_child_workflow_execution_initiated"
+_MARKS: list[tuple[str, str, str, int]] = [
+    ("server: XADD -> incident started (listener)", "incident", "workflow_execution_started", -1),
+    ("server: incident task 1 dispatched", "incident", "workflow_task_started", 0),
+    ("worker: incident task 1", "incident", "workflow_task_completed", 1),
+    ("server: diagnosis child started", "diagnosis", "workflow_execution_started", 2),
+    ("server: its first task scheduled", "diagnosis", "workflow_task_scheduled", 3),
+    ("server: its first task dispatched", "diagnosis", "workflow_task_started", 4),
+    ("worker: diagnosis task (search)", "diagnosis", "workflow_execution_completed", 5),
+    ("server: incident told", "incident", "child_workflow_execution_completed", 6),
+    ("server: incident task dispatched", "incident", "workflow_task_started", 7),
+    (
+        "worker: incident task (plan -> healing)",
+        "incident",
+        "start_child_workflow_execution_initiated",
+        8,
+    ),
+    ("server: healing child started", "healing", "workflow_execution_started", 9),
+    ("server: its first task scheduled", "healing", "workflow_task_scheduled", 10),
+    ("server: its first task dispatched", "healing", "workflow_task_started", 11),
+    ("worker: healing task 1 (policy, audit)", "healing", "activity_task_scheduled", 12),
+    ("worker: execute_action", "healing", "activity_task_completed", 13),
+    ("server: healing task dispatched", "healing", "workflow_task_started", 14),
+    ("worker: healing to its close", "healing", "workflow_execution_completed", 15),
+]
+
+
+async def phases(client: Client, runs: list[tuple[str, float]]) -> None:
+    """The median of each segment of the path to healed, over the given incidents
+    (id, XADD epoch); the segments add up to the XADD -> healed latency."""
+    spent: dict[int, list[float]] = {}
+    for incident_id, since in runs:
+        events: dict[str, list[tuple[float, str]]] = {}
+        ids = [incident_id]
+        while ids:
+            wid = ids.pop()
+            who = "incident" if wid == incident_id else wid.rsplit("-", 2)[-2]
+            for event in (await client.get_workflow_handle(wid).fetch_history()).events:
+                kind = (event.WhichOneof("attributes") or "").removesuffix("_event_attributes")
+                at = event.event_time.ToDatetime(tzinfo=UTC).timestamp()
+                events.setdefault(who, []).append((at, kind))
+                if kind == "start_child_workflow_execution_initiated":
+                    child = event.start_child_workflow_execution_initiated_event_attributes
+                    if "-learning-" not in child.workflow_id:
+                        ids.append(child.workflow_id)
+        marks: list[float] = []
+        for _, who, kind, after in _MARKS:
+            floor = since if after < 0 else marks[after]
+            marks.append(min(t for t, k in events[who] if k == kind and t >= floor))
+        for i, at in enumerate(marks):
+            spent.setdefault(i, []).append(at - (since if i == 0 else marks[i - 1]))
+    print(f"where the time goes (median of {len(runs)} incidents, ms):")
+    total = 0.0
+    for i, (label, *_rest) in enumerate(_MARKS):
+        median = statistics.median(spent[i]) * 1000
+        total += median
+        print(f"  {label:46}{median:7.1f}")
+    server = sum(statistics.median(spent[i]) for i, m in enumerate(_MARKS) if m[0][0] == "s")
+    print(f"  {'sum of medians':46}{total:7.1f}  (server hops {server * 1000:.0f})")
 
 
 async def main(sequential: int, burst: int, explain: bool) -> None:
@@ -209,15 +331,19 @@ async def main(sequential: int, burst: int, explain: bool) -> None:
         )
         ingestor = make_ingestor(settings, redis, store, consumer="bench", incidents=router)
         stop = asyncio.Event()
+        clock = ActivityClock()
         async with Worker(
             client,
             task_queue="aiops",
-            workflows=[*ALL_WORKFLOWS, BareWorkflow],
+            workflows=[*ALL_WORKFLOWS, BareWorkflow, SandboxedBareWorkflow],
             activities=[*activities_of(*holders), noop],
             max_concurrent_activities=100,
+            interceptors=[clock] if explain else [],
         ):
             listening = asyncio.create_task(ingestor.run(stop))
             await ingestor.consumer.discover(force=True)
+
+            measured: list[tuple[str, float]] = []
 
             async def incident(i: int) -> float:
                 # a service per incident: each event is its own problem fingerprint
@@ -230,19 +356,28 @@ async def main(sequential: int, burst: int, explain: bool) -> None:
                 started = time.time()
                 await mesh.publish(event, stream="events:bench")
                 [observation] = router.observe([event])
-                return await healed_after(client, f"incident-{observation.fingerprint}", started)
+                incident_id = f"incident-{observation.fingerprint}"
+                if i >= 0:
+                    measured.append((incident_id, started))
+                return await healed_after(client, incident_id, started)
 
-            async def bare(i: int) -> float:
+            async def bare(i: int, sandboxed: bool = False) -> float:
                 started = time.time()
                 await client.execute_workflow(
-                    BareWorkflow.run, i, id=f"bare-{uuid.uuid4().hex}", task_queue="aiops"
+                    SandboxedBareWorkflow.run if sandboxed else BareWorkflow.run,
+                    i,
+                    id=f"bare-{uuid.uuid4().hex}",
+                    task_queue="aiops",
                 )
                 return time.time() - started
 
             await incident(-1)  # warm up: model load, caches, connections
             await bare(-1)
+            await bare(-1, sandboxed=True)
             print(f"sequential: {sequential} incidents one at a time ...", flush=True)
             inc_lat = [await incident(i) for i in range(sequential)]
+            if explain:
+                await phases(client, measured)
             if explain:
                 explained = Event(
                     event_type="ServiceTimeout",
@@ -255,8 +390,15 @@ async def main(sequential: int, burst: int, explain: bool) -> None:
                 [observation] = router.observe([explained])
                 explained_id = f"incident-{observation.fingerprint}"
                 await healed_after(client, explained_id, started)
-                await timeline(client, explained_id, started)
+                await timeline(client, explained_id, started, clock)
             bare_lat = [await bare(i) for i in range(sequential)]
+            sandboxed_lat = [await bare(i, sandboxed=True) for i in range(sequential)]
+            if explain:
+                bare_id = f"bare-{uuid.uuid4().hex}"
+                started = time.time()
+                await client.execute_workflow(BareWorkflow.run, 0, id=bare_id, task_queue="aiops")
+                print("the bare workflow, for comparison:")
+                await timeline(client, bare_id, started, clock, "bare")
             print(f"burst: {burst} incidents at once ...", flush=True)
             t0 = time.time()
             await asyncio.gather(*(incident(10_000 + i) for i in range(burst)))
@@ -277,10 +419,13 @@ async def main(sequential: int, burst: int, explain: bool) -> None:
         ]
         for label, m50, m99, rate in rows:
             print(f"{label:34}{m50 * 1000:>7.0f}ms{m99 * 1000:>7.0f}ms{rate:>9.1f}")
+        s50, s99 = statistics.median(sandboxed_lat), pct(sandboxed_lat, 0.99)
+        print(f"{'bare, sandboxed (as aiops runs)':34}{s50 * 1000:>7.0f}ms{s99 * 1000:>7.0f}ms")
         print(
             f"incident cost vs bare: latency x{p50 / b50:.1f} (p50), "
             f"throughput x{bare_rate / inc_rate:.1f}"
         )
+        print(f"incident cost vs sandboxed bare: latency x{p50 / s50:.1f} (p50)")
         print(
             f"target: p50 < 1000 ms -> {'met' if p50 < 1.0 else 'NOT met'}; "
             f"cost < 4x bare -> {'met' if p50 / b50 < 4 else 'NOT met'} (latency)"

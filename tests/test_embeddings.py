@@ -419,6 +419,61 @@ async def test_cache_embeds_repeats_once_and_is_safe_from_callers() -> None:
     assert (await cached.embed([])).shape == (0, 4)
 
 
+class GatedEmbedder(CountingEmbedder):
+    """Answers only when the test opens the gate, or fails as told."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.fail: Exception | None = None
+
+    async def embed(self, texts: Sequence[str]) -> Vectors:
+        self.calls.append(list(texts))
+        await self.gate.wait()
+        if self.fail is not None:
+            raise self.fail
+        return await CountingEmbedder().embed(texts)
+
+
+async def test_concurrent_calls_embed_a_text_once() -> None:
+    inner = GatedEmbedder()
+    cached = CachedEmbedder(inner)
+    first = asyncio.create_task(cached.embed(["x", "yy"]))
+    await asyncio.sleep(0)
+    second = asyncio.create_task(cached.embed(["yy", "zzz"]))
+    await asyncio.sleep(0)
+    inner.gate.set()
+    a, b = await first, await second
+    assert inner.calls == [["x", "yy"], ["zzz"]]  # "yy" waited for the first call
+    np.testing.assert_array_equal(a[1], b[0])
+    assert (cached.hits, cached.misses) == (1, 3)
+
+
+async def test_a_failed_or_cancelled_first_call_does_not_strand_the_others() -> None:
+    inner = GatedEmbedder()
+    cached = CachedEmbedder(inner)
+    inner.fail = RuntimeError("provider down")
+    first = asyncio.create_task(cached.embed(["x"]))
+    await asyncio.sleep(0)
+    second = asyncio.create_task(cached.embed(["x"]))
+    await asyncio.sleep(0)
+    inner.gate.set()
+    for task in (first, second):
+        with pytest.raises(RuntimeError, match="provider down"):
+            await task
+    # cancelled while embedding: the caller waiting for it embeds the text itself
+    inner.fail, inner.gate = None, asyncio.Event()
+    first = asyncio.create_task(cached.embed(["w"]))
+    await asyncio.sleep(0)
+    second = asyncio.create_task(cached.embed(["w"]))
+    await asyncio.sleep(0)
+    first.cancel()
+    await asyncio.sleep(0)
+    inner.gate.set()
+    assert (await second).shape == (1, 4)
+    assert inner.calls[-2:] == [["w"], ["w"]]
+
+
 async def test_cache_keys_include_the_model() -> None:
     shared_texts = ["same text"]
     first, second = CountingEmbedder(model="m1"), CountingEmbedder(model="m2")

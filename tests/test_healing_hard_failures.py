@@ -71,6 +71,7 @@ async def _worker(env: WorkflowEnvironment, queue: str, pool: asyncpg.Pool) -> W
             acts.execute_action,
             acts.compensate_action,
             acts.verify_health,
+            acts.probe_health,
             acts.audit,
             acts.check_approval,
         ],

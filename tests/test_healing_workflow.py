@@ -62,6 +62,7 @@ def _worker(env: WorkflowEnvironment, queue: str, acts: HealingActivities) -> Wo
             acts.execute_action,
             acts.compensate_action,
             acts.verify_health,
+            acts.probe_health,
             acts.audit,
             acts.check_approval,
         ],

@@ -113,6 +113,36 @@ async def test_known_problem_is_healed_and_learned(
     assert result.resolved and not result.open
 
 
+async def test_a_healed_incident_on_the_current_path_is_saved_for_replay(
+    temporal_env: WorkflowEnvironment, database_url: str, redis_url: str
+) -> None:
+    """The histories above are kept as the code that wrote them left them (old paths stay
+    replayable); this one follows the current path (every patch taken)."""
+    queue = f"q-{uuid.uuid4().hex[:8]}"
+    client = temporal_env.client
+    async with aiops_worker(client, queue, database_url, redis_url) as kg:
+        await _seed(kg)
+        wid = "incident-history-healed-current"
+        result = await client.execute_workflow(
+            IncidentWorkflow.run,
+            IncidentInput(
+                event_type="ServiceTimeout",
+                source="import-service",
+                service="import-service",
+                payload={"message": "bookmark import timed out after 30s on a large file"},
+                cool_down_s=1,
+            ),
+            id=wid,
+            task_queue=queue,
+        )
+        await _export(temporal_env, wid, wid)
+    assert result.outcome == "healed", result.diagnosis
+    assert result.problem_id is not None
+    # the last step's progress came with the result: the status shows the plan done
+    assert result.healing is not None and result.healing.phase == "done"
+    assert [s.status for s in result.healing.steps] == ["done", "done"]
+
+
 async def test_unknown_problem_escalates_without_acting(
     temporal_env: WorkflowEnvironment, database_url: str, redis_url: str
 ) -> None:

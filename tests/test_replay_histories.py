@@ -45,6 +45,10 @@ def test_there_are_histories_of_each_kind() -> None:
         "incident-history-persists",
         # the escalation ladder: two fixes failed, the third healed, in one incident
         "incident-history-ladder",
+        # verified by a first probe and closed in the workflow task that had the result
+        "healing_healed_verified_in_task",
+        # an incident on the current path: every patch taken
+        "incident-history-healed-current",
     } <= names
     assert any(n.startswith("healing_fail_at_step_") for n in names)
 

@@ -118,6 +118,6 @@ async def test_one_trace_from_publish_to_activities(
         "RunWorkflow:LearningWorkflow",
         "RunActivity:record_problem",
         "RunActivity:execute_action",
-        "RunActivity:verify_service_health",
+        "RunActivity:probe_service_health",
     ):
         assert expected in names, f"{expected} not in the trace: {sorted(names)}"

@@ -58,6 +58,13 @@ _UNDO_RETRY = RetryPolicy(
     maximum_attempts=0,
 )
 _UNDO_WITHIN = timedelta(hours=6)
+# Runs from before it verified and closed the remediation with two regular activities, two
+# more round trips to the server each; every new run probes the health endpoint once and
+# closes as local activities, in the workflow task that has the last step's result, and
+# falls back to the full verification and the lasting close when that is not enough.
+FINISH_IN_TASK = "verify-and-close-in-task"
+_ONCE = RetryPolicy(maximum_attempts=1)
+_CLOSE_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_attempts=3)
 # what ends a step without an outcome: out of retries, timed out, cancelled. FailureError,
 # not only ActivityError: a local activity out of retries can surface as its own failure.
 _HARD_FAILURES = (FailureError, TimeoutError, asyncio.CancelledError)
@@ -82,6 +89,9 @@ class HealingWorkflow:
         self._approval_deadline: datetime | None = None
         self._always_compensates = False
         self._in_flight: ExecuteRequest | None = None
+        self._finishes_in_task = False
+        self._last_step: str | None = None
+        self._unreported = False
 
     def _checks_approvals(self) -> bool:
         """Whether this run checks decisions (signed grants, the pending step only) and
@@ -221,6 +231,7 @@ class HealingWorkflow:
         self._checks_approvals()
         self._notifies = workflow.patched(NOTIFICATIONS)
         self._always_compensates = workflow.patched(COMPENSATE_ALWAYS)
+        self._finishes_in_task = workflow.patched(FINISH_IN_TASK)
         wid = workflow.info().workflow_id
         plan = input.plan
         self._steps = [StepRecord(step=p.step, action=p.action) for p in plan.actions]
@@ -253,10 +264,8 @@ class HealingWorkflow:
         finally:
             # progress reports resolve long before this; a lost one must not fail the plan
             await asyncio.gather(*self._reporting, *self._notifying, return_exceptions=True)
-            await self._call(
-                "close_remediation",
-                RemediationRequest(workflow_id=wid, service=plan.service, outcome=self._outcome),
-                lasting=self._always_compensates,
+            await self._close(
+                RemediationRequest(workflow_id=wid, service=plan.service, outcome=self._outcome)
             )
 
     async def _run_plan(
@@ -265,7 +274,9 @@ class HealingWorkflow:
         """Run the steps in order, then verify; (outcome, detail, verified)."""
         assert self._input is not None
         plan = self._input.plan
-        for record in sorted(self._steps, key=lambda r: r.action.order):
+        ordered = sorted(self._steps, key=lambda r: r.action.order)
+        self._last_step = ordered[-1].step if ordered else None
+        for record in ordered:
             stop = await self._run_step(wid, record, saga)
             if stop is not None:
                 return stop[0], stop[1], None
@@ -281,18 +292,60 @@ class HealingWorkflow:
                 None,
             )
         self._phase = "verifying"
-        check = await workflow.execute_activity(
-            "verify_service_health",
-            VerifyRequest(service=plan.service, timeout_s=self._input.verify_timeout_s),
-            result_type=VerifyResult,
-            start_to_close_timeout=timedelta(seconds=self._input.verify_timeout_s + 30),
-            heartbeat_timeout=timedelta(seconds=15),
-            retry_policy=_RETRY,
+        check = await self._verify(
+            VerifyRequest(service=plan.service, timeout_s=self._input.verify_timeout_s)
         )
         await self._audit(wid, "verify", plan.service, str(check.healthy), check.detail)
         if check.healthy is False:
             return "failed", f"verification failed: {check.detail}", check.healthy
         return "healed", check.detail, check.healthy
+
+    async def _verify(self, request: VerifyRequest) -> VerifyResult:
+        """The service's health after the plan: a first probe in this workflow task; the
+        full wait (an activity that polls and heartbeats) only if that probe was not
+        healthy, or could not run."""
+        if self._finishes_in_task:
+            try:
+                first: VerifyResult = await workflow.execute_local_activity(
+                    "probe_service_health",
+                    request,
+                    result_type=VerifyResult,
+                    start_to_close_timeout=_QUICK,
+                    retry_policy=_ONCE,
+                )
+            except FailureError as error:
+                workflow.logger.warning("first health probe failed: %s", _cause(error))
+            else:
+                if first.healthy is not False:
+                    return first
+            if self._unreported:  # the parent shows the done steps while this waits
+                self._unreported = False
+                self._report_soon()
+        check: VerifyResult = await workflow.execute_activity(
+            "verify_service_health",
+            request,
+            result_type=VerifyResult,
+            start_to_close_timeout=timedelta(seconds=request.timeout_s + 30),
+            heartbeat_timeout=timedelta(seconds=15),
+            retry_policy=_RETRY,
+        )
+        return check
+
+    async def _close(self, request: RemediationRequest) -> None:
+        """Record the remediation's end: in this workflow task when the database answers
+        at once, else as before (lasting: retried by the server for hours)."""
+        if self._finishes_in_task:
+            try:
+                await workflow.execute_local_activity(
+                    "close_remediation",
+                    request,
+                    start_to_close_timeout=_QUICK,
+                    retry_policy=_CLOSE_RETRY,
+                )
+                return
+            except FailureError as error:
+                workflow.logger.warning("close_remediation kept for later: %s", _cause(error))
+        await self._call("close_remediation", request, lasting=self._always_compensates)
 
     def _failed_hard(self, error: BaseException, saga: list[ExecuteRequest]) -> str:
         """A step raised (out of retries, timed out, cancelled): the step in flight may have
@@ -395,7 +448,12 @@ class HealingWorkflow:
         record.status = "done"
         if outcome.compensable:
             saga.append(request)
-        self._report_soon()
+        if self._finishes_in_task and record.step == self._last_step:
+            # the result tells the parent, unless verification has to wait (_verify): a
+            # report would cost this run one more round trip to the server at its end
+            self._unreported = True
+        else:
+            self._report_soon()
         return None
 
     async def _await_approval(

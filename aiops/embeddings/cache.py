@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -28,7 +29,8 @@ class CachedEmbedder:
     Keys are a SHA-256 of model, dimension and text, so long texts do not stay in memory
     and two models (or two dimensions of one model) never share an entry. A hit is a text
     served without asking the provider; a miss is a text the provider embedded. A text
-    repeated within one call is embedded once.
+    repeated within one call is embedded once, and so is a text that concurrent calls ask
+    for (the later ones wait for the first one's answer, and count as hits).
     """
 
     def __init__(self, inner: Embedder, max_size: int = DEFAULT_CACHE_SIZE) -> None:
@@ -37,6 +39,7 @@ class CachedEmbedder:
         self.dim = inner.dim
         self._entries: OrderedDict[bytes, Vectors] = OrderedDict()
         self._max_size = 0
+        self._pending: dict[bytes, asyncio.Future[Vectors]] = {}
         self.hits = 0
         self.misses = 0
         self.set_cache_size(max_size)
@@ -73,23 +76,50 @@ class CachedEmbedder:
         keys = [self._key(text) for text in texts]
         found: dict[bytes, Vectors] = {}
         todo: dict[bytes, str] = {}
+        waiting: dict[bytes, tuple[str, asyncio.Future[Vectors]]] = {}
         for key, text in zip(keys, texts, strict=True):
-            if key in found or key in todo:
+            if key in found or key in todo or key in waiting:
                 continue
             cached = self._entries.get(key)
             if cached is not None:
                 self._entries.move_to_end(key)
                 found[key] = cached
+            elif key in self._pending:
+                waiting[key] = (text, self._pending[key])
             else:
                 todo[key] = text
         if todo:
-            fresh = await self.inner.embed(list(todo.values()))
+            loop = asyncio.get_running_loop()
+            mine = {key: loop.create_future() for key in todo}
+            self._pending.update(mine)
+            try:
+                fresh = await self.inner.embed(list(todo.values()))
+            except Exception as error:
+                for future in mine.values():
+                    future.set_exception(error)
+                    future.exception()  # nobody waiting for it is no unretrieved error
+                raise
+            except BaseException:  # cancelled: whoever waits embeds it for themselves
+                for future in mine.values():
+                    future.cancel()
+                raise
+            finally:
+                for key in mine:
+                    self._pending.pop(key, None)
             for key, row in zip(todo, fresh, strict=True):
                 # A copy, so the caller mutating its result cannot corrupt the cache.
                 row = row.copy()
                 row.flags.writeable = False
                 found[key] = row
                 self._remember(key, row)
+                mine[key].set_result(row)
+        for key, (text, future) in waiting.items():
+            try:
+                found[key] = await asyncio.shield(future)
+            except asyncio.CancelledError:
+                if not future.cancelled():
+                    raise  # this caller was cancelled
+                found[key] = (await self.embed([text]))[0]
         self.misses += len(todo)
         self.hits += len(texts) - len(todo)
         return np.stack([found[key] for key in keys]).astype(np.float32, copy=False)

@@ -19,6 +19,7 @@ import asyncpg
 import numpy as np
 
 from aiops.embeddings.base import Embedder
+from aiops.embeddings.cache import CachedEmbedder
 from aiops.fingerprint import mask_variables
 from aiops.knowledge import texts
 from aiops.knowledge.bm25 import Bm25Scorer
@@ -70,6 +71,14 @@ def problem_fingerprint(problem: ProblemIn) -> str:
 def key_fingerprint(key: str) -> str:
     """The fingerprint of a problem written with an external key: the key is its identity."""
     return "key:" + _hash(key)
+
+
+def query_texts(text: str, mode: SearchMode = "hybrid") -> tuple[str, list[str]]:
+    """A search text masked, and the texts its vectors are embedded from, in one call: the
+    whole query, then (semantic and hybrid search) its extra windows when it is long."""
+    masked = mask(text)
+    extra = texts.problem_chunks(masked, None) if mode in ("hybrid", "semantic") else []
+    return masked, [texts.problem_text(masked, None, []), *extra]
 
 
 def problem_text(problem: ProblemIn) -> str:
@@ -413,6 +422,13 @@ class KnowledgeGraph:
 
     # --- search ------------------------------------------------------------------------
 
+    async def prepare_search(self, text: str) -> None:
+        """Embed what a search for `text` will embed, in the same call, so that a caching
+        embedder has the vectors when the search comes (recording an incident's problem
+        does this before its diagnosis searches). Without a cache, nothing to prepare."""
+        if isinstance(self._embedder, CachedEmbedder):
+            await self._embedder.embed(query_texts(text)[1])
+
     async def find_solutions(
         self,
         text: str,
@@ -428,13 +444,12 @@ class KnowledgeGraph:
         `mode` semantic, lexical or bm25 runs one signal alone (for measuring it). In hybrid
         mode BM25 and the kNN over problems' windows run only when `fusion` weighs them for
         a query of this length (the long-query path): a short query pays for neither."""
-        masked = mask(text)
-        words = len(masked.split())
-        hybrid = mode == "hybrid"
         # a long query is embedded window by window too: its best window against the
         # problem's best window is the semantic score
-        extra = texts.problem_chunks(masked, None) if mode in ("hybrid", "semantic") else []
-        query_vectors = await self._embedder.embed([texts.problem_text(masked, None, []), *extra])
+        masked, query = query_texts(text, mode)
+        words = len(masked.split())
+        hybrid = mode == "hybrid"
+        query_vectors = await self._embedder.embed(query)
         vector = query_vectors[0]
         async with self._pool.acquire() as conn, conn.transaction():
             semantic: list[Any] = []
