@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import asyncpg
 import pytest_asyncio
@@ -81,11 +82,12 @@ async def test_a_deleted_tail_is_found(log: AuditLog, database_url: str) -> None
     assert not result.ok and result.broken_seq == 4 and "end" in result.reason
 
 
-async def test_cli_verify_exit_codes(log: AuditLog, database_url: str) -> None:
+async def test_cli_verify_exit_codes(log: AuditLog, database_url: str, tmp_path: Path) -> None:
     for i in range(3):
         await log.append(_entry(i))
     runner = CliRunner()
-    env = {"DATABASE_URL": database_url}
+    # an anchor directory of its own: not the file another run of aiops left in the checkout
+    env = {"DATABASE_URL": database_url, "AIOPS_AUDIT_ANCHOR_DIR": str(tmp_path)}
     # no checkpoint anywhere yet: intact, but nothing outside the table vouches for it
     unanchored = await asyncio.to_thread(runner.invoke, audit_cmd.app, ["verify"], env=env)
     assert unanchored.exit_code == 2, unanchored.output
