@@ -15,10 +15,12 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
 import asyncpg
+import pytest_asyncio
 import redis.asyncio as aioredis
 from temporalio.api.enums.v1 import EventType as HistoryEventType
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -200,144 +202,131 @@ async def _storm(
     return workflow_id, sent
 
 
-async def test_held_observations_go_as_one_signal_after_the_interval(
-    temporal_env: WorkflowEnvironment,
-    redis_url: str,
-    database_url: str,
-    stream_prefix: str,
-    tmp_path: Path,
-) -> None:
-    prefix = stream_prefix
-    stream = f"{prefix}:app"
-    env = _env(temporal_env, redis_url, database_url, prefix)
-    log = tmp_path / "listener.log"
-    client = aioredis.Redis.from_url(redis_url)
-    await client.xgroup_create(stream, GROUP, id="0", mkstream=True)
-    listener = _spawn(
-        env, log, "a", AIOPS_INCIDENT_COALESCE_S="5", AIOPS_LISTENER_CLAIM_IDLE_MS="60000"
-    )
-    try:
-        # the streams stay busy throughout: only the interval ends the hold
-        async with _busy(client, f"{prefix}:filler"):
-            workflow_id, sent = await _storm(
-                client, stream, prefix, database_url, temporal_env, log
-            )
-            # stored, not yet signalled: held for the interval, so not yet acknowledged
-            assert await _signals(temporal_env, workflow_id) == [1]
-            assert int((await client.xpending(stream, GROUP))["pending"]) == len(sent) - 1
+@dataclass
+class _Scene:
+    """A test's stream, its Redis client, and the listeners it spawned (killed at the end)."""
 
-            async def merged() -> bool:
-                return len(await _signals(temporal_env, workflow_id)) == 2
+    temporal_env: WorkflowEnvironment
+    database_url: str
+    prefix: str
+    env: dict[str, str]
+    log: Path
+    client: aioredis.Redis
+    spawned: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
-            await _until("the merged signal", log, 30, merged)
-            assert await _signals(temporal_env, workflow_id) == [1, len(sent) - 1]
+    @property
+    def stream(self) -> str:
+        return f"{self.prefix}:app"
 
-            async def acked() -> bool:
-                return int((await client.xpending(stream, GROUP))["pending"]) == 0
+    def spawn(self, name: str, **extra: str) -> subprocess.Popen[bytes]:
+        process = _spawn(self.env, self.log, name, **extra)
+        self.spawned.append(process)
+        return process
 
-            await _until("every entry acknowledged", log, 10, acked)
-        await temporal_env.client.get_workflow_handle(workflow_id).terminate("test done")
-    finally:
-        if listener.poll() is None:
-            listener.kill()
-            listener.wait(timeout=10)
-        await client.aclose()
+    async def pending(self) -> int:
+        return int((await self.client.xpending(self.stream, GROUP))["pending"])
 
-
-async def test_held_observations_go_once_the_streams_are_quiet(
-    temporal_env: WorkflowEnvironment,
-    redis_url: str,
-    database_url: str,
-    stream_prefix: str,
-    tmp_path: Path,
-) -> None:
-    prefix = stream_prefix
-    stream = f"{prefix}:app"
-    env = _env(temporal_env, redis_url, database_url, prefix)
-    log = tmp_path / "listener.log"
-    client = aioredis.Redis.from_url(redis_url)
-    await client.xgroup_create(stream, GROUP, id="0", mkstream=True)
-    # an interval far longer than the test: what ends the hold is the streams going quiet
-    listener = _spawn(
-        env, log, "a", AIOPS_INCIDENT_COALESCE_S="600", AIOPS_LISTENER_CLAIM_IDLE_MS="3600000"
-    )
-    try:
-        async with _busy(client, f"{prefix}:filler"):
-            workflow_id, sent = await _storm(
-                client, stream, prefix, database_url, temporal_env, log
-            )
-            assert await _signals(temporal_env, workflow_id) == [1]
-
-        async def acked() -> bool:
-            return int((await client.xpending(stream, GROUP))["pending"]) == 0
-
-        await _until("every entry acknowledged once quiet", log, 30, acked)
-        assert await _signals(temporal_env, workflow_id) == [1, len(sent) - 1]
-        await temporal_env.client.get_workflow_handle(workflow_id).terminate("test done")
-    finally:
-        if listener.poll() is None:
-            listener.kill()
-            listener.wait(timeout=10)
-        await client.aclose()
-
-
-async def test_listener_killed_while_holding_observations_loses_none(
-    temporal_env: WorkflowEnvironment,
-    redis_url: str,
-    database_url: str,
-    stream_prefix: str,
-    tmp_path: Path,
-    fault_table: Any,
-) -> None:
-    prefix = stream_prefix
-    stream = f"{prefix}:app"
-    env = _env(temporal_env, redis_url, database_url, prefix)
-    log = tmp_path / "listener.log"
-    client = aioredis.Redis.from_url(redis_url)
-    await client.xgroup_create(stream, GROUP, id="0", mkstream=True)
-    # an interval far longer than the test, and busy streams: only the kill ends the hold
-    victim = _spawn(
-        env, log, "victim", AIOPS_INCIDENT_COALESCE_S="600", AIOPS_LISTENER_CLAIM_IDLE_MS="3600000"
-    )
-    rescuer: subprocess.Popen[bytes] | None = None
-    try:
-        async with _busy(client, f"{prefix}:filler"):
-            workflow_id, sent = await _storm(
-                client, stream, prefix, database_url, temporal_env, log
-            )
-            held = int((await client.xpending(stream, GROUP))["pending"])
-            assert held == len(sent) - 1, "stored events whose signal waits must stay pending"
-            victim.kill()
-            victim.wait(timeout=10)
-        assert await _signals(temporal_env, workflow_id) == [1]
-
-        # it claims what the victim held after AIOPS_LISTENER_CLAIM_IDLE_MS (1 s here)
-        rescuer = _spawn(env, log, "rescuer", AIOPS_INCIDENT_COALESCE_S="0.25")
-
-        async def acked() -> bool:
-            return int((await client.xpending(stream, GROUP))["pending"]) == 0
-
-        await _until("the rescuer to claim and acknowledge", log, 60, acked)
-        counts = await _signals(temporal_env, workflow_id)
-        counted = sum(counts)
-        rows, distinct = await _stored(database_url, stream)
-        fault_table.record(
-            fault="listener kill -9 holding coalesced observations",
-            unit="events",
-            sent=len(sent),
-            lost=max(0, len(sent) - counted) + max(0, len(sent) - distinct),
-            duplicated=max(0, counted - len(sent)) + (rows - distinct),
-            note=f"signals {counts}",
+    async def storm(self) -> tuple[str, list[Event]]:
+        return await _storm(
+            self.client, self.stream, self.prefix, self.database_url, self.temporal_env, self.log
         )
-        assert rows == distinct == len(sent)
-        assert counted == len(sent), counts
-        await temporal_env.client.get_workflow_handle(workflow_id).terminate("test done")
+
+    async def until_acked(self, what: str, timeout: float) -> None:
+        async def acked() -> bool:
+            return await self.pending() == 0
+
+        await _until(what, self.log, timeout, acked)
+
+
+@pytest_asyncio.fixture
+async def scene(
+    temporal_env: WorkflowEnvironment,
+    redis_url: str,
+    database_url: str,
+    stream_prefix: str,
+    tmp_path: Path,
+) -> AsyncIterator[_Scene]:
+    client = aioredis.Redis.from_url(redis_url)
+    found = _Scene(
+        temporal_env,
+        database_url,
+        stream_prefix,
+        _env(temporal_env, redis_url, database_url, stream_prefix),
+        tmp_path / "listener.log",
+        client,
+    )
+    await client.xgroup_create(found.stream, GROUP, id="0", mkstream=True)
+    try:
+        yield found
     finally:
-        for process in (victim, rescuer):
-            if process is not None and process.poll() is None:
+        for process in found.spawned:
+            if process.poll() is None:
                 process.kill()
                 process.wait(timeout=10)
         await client.aclose()
+
+
+async def test_held_observations_go_as_one_signal_after_the_interval(scene: _Scene) -> None:
+    scene.spawn("a", AIOPS_INCIDENT_COALESCE_S="5", AIOPS_LISTENER_CLAIM_IDLE_MS="60000")
+    # the streams stay busy throughout: only the interval ends the hold
+    async with _busy(scene.client, f"{scene.prefix}:filler"):
+        workflow_id, sent = await scene.storm()
+        # stored, not yet signalled: held for the interval, so not yet acknowledged
+        assert await _signals(scene.temporal_env, workflow_id) == [1]
+        assert await scene.pending() == len(sent) - 1
+
+        async def merged() -> bool:
+            return len(await _signals(scene.temporal_env, workflow_id)) == 2
+
+        await _until("the merged signal", scene.log, 30, merged)
+        assert await _signals(scene.temporal_env, workflow_id) == [1, len(sent) - 1]
+        await scene.until_acked("every entry acknowledged", 10)
+    await scene.temporal_env.client.get_workflow_handle(workflow_id).terminate("test done")
+
+
+async def test_held_observations_go_once_the_streams_are_quiet(scene: _Scene) -> None:
+    # an interval far longer than the test: what ends the hold is the streams going quiet
+    scene.spawn("a", AIOPS_INCIDENT_COALESCE_S="600", AIOPS_LISTENER_CLAIM_IDLE_MS="3600000")
+    async with _busy(scene.client, f"{scene.prefix}:filler"):
+        workflow_id, sent = await scene.storm()
+        assert await _signals(scene.temporal_env, workflow_id) == [1]
+    await scene.until_acked("every entry acknowledged once quiet", 30)
+    assert await _signals(scene.temporal_env, workflow_id) == [1, len(sent) - 1]
+    await scene.temporal_env.client.get_workflow_handle(workflow_id).terminate("test done")
+
+
+async def test_listener_killed_while_holding_observations_loses_none(
+    scene: _Scene, fault_table: Any
+) -> None:
+    # an interval far longer than the test, and busy streams: only the kill ends the hold
+    victim = scene.spawn(
+        "victim", AIOPS_INCIDENT_COALESCE_S="600", AIOPS_LISTENER_CLAIM_IDLE_MS="3600000"
+    )
+    async with _busy(scene.client, f"{scene.prefix}:filler"):
+        workflow_id, sent = await scene.storm()
+        held = await scene.pending()
+        assert held == len(sent) - 1, "stored events whose signal waits must stay pending"
+        victim.kill()
+        victim.wait(timeout=10)
+    assert await _signals(scene.temporal_env, workflow_id) == [1]
+
+    # it claims what the victim held after AIOPS_LISTENER_CLAIM_IDLE_MS (1 s here)
+    scene.spawn("rescuer", AIOPS_INCIDENT_COALESCE_S="0.25")
+    await scene.until_acked("the rescuer to claim and acknowledge", 60)
+    counts = await _signals(scene.temporal_env, workflow_id)
+    counted = sum(counts)
+    rows, distinct = await _stored(scene.database_url, scene.stream)
+    fault_table.record(
+        fault="listener kill -9 holding coalesced observations",
+        unit="events",
+        sent=len(sent),
+        lost=max(0, len(sent) - counted) + max(0, len(sent) - distinct),
+        duplicated=max(0, counted - len(sent)) + (rows - distinct),
+        note=f"signals {counts}",
+    )
+    assert rows == distinct == len(sent)
+    assert counted == len(sent), counts
+    await scene.temporal_env.client.get_workflow_handle(workflow_id).terminate("test done")
 
 
 def test_an_interval_that_claims_would_overtake_is_cut() -> None:
