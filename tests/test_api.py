@@ -44,7 +44,9 @@ def api_settings(
     )
 
 
-def token(*roles: Role, sub: str = "alice", ttl_s: float = 600) -> str:
+# Modules mint their tokens when they are imported, i.e. when the suite is collected, and
+# their tests may run as late as the suite's end: a slow run must not outlast them.
+def token(*roles: Role, sub: str = "alice", ttl_s: float = 3 * 3600) -> str:
     return issue_token(JWT_SECRET, sub, list(roles), timedelta(seconds=ttl_s))
 
 

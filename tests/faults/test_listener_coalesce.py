@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, cast
 
@@ -33,6 +34,9 @@ from aiops.models.incident import Observation
 
 ROOT = Path(__file__).resolve().parents[2]
 GROUP = "aiops"
+# every call to the server is bounded: a call that hangs fails the test with the listener's
+# log instead of stalling it until pytest's timeout
+RPC = timedelta(seconds=10)
 # the storm after the first event: published in parts, so the listener reads several
 # batches of it while the first signal's interval runs
 PARTS = 4
@@ -64,7 +68,7 @@ async def _signals(env: WorkflowEnvironment, workflow_id: str) -> list[int]:
     """The count each observe signal of the incident carried, in order ([] before it starts)."""
     client = env.client
     try:
-        history = await client.get_workflow_handle(workflow_id).fetch_history()
+        history = await client.get_workflow_handle(workflow_id).fetch_history(rpc_timeout=RPC)
     except RPCError:
         return []
     counts: list[int] = []
@@ -179,7 +183,10 @@ async def _storm(
         if stored < 1:
             return False
         ids = [
-            w.id async for w in temporal_env.client.list_workflows(f"TaskQueue='nobody-{service}'")
+            w.id
+            async for w in temporal_env.client.list_workflows(
+                f"TaskQueue='nobody-{service}'", rpc_timeout=RPC
+            )
         ]
         if not ids:
             return False
@@ -231,6 +238,10 @@ class _Scene:
             self.client, self.stream, self.prefix, self.database_url, self.temporal_env, self.log
         )
 
+    async def end(self, workflow_id: str) -> None:
+        handle = self.temporal_env.client.get_workflow_handle(workflow_id)
+        await handle.terminate("test done", rpc_timeout=RPC)
+
     async def until_acked(self, what: str, timeout: float) -> None:
         async def acked() -> bool:
             return await self.pending() == 0
@@ -281,7 +292,9 @@ async def test_held_observations_go_as_one_signal_after_the_interval(scene: _Sce
         await _until("the merged signal", scene.log, 30, merged)
         assert await _signals(scene.temporal_env, workflow_id) == [1, len(sent) - 1]
         await scene.until_acked("every entry acknowledged", 10)
-    await scene.temporal_env.client.get_workflow_handle(workflow_id).terminate("test done")
+    await scene.temporal_env.client.get_workflow_handle(workflow_id).terminate(
+        "test done", rpc_timeout=RPC
+    )
 
 
 async def test_held_observations_go_once_the_streams_are_quiet(scene: _Scene) -> None:
@@ -292,7 +305,9 @@ async def test_held_observations_go_once_the_streams_are_quiet(scene: _Scene) ->
         assert await _signals(scene.temporal_env, workflow_id) == [1]
     await scene.until_acked("every entry acknowledged once quiet", 30)
     assert await _signals(scene.temporal_env, workflow_id) == [1, len(sent) - 1]
-    await scene.temporal_env.client.get_workflow_handle(workflow_id).terminate("test done")
+    await scene.temporal_env.client.get_workflow_handle(workflow_id).terminate(
+        "test done", rpc_timeout=RPC
+    )
 
 
 async def test_listener_killed_while_holding_observations_loses_none(
@@ -326,7 +341,9 @@ async def test_listener_killed_while_holding_observations_loses_none(
     )
     assert rows == distinct == len(sent)
     assert counted == len(sent), counts
-    await scene.temporal_env.client.get_workflow_handle(workflow_id).terminate("test done")
+    await scene.temporal_env.client.get_workflow_handle(workflow_id).terminate(
+        "test done", rpc_timeout=RPC
+    )
 
 
 def test_an_interval_that_claims_would_overtake_is_cut() -> None:
