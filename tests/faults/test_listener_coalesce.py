@@ -18,19 +18,17 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import asyncpg
 import pytest_asyncio
 import redis.asyncio as aioredis
-from temporalio.api.enums.v1 import EventType as HistoryEventType
-from temporalio.contrib.pydantic import pydantic_data_converter
+from observed import observed_counts
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from aiops.events.envelope import Event, EventType
 from aiops.events.mesh import EventMesh
-from aiops.models.incident import Observation
 
 ROOT = Path(__file__).resolve().parents[2]
 GROUP = "aiops"
@@ -75,16 +73,7 @@ async def _signals(env: WorkflowEnvironment, workflow_id: str) -> list[int]:
         history = await client.get_workflow_handle(workflow_id).fetch_history(rpc_timeout=RPC)
     except RPCError:
         return []
-    counts: list[int] = []
-    for event in history.events:
-        if event.event_type != HistoryEventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
-            continue
-        attrs = event.workflow_execution_signaled_event_attributes
-        [observation] = pydantic_data_converter.payload_converter.from_payloads(
-            list(attrs.input.payloads), [Observation]
-        )
-        counts.append(cast(Observation, observation).count)
-    return counts
+    return observed_counts(history)
 
 
 async def _stored(database_url: str, stream: str) -> tuple[int, int]:

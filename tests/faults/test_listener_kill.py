@@ -20,17 +20,15 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import asyncpg
 import redis.asyncio as aioredis
-from temporalio.api.enums.v1 import EventType as HistoryEventType
-from temporalio.contrib.pydantic import pydantic_data_converter
+from observed import observed_counts
 from temporalio.testing import WorkflowEnvironment
 
 from aiops.events.envelope import MONITOR_SOURCE, Event, EventType
 from aiops.events.mesh import EventMesh
-from aiops.models.incident import Observation
 
 ROOT = Path(__file__).resolve().parents[2]
 SENT = 100_000
@@ -119,14 +117,7 @@ async def _counted(env: WorkflowEnvironment, workflow_id: str) -> tuple[int, int
     counted = 0
     for run in runs:
         history = await client.get_workflow_handle(workflow_id, run_id=run.run_id).fetch_history()
-        for event in history.events:
-            if event.event_type != HistoryEventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
-                continue
-            attrs = event.workflow_execution_signaled_event_attributes
-            [observation] = pydantic_data_converter.payload_converter.from_payloads(
-                list(attrs.input.payloads), [Observation]
-            )
-            counted += cast(Observation, observation).count
+        counted += sum(observed_counts(history))
     return len(runs), counted
 
 
