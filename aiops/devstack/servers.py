@@ -32,6 +32,19 @@ from aiops.devstack.processes import (
 HOST = "127.0.0.1"
 DATABASE = "aiops"
 
+# Temporal's history service reads each of its task queues at most 20 times a second by
+# default. Every step of a workflow (a task handed to a worker, a child started, a timer
+# fired) goes through one of those reads, so on a quiet server each step waited up to 50 ms:
+# a bare one-activity workflow took 98 ms instead of 17 ms, an incident 500 ms instead of
+# about 250 (bench/incidents.py). A busy server reads a batch per poll and is not limited by
+# this; the limit only adds latency. Lifted for the embedded server; the compose file sets
+# the same values (deploy/temporal-dynamic-config.yaml).
+TEMPORAL_DYNAMIC_CONFIG: dict[str, int] = {
+    "history.transferProcessorMaxPollRPS": 1000,
+    "history.timerProcessorMaxPollRPS": 1000,
+    "history.visibilityProcessorMaxPollRPS": 1000,
+}
+
 
 class Server(Protocol):
     name: str
@@ -267,6 +280,8 @@ class TemporalServer:
             "--ui-disable-news-fetch",
             *search_attributes.cli_flags(),
         ]
+        for key, value in TEMPORAL_DYNAMIC_CONFIG.items():
+            argv += ["--dynamic-config-value", f"{key}={value}"]
         if self.namespace != "default":
             argv += ["--namespace", self.namespace]
         return spawn(argv, self.home / "logs" / "temporal.log")
