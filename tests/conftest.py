@@ -30,6 +30,7 @@ from aiops.db.migrate import migrate
 from aiops.db.pool import create_pool
 from aiops.devstack import DevStack, DevStackState, binaries
 from aiops.devstack.ports import free_port
+from aiops.devstack.temporal_config import dynamic_config_flags
 from aiops.events.mesh import EventMesh
 from aiops.events.store import EventStore
 
@@ -181,7 +182,7 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
         data_converter=pydantic_data_converter,
         search_attributes=search_attributes.ALL,
         port=free_port(),
-        dev_server_extra_args=["--ui-disable-news-fetch"],
+        dev_server_extra_args=["--ui-disable-news-fetch", *dynamic_config_flags()],
     )
     try:
         yield env

@@ -5,6 +5,7 @@ There is no Docker engine here, so the compose file is parsed and checked, not r
 
 from __future__ import annotations
 
+import mmap
 import os
 import re
 import subprocess
@@ -25,6 +26,7 @@ from aiops import search_attributes
 from aiops.config import ENV_NAMES, load_settings
 from aiops.devstack import binaries
 from aiops.devstack.ports import free_port
+from aiops.devstack.temporal_config import DYNAMIC_CONFIG
 from workers import cli
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -157,6 +159,31 @@ def test_only_the_migration_runs_as_the_schema_owner() -> None:
     for service in APP_SERVICES[1:]:
         assert _env(service)["DATABASE_URL"] == migrate["AIOPS_APP_DATABASE_URL"], service
     assert _raw_env("temporal")["POSTGRES_USER"] == owner  # Temporal creates its databases
+
+
+def test_temporal_runs_with_the_embedded_servers_dynamic_config() -> None:
+    temporal = SERVICES["temporal"]
+    path = str(_raw_env("temporal")["DYNAMIC_CONFIG_FILE_PATH"])
+    volumes = temporal["volumes"]
+    assert isinstance(volumes, list)
+    [mounted] = [v.split(":")[0] for v in volumes if v.split(":")[1] == path]
+    config = yaml.safe_load((ROOT / mounted).read_text())
+    lifted = {key: values[0]["value"] for key, values in config.items() if key in DYNAMIC_CONFIG}
+    assert lifted == DYNAMIC_CONFIG
+    # the image's development-sql.yaml is replaced, not merged: its SQL setting is kept
+    assert config["limit.maxIDLength"][0]["value"] == 255
+
+
+def test_every_dynamic_config_key_is_a_setting_of_the_bundled_server() -> None:
+    # a misspelt or retired key is ignored by the server without a word: look for each
+    # name among the settings the bundled binary was built with
+    with (
+        open(binaries.temporal_cli(), "rb") as binary,
+        mmap.mmap(binary.fileno(), 0, access=mmap.ACCESS_READ) as image,
+    ):
+        for key in DYNAMIC_CONFIG:
+            assert image.find(key.encode()) >= 0, key
+        assert image.find(b"history.transferProcessorMaxPollRPX") < 0  # the check can fail
 
 
 def test_worker_and_api_share_one_secret_key() -> None:

@@ -17,6 +17,7 @@ from aiops.config import ENV_NAMES
 from aiops.devstack import StackError, binaries
 from aiops.devstack.binaries import _console_binary
 from aiops.devstack.ports import free_port
+from aiops.devstack.temporal_config import DYNAMIC_CONFIG
 
 BIN = Path(sys.executable).parent
 AIOPS = str(BIN / "aiops")
@@ -102,6 +103,11 @@ def test_up_status_down(stack_env: dict[str, str]) -> None:
         client_env,
     )
     assert "AiopsFingerprint" in attrs.stdout and "AiopsPhase" in attrs.stdout
+    [temporal] = [
+        p for p in _processes_under(stack_env["AIOPS_HOME"]) if "start-dev" in p.cmdline()
+    ]
+    for key, value in DYNAMIC_CONFIG.items():  # the history read limits are lifted
+        assert f"{key}={value}" in temporal.cmdline()
     psql = _run(
         [
             str(binaries.postgres_bin_dir() / "psql"),

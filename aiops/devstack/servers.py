@@ -7,7 +7,8 @@ import contextlib
 import shutil
 import signal
 import subprocess
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -28,22 +29,10 @@ from aiops.devstack.processes import (
     running_as_root,
     spawn,
 )
+from aiops.devstack.temporal_config import DYNAMIC_CONFIG, dynamic_config_flags
 
 HOST = "127.0.0.1"
 DATABASE = "aiops"
-
-# Temporal's history service reads each of its task queues at most 20 times a second by
-# default. Every step of a workflow (a task handed to a worker, a child started, a timer
-# fired) goes through one of those reads, so on a quiet server each step waited up to 50 ms:
-# a bare one-activity workflow took 98 ms instead of 17 ms, an incident 500 ms instead of
-# about 250 (bench/incidents.py). A busy server reads a batch per poll and is not limited by
-# this; the limit only adds latency. Lifted for the embedded server; the compose file sets
-# the same values (deploy/temporal-dynamic-config.yaml).
-TEMPORAL_DYNAMIC_CONFIG: dict[str, int] = {
-    "history.transferProcessorMaxPollRPS": 1000,
-    "history.timerProcessorMaxPollRPS": 1000,
-    "history.visibilityProcessorMaxPollRPS": 1000,
-}
 
 
 class Server(Protocol):
@@ -253,6 +242,8 @@ class TemporalServer:
     port_flag: str = "--temporal-port"
     port_env: str = "AIOPS_DEV_TEMPORAL_PORT"
     stop_signal: int = signal.SIGTERM
+    # Temporal's own defaults when empty (bench/incidents.py --temporal-defaults)
+    dynamic_config: Mapping[str, int] = field(default_factory=lambda: dict(DYNAMIC_CONFIG))
 
     def url(self) -> str:
         return f"{HOST}:{self.port}"
@@ -279,9 +270,8 @@ class TemporalServer:
             "warn",
             "--ui-disable-news-fetch",
             *search_attributes.cli_flags(),
+            *dynamic_config_flags(self.dynamic_config),
         ]
-        for key, value in TEMPORAL_DYNAMIC_CONFIG.items():
-            argv += ["--dynamic-config-value", f"{key}={value}"]
         if self.namespace != "default":
             argv += ["--namespace", self.namespace]
         return spawn(argv, self.home / "logs" / "temporal.log")

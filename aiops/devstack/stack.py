@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import os
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,6 +23,7 @@ from aiops.devstack.servers import (
     TemporalServer,
     wait_ready,
 )
+from aiops.devstack.temporal_config import DYNAMIC_CONFIG
 
 ServiceName = Literal["temporal", "postgres", "redis"]
 ALL_SERVICES: tuple[ServiceName, ...] = ("postgres", "redis", "temporal")
@@ -70,6 +71,7 @@ class DevStack:
         namespace: str = "default",
         services: Sequence[ServiceName] = ALL_SERVICES,
         fast_unsafe: bool = False,
+        temporal_dynamic_config: Mapping[str, int] | None = None,
     ) -> None:
         self.home = home.expanduser().resolve()
         self.namespace = namespace
@@ -78,7 +80,15 @@ class DevStack:
         self._servers: dict[str, Server] = {
             "postgres": PostgresServer(self.home, postgres_port, fast_unsafe=fast_unsafe),
             "redis": RedisServer(self.home, redis_port, fast_unsafe=fast_unsafe),
-            "temporal": TemporalServer(self.home, temporal_port, temporal_ui_port, namespace),
+            "temporal": TemporalServer(
+                self.home,
+                temporal_port,
+                temporal_ui_port,
+                namespace,
+                dynamic_config=dict(
+                    DYNAMIC_CONFIG if temporal_dynamic_config is None else temporal_dynamic_config
+                ),
+            ),
         }
 
     @property

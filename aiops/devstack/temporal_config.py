@@ -1,0 +1,29 @@
+"""Dynamic configuration the Temporal servers aiops starts run with.
+
+Temporal's history service reads each of its task queues at most 20 times a second by
+default. Every step of a workflow (a task handed to a worker, a child started, a timer fired,
+a run made visible to `list`) waits for one of those reads, so on a quiet server each step
+waited up to 50 ms: a bare one-activity workflow took 98 ms instead of 17 ms, and an
+incident about 500 ms instead of 350 (bench/incidents.py). A busy server reads a batch per
+read and is not held back by the limit; it only adds latency, which is what an incident is
+measured by. The embedded server (`aiops dev up`, the tests) gets these as flags; the compose
+file mounts the same values (deploy/temporal-dynamic-config.yaml).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+DYNAMIC_CONFIG: dict[str, int] = {
+    "history.transferProcessorMaxPollRPS": 1000,
+    "history.timerProcessorMaxPollRPS": 1000,
+    "history.visibilityProcessorMaxPollRPS": 1000,
+}
+
+
+def dynamic_config_flags(config: Mapping[str, int] = DYNAMIC_CONFIG) -> list[str]:
+    """`temporal server start-dev` flags setting `config` (by default DYNAMIC_CONFIG)."""
+    flags: list[str] = []
+    for key, value in config.items():
+        flags += ["--dynamic-config-value", f"{key}={value}"]
+    return flags
