@@ -25,7 +25,7 @@ import hashlib
 import logging
 from collections import Counter, OrderedDict
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
+from typing import Protocol, TypeVar
 
 from aiops.fingerprint.models import (
     ClusterState,
@@ -36,9 +36,6 @@ from aiops.fingerprint.models import (
     TemplateToken,
 )
 from aiops.fingerprint.tokens import WILDCARD, Token, key_of, render, tokenize
-
-if TYPE_CHECKING:
-    from aiops.fingerprint.store import SharedTemplates
 
 Key = tuple[str, ...]
 Scope = tuple[str, str]
@@ -102,11 +99,26 @@ def _covers(general: Key, specific: Key) -> bool:
     return all(a in (b, WILDCARD) for a, b in zip(general, specific, strict=True))
 
 
+class TemplateSharing(Protocol):
+    """What a fingerprinter asks of the store it shares templates through (SharedTemplates
+    in aiops.fingerprint.store, which drives the fingerprinter and so imports it)."""
+
+    def attach(self, fingerprinter: Fingerprinter) -> None: ...
+
+    def due(self) -> bool: ...
+
+    def refresh(self, fingerprinter: Fingerprinter) -> None: ...
+
+    def learn(self, fingerprinter: Fingerprinter, scope: Scope, key: Key, message: str) -> int: ...
+
+    def placed(self, scope: Scope, key: Key) -> str | None: ...
+
+
 class Fingerprinter:
     """Groups lines into problems as they stream in; see the module docstring."""
 
     def __init__(
-        self, config: FingerprintConfig | None = None, *, shared: SharedTemplates | None = None
+        self, config: FingerprintConfig | None = None, *, shared: TemplateSharing | None = None
     ) -> None:
         self.config = config or FingerprintConfig()
         self._shared = shared
