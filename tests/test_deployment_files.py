@@ -51,6 +51,7 @@ SECRETS = {
     "AIOPS_SECRET_KEY": Fernet.generate_key().decode(),
     "AIOPS_API_TOKEN": "a" * 64,
     "POSTGRES_APP_PASSWORD": "5e1f0c2b7a9d4e3f8a6b1c0d",
+    "POSTGRES_PASSWORD": "7c2d9e4f1a0b3c6d8e5f2a1b",
 }
 _VARIABLE = re.compile(r"\$\$|\$\{(\w+)(?:(:?[?-])([^}]*))?\}|\$(\w+)")
 
@@ -159,6 +160,9 @@ def test_only_the_migration_runs_as_the_schema_owner() -> None:
     for service in APP_SERVICES[1:]:
         assert _env(service)["DATABASE_URL"] == migrate["AIOPS_APP_DATABASE_URL"], service
     assert _raw_env("temporal")["POSTGRES_USER"] == owner  # Temporal creates its databases
+    # the owner's password is a secret of the operator's, the same wherever the owner connects
+    assert _env("temporal")["POSTGRES_PWD"] == _env("postgres")["POSTGRES_PASSWORD"]
+    assert urlparse(migrate["DATABASE_URL"]).password == SECRETS["POSTGRES_PASSWORD"]
 
 
 def test_temporal_runs_with_the_embedded_servers_dynamic_config() -> None:
@@ -316,8 +320,7 @@ def test_app_services_point_at_compose_services(service: str) -> None:
     env = _env(service)
     db = urlparse(env["DATABASE_URL"])
     assert db.hostname == "postgres" and db.port == 5432
-    pg_env = SERVICES["postgres"]["environment"]
-    assert isinstance(pg_env, dict)
+    pg_env = _env("postgres")
     assert db.path == "/" + pg_env["POSTGRES_DB"]
     # the owner's password only where the owner connects (migrate); the others as aiops_app
     if db.username == pg_env["POSTGRES_USER"]:
