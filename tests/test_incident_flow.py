@@ -135,9 +135,27 @@ async def test_a_healed_incident_on_the_current_path_is_saved_for_replay(
             id=wid,
             task_queue=queue,
         )
+        history = await client.get_workflow_handle(wid).fetch_history()
         await _export(temporal_env, wid, wid)
     assert result.outcome == "healed", result.diagnosis
     assert result.problem_id is not None
+    # the problem is recorded while the healing runs, not in the diagnosis' way: the
+    # diagnosis ended and the healing child started before record_problem was scheduled
+    order = []
+    for event in history.events:
+        if event.HasField("activity_task_scheduled_event_attributes"):
+            order.append(event.activity_task_scheduled_event_attributes.activity_type.name)
+        elif event.HasField("child_workflow_execution_completed_event_attributes"):
+            order.append(
+                event.child_workflow_execution_completed_event_attributes.workflow_type.name
+            )
+        elif event.HasField("child_workflow_execution_started_event_attributes"):
+            order.append(
+                "started "
+                + event.child_workflow_execution_started_event_attributes.workflow_type.name
+            )
+    assert order.index("DiagnosisWorkflow") < order.index("started HealingWorkflow")
+    assert order.index("started HealingWorkflow") < order.index("record_problem")
     # the last step's progress came with the result: the status shows the plan done
     assert result.healing is not None and result.healing.phase == "done"
     assert [s.status for s in result.healing.steps] == ["done", "done"]

@@ -71,6 +71,8 @@ PERSISTS = "incident-persists"
 LADDER = "escalation-ladder"
 # Runs from before it scheduled record_problem in the task that starts the diagnosis.
 RECORD_AFTER_CHILD_STARTS = "record-after-diagnosis-starts"
+# Runs from before it recorded the problem beside the diagnosis and waited for both.
+RECORD_BESIDE_HEALING = "record-beside-healing"
 
 
 @workflow.defn(name="IncidentWorkflow")
@@ -98,6 +100,9 @@ class IncidentWorkflow:
         self._mode_searchable = False
         self._persists = False
         self._note = ""
+        # the problem to record in this attempt, and its record_problem once scheduled
+        self._to_record: ProblemRecordRequest | None = None
+        self._recording: asyncio.Task[ProblemRef] | None = None
 
     def _forwards_updates(self) -> bool:
         if self._forwards is None:
@@ -374,7 +379,20 @@ class IncidentWorkflow:
         # only looks at problems that have solutions), so they run side by side. A regular
         # activity, not a local one: the SDK holds back the child's start command until a
         # running local activity finishes, which would serialise the two.
-        if workflow.patched(RECORD_AFTER_CHILD_STARTS):
+        if workflow.patched(RECORD_BESIDE_HEALING):
+            # Nothing before learning needs the problem's id, so the problem is recorded
+            # once the healing child has started (or, with nothing to heal, just before
+            # learning). Recorded beside the diagnosis, its result reached this run about
+            # when the diagnosis ended and its workflow task held up the next (20-30 ms),
+            # and its work competed with the search on the worker.
+            self._set_phase("diagnosing")
+            status.recorded_events = status.events
+            self._to_record, self._recording = record, None
+            diagnosis = await workflow.execute_child_workflow(
+                "DiagnosisWorkflow", diagnosing, id=diagnosis_id, result_type=Diagnosis
+            )
+            problem = None
+        elif workflow.patched(RECORD_AFTER_CHILD_STARTS):
             # Scheduled once the child has started: a result written to this run while the
             # server starts the child holds up the child's first task (both need this
             # run's state), about 30 ms on the path to the plan.
@@ -403,7 +421,8 @@ class IncidentWorkflow:
             )
             status.mode = shown.mode
             self._mode_searchable = shown.searchable
-        status.problem_id = problem.problem_id
+        if problem is not None:
+            status.problem_id = problem.problem_id
         ladder_since = workflow.now() if workflow.patched(LADDER) else None
         next_diagnosis: Diagnosis | None = diagnosis
         while next_diagnosis is not None:
@@ -413,6 +432,17 @@ class IncidentWorkflow:
         status.resolved = True
         status.resolved_at = workflow.now()
         self._set_phase("cooling_down", outcome=status.outcome)
+
+    def _start_recording(self) -> None:
+        """Schedule this attempt's record_problem (record-beside-healing), once."""
+        if self._to_record is not None and self._recording is None:
+            self._recording = asyncio.ensure_future(self._record(self._to_record))
+
+    async def _recorded(self) -> None:
+        """The problem's id on the status, before learning needs it."""
+        self._start_recording()
+        if self._recording is not None:
+            self._status.problem_id = (await self._recording).problem_id
 
     async def _record(self, request: ProblemRecordRequest) -> ProblemRef:
         """record_problem, scheduled when first awaited (as execute_activity always was)."""
@@ -472,13 +502,15 @@ class IncidentWorkflow:
             )
             healing_id = f"{wid}-healing-{self._tag()}"
             status.healing_workflow_id = healing_id
-            result = await workflow.execute_child_workflow(
+            healing = await workflow.start_child_workflow(
                 "HealingWorkflow",
                 HealingInput(incident_id=wid, plan=diagnosis.plan, policy=policy),
                 id=healing_id,
                 result_type=HealingResult,
                 parent_close_policy=ParentClosePolicy.TERMINATE,
             )
+            self._start_recording()
+            result = await healing
             status.healing_result = result
             # what the child reported last, brought up to its end (it does not report the
             # last step when the result follows in the same workflow task)
@@ -504,6 +536,7 @@ class IncidentWorkflow:
                 self._notify(NotificationKind.HEALED, result.detail)
             self._set_phase("learning", outcome=result.outcome)
         resolution = (workflow.now() - started).total_seconds()
+        await self._recorded()
         learned = await workflow.execute_child_workflow(
             "LearningWorkflow",
             LearningInput(

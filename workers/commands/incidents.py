@@ -272,17 +272,22 @@ def replay(
             files = sorted(directory.glob("*.json"))
             if not files:
                 raise IncidentCommandError(f"no *.json histories in {directory}")
-            histories = [WorkflowHistory.from_json(f.stem, f.read_text()) for f in files]
+            # ID.json and ID@note.json replay as workflow ID (several histories of one id)
+            histories = [
+                (f.stem, WorkflowHistory.from_json(f.stem.split("@", 1)[0], f.read_text()))
+                for f in files
+            ]
         else:
             client = await connect(get_settings())
-            histories = [await client.get_workflow_handle(workflow_id).fetch_history()]  # type: ignore[arg-type]
+            history = await client.get_workflow_handle(workflow_id).fetch_history()  # type: ignore[arg-type]
+            histories = [(history.workflow_id, history)]
         failed: list[str] = []
-        for history in histories:
+        for name, history in histories:
             result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
             verdict = "ok" if result.replay_failure is None else f"FAILED: {result.replay_failure}"
             if result.replay_failure is not None:
-                failed.append(history.workflow_id)
-            typer.echo(f"{history.workflow_id}: {verdict}")
+                failed.append(name)
+            typer.echo(f"{name}: {verdict}")
         return failed
 
     failed = asyncio.run(run())
