@@ -139,23 +139,21 @@ async def test_a_healed_incident_on_the_current_path_is_saved_for_replay(
         await _export(temporal_env, wid, wid)
     assert result.outcome == "healed", result.diagnosis
     assert result.problem_id is not None
-    # the problem is recorded while the healing runs, not in the diagnosis' way: the
-    # diagnosis ended and the healing child started before record_problem was scheduled
+    # the path to the fix holds only what the fix needs: the problem is recorded after the
+    # healing, before learning (which needs its id)
     order = []
     for event in history.events:
         if event.HasField("activity_task_scheduled_event_attributes"):
             order.append(event.activity_task_scheduled_event_attributes.activity_type.name)
         elif event.HasField("child_workflow_execution_completed_event_attributes"):
-            order.append(
-                event.child_workflow_execution_completed_event_attributes.workflow_type.name
-            )
-        elif event.HasField("child_workflow_execution_started_event_attributes"):
-            order.append(
-                "started "
-                + event.child_workflow_execution_started_event_attributes.workflow_type.name
-            )
-    assert order.index("DiagnosisWorkflow") < order.index("started HealingWorkflow")
-    assert order.index("started HealingWorkflow") < order.index("record_problem")
+            attributes = event.child_workflow_execution_completed_event_attributes
+            order.append("done " + attributes.workflow_type.name)
+        elif event.HasField("start_child_workflow_execution_initiated_event_attributes"):
+            attributes = event.start_child_workflow_execution_initiated_event_attributes
+            order.append("start " + attributes.workflow_type.name)
+    healed = order.index("done HealingWorkflow")
+    assert order.index("record_problem") > healed
+    assert order.index("record_problem") < order.index("start LearningWorkflow")
     # the last step's progress came with the result: the status shows the plan done
     assert result.healing is not None and result.healing.phase == "done"
     assert [s.status for s in result.healing.steps] == ["done", "done"]

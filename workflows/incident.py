@@ -72,7 +72,7 @@ LADDER = "escalation-ladder"
 # Runs from before it scheduled record_problem in the task that starts the diagnosis.
 RECORD_AFTER_CHILD_STARTS = "record-after-diagnosis-starts"
 # Runs from before it recorded the problem beside the diagnosis and waited for both.
-RECORD_BESIDE_HEALING = "record-beside-healing"
+RECORD_AFTER_HEALING = "record-after-healing"
 
 
 @workflow.defn(name="IncidentWorkflow")
@@ -100,9 +100,8 @@ class IncidentWorkflow:
         self._mode_searchable = False
         self._persists = False
         self._note = ""
-        # the problem to record in this attempt, and its record_problem once scheduled
+        # the problem this attempt records before it learns (record-after-healing)
         self._to_record: ProblemRecordRequest | None = None
-        self._recording: asyncio.Task[ProblemRef] | None = None
 
     def _forwards_updates(self) -> bool:
         if self._forwards is None:
@@ -379,15 +378,16 @@ class IncidentWorkflow:
         # only looks at problems that have solutions), so they run side by side. A regular
         # activity, not a local one: the SDK holds back the child's start command until a
         # running local activity finishes, which would serialise the two.
-        if workflow.patched(RECORD_BESIDE_HEALING):
-            # Nothing before learning needs the problem's id, so the problem is recorded
-            # once the healing child has started (or, with nothing to heal, just before
-            # learning). Recorded beside the diagnosis, its result reached this run about
-            # when the diagnosis ended and its workflow task held up the next (20-30 ms),
-            # and its work competed with the search on the worker.
+        if workflow.patched(RECORD_AFTER_HEALING):
+            # Only learning needs the problem's id, so the problem is recorded just before
+            # learning: the path to the fix holds only what the fix needs. Recorded beside
+            # the diagnosis, its result reached this run about when the diagnosis ended and
+            # its workflow task held up the next (20-30 ms); beside the healing, its work
+            # (embedding, insert, linking near-duplicates) slowed the healing's own steps
+            # on the worker as much.
             self._set_phase("diagnosing")
             status.recorded_events = status.events
-            self._to_record, self._recording = record, None
+            self._to_record = record
             diagnosis = await workflow.execute_child_workflow(
                 "DiagnosisWorkflow", diagnosing, id=diagnosis_id, result_type=Diagnosis
             )
@@ -433,16 +433,12 @@ class IncidentWorkflow:
         status.resolved_at = workflow.now()
         self._set_phase("cooling_down", outcome=status.outcome)
 
-    def _start_recording(self) -> None:
-        """Schedule this attempt's record_problem (record-beside-healing), once."""
-        if self._to_record is not None and self._recording is None:
-            self._recording = asyncio.ensure_future(self._record(self._to_record))
-
     async def _recorded(self) -> None:
-        """The problem's id on the status, before learning needs it."""
-        self._start_recording()
-        if self._recording is not None:
-            self._status.problem_id = (await self._recording).problem_id
+        """This attempt's problem recorded (record-after-healing), once: its id on the
+        status before learning needs it."""
+        if self._to_record is not None:
+            request, self._to_record = self._to_record, None
+            self._status.problem_id = (await self._record(request)).problem_id
 
     async def _record(self, request: ProblemRecordRequest) -> ProblemRef:
         """record_problem, scheduled when first awaited (as execute_activity always was)."""
@@ -502,15 +498,13 @@ class IncidentWorkflow:
             )
             healing_id = f"{wid}-healing-{self._tag()}"
             status.healing_workflow_id = healing_id
-            healing = await workflow.start_child_workflow(
+            result = await workflow.execute_child_workflow(
                 "HealingWorkflow",
                 HealingInput(incident_id=wid, plan=diagnosis.plan, policy=policy),
                 id=healing_id,
                 result_type=HealingResult,
                 parent_close_policy=ParentClosePolicy.TERMINATE,
             )
-            self._start_recording()
-            result = await healing
             status.healing_result = result
             # what the child reported last, brought up to its end (it does not report the
             # last step when the result follows in the same workflow task)
