@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import signal
 import statistics
 import sys
@@ -26,6 +27,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import psutil
 import redis.asyncio as aioredis
 from bare_sandboxed import SandboxedBareWorkflow
 from cryptography.fernet import Fernet
@@ -102,6 +104,36 @@ class _Timed(ActivityInboundInterceptor):
             self._runs.append(
                 (started, time.time(), info.activity_type, info.is_local, info.workflow_id or "")
             )
+
+
+class CpuMeter:
+    """CPU seconds spent by this process (listener, worker, client) and by each server
+    (with its children: PostgreSQL's backends), so a phase's cost can be read per run."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self._procs = {name: psutil.Process(pid) for name, pid in pids.items()}
+
+    def _server(self, proc: psutil.Process) -> float:
+        total = 0.0
+        for p in [proc, *proc.children(recursive=True)]:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                times = p.cpu_times()
+                total += times.user + times.system
+        return total
+
+    def read(self) -> dict[str, float]:
+        own = psutil.Process().cpu_times()
+        return {
+            "aiops": own.user + own.system,
+            **{name: self._server(proc) for name, proc in self._procs.items()},
+        }
+
+
+def cpu_per_run(before: dict[str, float], after: dict[str, float], runs: int) -> str:
+    return (
+        ", ".join(f"{name} {(after[name] - before[name]) / runs * 1000:.0f}" for name in before)
+        + f" (total {sum(after.values()) - sum(before.values()):.2f} s / {runs})"
+    )
 
 
 def pct(values: list[float], q: float) -> float:
@@ -382,7 +414,11 @@ async def main(sequential: int, burst: int, explain: bool, temporal_defaults: bo
             await bare(-1)
             await bare(-1, sandboxed=True)
             print(f"sequential: {sequential} incidents one at a time ...", flush=True)
+            cpu = CpuMeter({name: svc.process.pid for name, svc in state.services.items()})
+            cpu_start = cpu.read()
             inc_lat = [await incident(i) for i in range(sequential)]
+            await asyncio.sleep(2)  # the last incident's learning, after its healing
+            inc_cpu = cpu_per_run(cpu_start, cpu.read(), sequential)
             if explain:
                 await phases(client, measured)
             if explain:
@@ -398,7 +434,9 @@ async def main(sequential: int, burst: int, explain: bool, temporal_defaults: bo
                 explained_id = f"incident-{observation.fingerprint}"
                 await healed_after(client, explained_id, started)
                 await timeline(client, explained_id, started, clock)
+            cpu_start = cpu.read()
             bare_lat = [await bare(i) for i in range(sequential)]
+            bare_cpu = cpu_per_run(cpu_start, cpu.read(), sequential)
             sandboxed_lat = [await bare(i, sandboxed=True) for i in range(sequential)]
             if explain:
                 bare_id = f"bare-{uuid.uuid4().hex}"
@@ -433,6 +471,8 @@ async def main(sequential: int, burst: int, explain: bool, temporal_defaults: bo
             f"throughput x{bare_rate / inc_rate:.1f}"
         )
         print(f"incident cost vs sandboxed bare: latency x{p50 / s50:.1f} (p50)")
+        print(f"CPU ms per incident (to learned): {inc_cpu}")
+        print(f"CPU ms per bare workflow:          {bare_cpu}")
         print(
             f"target: p50 < 1000 ms -> {'met' if p50 < 1.0 else 'NOT met'}; "
             f"cost < 4x bare -> {'met' if p50 / b50 < 4 else 'NOT met'} (latency)"

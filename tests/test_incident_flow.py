@@ -146,11 +146,11 @@ async def test_a_healed_incident_on_the_current_path_is_saved_for_replay(
         if event.HasField("activity_task_scheduled_event_attributes"):
             order.append(event.activity_task_scheduled_event_attributes.activity_type.name)
         elif event.HasField("child_workflow_execution_completed_event_attributes"):
-            attributes = event.child_workflow_execution_completed_event_attributes
-            order.append("done " + attributes.workflow_type.name)
+            done = event.child_workflow_execution_completed_event_attributes
+            order.append("done " + done.workflow_type.name)
         elif event.HasField("start_child_workflow_execution_initiated_event_attributes"):
-            attributes = event.start_child_workflow_execution_initiated_event_attributes
-            order.append("start " + attributes.workflow_type.name)
+            start = event.start_child_workflow_execution_initiated_event_attributes
+            order.append("start " + start.workflow_type.name)
     healed = order.index("done HealingWorkflow")
     assert order.index("record_problem") > healed
     assert order.index("record_problem") < order.index("start LearningWorkflow")
