@@ -28,7 +28,7 @@ from aiops.models.learning import (
 from aiops.monitor.limits import AdjustableLimiter, LimitsCache
 from aiops.patterns.errors import PatternNotFound
 from aiops.patterns.learning import PatternEvolver
-from aiops.policy import load_policy
+from aiops.policy import PolicyFile
 from aiops.policy.models import Policy
 from aiops.privacy import mask
 
@@ -54,6 +54,9 @@ class KnowledgeActivities:
         self._tools = tools
         self._mesh = mesh
         self._policy_file = policy_file
+        # read again only when the file changes (parsing YAML and validating for every
+        # incident cost about 2 ms of the worker's event loop); created at first use
+        self._policy: PolicyFile | None = None
         self._root_cause = root_cause
         self._agents_configured = agents_configured
         self._limits = limits
@@ -149,7 +152,9 @@ class KnowledgeActivities:
 
     @activity.defn(name="load_policy")
     async def load_policy(self) -> Policy:
-        return load_policy(Path(self._policy_file) if self._policy_file else None)
+        if self._policy is None:
+            self._policy = PolicyFile(Path(self._policy_file) if self._policy_file else None)
+        return self._policy.current()
 
     @activity.defn(name="escalate")
     async def escalate(self, request: EscalationRequest) -> str:

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+import redis.asyncio as aioredis
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from activities.knowledge import KnowledgeActivities
+from aiops.db.pool import create_pool
+from aiops.embeddings import MiniLMEmbedder
+from aiops.events.mesh import EventMesh
+from aiops.knowledge import KnowledgeGraph
 from aiops.policy import PolicyError, evaluate, forbidden_reason, load_policy
 from aiops.policy.models import ActionSpec, PolicyContext
 
@@ -265,3 +272,27 @@ def test_the_floor_reads_config_update_however_the_type_is_spelled() -> None:
         action_type="config_update", target="api", parameters={"key": "log_level", "value": "x"}
     )
     assert forbidden_reason(plain) is None
+
+
+async def test_the_policy_activity_follows_edits_of_the_file_and_says_when_it_breaks(
+    tmp_path: Path, database_url: str, redis_url: str
+) -> None:
+    # what each incident plans with: read again when the file changes, not per incident
+    policy_file = tmp_path / "policy.yaml"
+    policy_file.write_text("rate_limit:\n  max_actions: 7\n")
+    pool = await create_pool(database_url)
+    mesh = EventMesh(aioredis.Redis.from_url(redis_url))
+    try:
+        activities = KnowledgeActivities(
+            KnowledgeGraph(pool, MiniLMEmbedder()), mesh, policy_file=str(policy_file)
+        )
+        assert (await activities.load_policy()).rate_limit.max_actions == 7
+        policy_file.write_text("rate_limit:\n  max_actions: 12\n")
+        os.utime(policy_file, ns=(0, policy_file.stat().st_mtime_ns + 1_000_000))
+        assert (await activities.load_policy()).rate_limit.max_actions == 12
+        policy_file.write_text("rate_limit: [broken\n")
+        with pytest.raises(PolicyError, match=str(policy_file)):
+            await activities.load_policy()
+    finally:
+        await mesh.aclose()
+        await pool.close()
