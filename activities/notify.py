@@ -4,17 +4,24 @@ Idempotent per request key: each target that got the message is audited as `sent
 `<key>:<target id>`, and a retried activity skips those. A channel that is down never
 raises; the activity fails (so Temporal retries it) only when there was at least one
 channel and every one of them failed. No channels configured: nothing sent, no error.
+
+An audit log that refuses rows (its head row changed, or this process holds another key:
+AuditKeyMismatch) will refuse them at every retry too, and a retry would send again what
+went out: the messages stand, the result says they were not audited, and the log says why.
+That is when `audit_broken` is sent.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from aiops.audit import AuditEntry, AuditLog
+from aiops.audit.chain import AuditKeyMismatch
 from aiops.config import Settings, get_settings
 from aiops.notify.models import ChannelResult, NotificationKind, NotifyRequest, NotifyResult
 from aiops.notify.sender import Notifier, Target
@@ -22,6 +29,7 @@ from aiops.registry import ServiceRegistry
 
 NOTIFY_ACTIVITY = "send_notification"
 ACTOR = "aiops-notify"
+log = logging.getLogger(__name__)
 
 
 def _attempt() -> int:
@@ -64,6 +72,17 @@ class NotifyActivities:
         )
         return {str(r["k"]) for r in rows}
 
+    async def _audited(
+        self, request: NotifyRequest, result: ChannelResult, audit_key: str
+    ) -> str | None:
+        """Audit one send; why not, when the log refuses rows for good (see the module)."""
+        try:
+            await self._record(request, result, audit_key)
+        except AuditKeyMismatch as error:
+            log.error("notification %s not audited: %s", audit_key, error)
+            return str(error)
+        return None
+
     async def _record(self, request: NotifyRequest, result: ChannelResult, audit_key: str) -> None:
         details: dict[str, object] = {
             "kind": request.kind.value,
@@ -98,8 +117,10 @@ class NotifyActivities:
         attempt = _attempt()
         done = await self._already_sent(request)
         results: list[ChannelResult] = []
+        refused: list[str] = []
         for unusable in broken:
-            await self._record(request, unusable, f"{request.key}:invalid:failed:{attempt}")
+            why = await self._audited(request, unusable, f"{request.key}:invalid:failed:{attempt}")
+            refused += [why] if why else []
             results.append(unusable)
         todo: list[Target] = []
         for target in targets:
@@ -112,12 +133,16 @@ class NotifyActivities:
         )
         for target, outcome in zip(todo, outcomes, strict=True):
             key = f"{request.key}:{target.id}"
-            await self._record(request, outcome, key if outcome.ok else f"{key}:failed:{attempt}")
+            why = await self._audited(
+                request, outcome, key if outcome.ok else f"{key}:failed:{attempt}"
+            )
+            refused += [why] if why else []
             results.append(outcome)
         result = NotifyResult(
             channels=results,
             sent=sum(1 for r in results if r.ok and not r.skipped),
             failed=sum(1 for r in results if not r.ok),
+            note=f"not audited: the audit log refuses rows ({refused[0]})" if refused else "",
         )
         if not any(r.ok for r in results):
             errors = "; ".join(f"{r.channel}: {r.error}" for r in results)

@@ -21,6 +21,7 @@ import asyncpg
 import pytest
 from aiops_worker import aiops_worker
 from aiosmtpd.controller import Controller
+from audit_tampering import as_owner, entry
 from cryptography.fernet import Fernet
 from known_problems import import_timeout_incident, seed_import_timeout
 from pydantic import SecretStr
@@ -455,3 +456,39 @@ def test_link_tokens_and_redaction(tmp_path: Path) -> None:
     shown = redact("json://user:s3cretpassword@hooks.example/T0KENT0KENT0KEN?+X-Token=abcdefgh")
     assert "s3cretpassword" not in shown and "T0KENT0KENT0KEN" not in shown
     assert "abcdefgh" not in shown and shown.startswith("json://user:****@hooks.example")
+
+
+async def test_a_message_goes_once_when_the_audit_log_refuses_its_rows(
+    pool: asyncpg.Pool,
+    tmp_path: Path,
+    database_url: str,
+    redis_url: str,
+    webhook: tuple[int, list[dict[str, Any]]],
+) -> None:
+    # The audit log's head row was changed: every append is refused (AuditKeyMismatch),
+    # which is exactly when audit_broken is sent. The message went out; a failed activity
+    # would be retried by Temporal and send it again, and again.
+    hook_port, hooks = webhook
+    audit = AuditLog(pool)
+    await audit.append(entry(1))
+    await as_owner(database_url, "UPDATE audit_log SET target = 'forged' WHERE seq = 1")
+    settings = _settings(
+        database_url, redis_url, tmp_path, notify_urls=f"json://127.0.0.1:{hook_port}/oncall"
+    )
+    acts = NotifyActivities(pool, ServiceRegistry(pool, Fernet(SECRET)), audit, settings)
+    request = NotifyRequest(
+        kind=NotificationKind.AUDIT_BROKEN,
+        key="audit-broken:run:1",
+        incident_id="AuditAnchorWorkflow",
+        detail="row 1 does not match its MAC",
+    )
+    told = await acts.send(request)
+    assert told.sent == 1 and len(hooks) == 1
+    assert "not audited" in told.note and "audit log refuses" in told.note
+    # a channel that is down is still an error to retry: nothing went out
+    dead = _settings(
+        database_url, redis_url, tmp_path, notify_urls=f"json://127.0.0.1:{free_port()}/x"
+    )
+    down = NotifyActivities(pool, ServiceRegistry(pool, Fernet(SECRET)), audit, dead)
+    with pytest.raises(ApplicationError, match="every notification channel failed"):
+        await down.send(request)

@@ -88,4 +88,6 @@ class NotifyResult(BaseModel):
     channels: list[ChannelResult] = Field(default_factory=list)
     sent: int = 0
     failed: int = 0
-    note: str = Field(default="", description="why nothing was sent, when nothing was")
+    note: str = Field(
+        default="", description="why nothing was sent, or that what was sent was not audited"
+    )
