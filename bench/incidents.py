@@ -164,14 +164,18 @@ async def seed(kg: KnowledgeGraph) -> None:
     )
 
 
-async def healed_after(client: Client, incident_id: str, since: float) -> float:
+async def healed_after(
+    client: Client, incident_id: str, since: float, settle: bool = False
+) -> float:
     """Seconds from `since` (epoch) to the close of the incident's HealingWorkflow.
 
     Only server-side calls, and long polls where the server has them: the incident's
     history is followed as it grows until the healing child is started, then its result
     is awaited. A status query every few ms would be answered by the same worker, and a
     call to the server every few ms would load the server, and both slow down the incident
-    they measure (the bare workflow is measured with one long poll of its result)."""
+    they measure (the bare workflow is measured with one long poll of its result).
+    `settle`: return only once the incident has also learned (its learning child closed), so
+    that one incident at a time really is one at a time."""
     handle = client.get_workflow_handle(incident_id)
     while True:
         try:
@@ -211,6 +215,16 @@ async def healed_after(client: Client, incident_id: str, since: float) -> float:
         raise RuntimeError(f"{incident_id} ended {result.outcome}: {result.detail}")
     closed = (await healing.describe()).close_time
     assert closed is not None
+    if settle:  # the incident goes on to record and learn: the next one waits for that
+        learning = client.get_workflow_handle(f"{incident_id}-learning-{run_id[:8]}")
+        while True:
+            try:
+                await learning.result()
+                break
+            except RPCError as error:
+                if error.status != RPCStatusCode.NOT_FOUND:
+                    raise
+            await asyncio.sleep(0.01)
     return closed.timestamp() - since
 
 
@@ -398,7 +412,7 @@ async def main(sequential: int, burst: int, explain: bool, temporal_defaults: bo
                 incident_id = f"incident-{observation.fingerprint}"
                 if i >= 0:
                     measured.append((incident_id, started))
-                return await healed_after(client, incident_id, started)
+                return await healed_after(client, incident_id, started, settle=i < 10_000)
 
             async def bare(i: int, sandboxed: bool = False) -> float:
                 started = time.time()
@@ -417,7 +431,6 @@ async def main(sequential: int, burst: int, explain: bool, temporal_defaults: bo
             cpu = CpuMeter({name: svc.process.pid for name, svc in state.services.items()})
             cpu_start = cpu.read()
             inc_lat = [await incident(i) for i in range(sequential)]
-            await asyncio.sleep(2)  # the last incident's learning, after its healing
             inc_cpu = cpu_per_run(cpu_start, cpu.read(), sequential)
             if explain:
                 await phases(client, measured)
@@ -432,7 +445,7 @@ async def main(sequential: int, burst: int, explain: bool, temporal_defaults: bo
                 await mesh.publish(explained, stream="events:bench")
                 [observation] = router.observe([explained])
                 explained_id = f"incident-{observation.fingerprint}"
-                await healed_after(client, explained_id, started)
+                await healed_after(client, explained_id, started, settle=True)
                 await timeline(client, explained_id, started, clock)
             cpu_start = cpu.read()
             bare_lat = [await bare(i) for i in range(sequential)]
