@@ -455,6 +455,14 @@ class Settings(BaseSettings):
         ge=0,
         description="embeddings kept in memory (LRU); 0 disables the cache",
     )
+    embedding_threads: int = Field(
+        default=1,
+        validation_alias="AIOPS_EMBEDDING_THREADS",
+        ge=1,
+        le=64,
+        description="BLAS threads of the local embedding model, process-wide; more threads "
+        "spin between an incident's many small calls (about 200 ms of CPU per incident at 2)",
+    )
     # --- pattern library ---
     pattern_reload_s: float = Field(
         default=5.0,

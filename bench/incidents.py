@@ -216,15 +216,14 @@ async def healed_after(
     closed = (await healing.describe()).close_time
     assert closed is not None
     if settle:  # the incident goes on to record and learn: the next one waits for that
-        learning = client.get_workflow_handle(f"{incident_id}-learning-{run_id[:8]}")
-        while True:
-            try:
-                await learning.result()
+        learning_id = f"{incident_id}-learning-{run_id[:8]}"
+        run = client.get_workflow_handle(incident_id, run_id=run_id)
+        async for event in run.fetch_history_events(wait_new_event=True):
+            if event.HasField("child_workflow_execution_completed_event_attributes") and (
+                event.child_workflow_execution_completed_event_attributes.workflow_execution.workflow_id
+                == learning_id
+            ):
                 break
-            except RPCError as error:
-                if error.status != RPCStatusCode.NOT_FOUND:
-                    raise
-            await asyncio.sleep(0.01)
     return closed.timestamp() - since
 
 

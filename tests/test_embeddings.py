@@ -6,8 +6,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
 import random
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -121,6 +124,38 @@ async def test_minilm_accepts_undecodable_log_bytes(minilm: MiniLMEmbedder) -> N
 
 async def test_minilm_empty_input(minilm: MiniLMEmbedder) -> None:
     assert (await minilm.embed([])).shape == (0, 384)
+
+
+_BLAS_THREADS = """
+import asyncio, sys
+from threadpoolctl import threadpool_info
+from aiops.embeddings.minilm import MiniLMEmbedder
+asyncio.run(MiniLMEmbedder(threads=int(sys.argv[1])).embed(["disk full on /var/lib/data"]))
+print(sorted({p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"}))
+"""
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_the_local_model_holds_blas_to_its_threads(threads: int) -> None:
+    # BLAS threads spin between calls: a worker's many small embeddings burnt more CPU in
+    # them than in the maths, so the model keeps BLAS to AIOPS_EMBEDDING_THREADS (1). A
+    # process of its own each: BLAS has one pool per process.
+    wanted = min(threads, os.cpu_count() or 1)
+    done = subprocess.run(
+        [sys.executable, "-c", _BLAS_THREADS, str(threads)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "OPENBLAS_NUM_THREADS": ""},
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"[{wanted}]"
+
+
+def test_the_thread_setting_reaches_the_model() -> None:
+    assert get_embedder(settings(embedding_threads=3)).inner.threads == 3  # type: ignore[attr-defined]
+    with pytest.raises(ValueError, match="threads"):
+        MiniLMEmbedder(threads=0)
 
 
 def test_missing_weights_package_names_the_install_command() -> None:

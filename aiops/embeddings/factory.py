@@ -40,7 +40,9 @@ def get_embedder(
                 f"AIOPS_EMBEDDING_DIM={dim} does not match {MODEL_NAME}, which gives "
                 f"{MODEL_DIM}-dimensional vectors"
             )
-        inner = MiniLMEmbedder(batch_size=batch_size or DEFAULT_BATCH_SIZE)
+        inner = MiniLMEmbedder(
+            batch_size=batch_size or DEFAULT_BATCH_SIZE, threads=settings.embedding_threads
+        )
     else:
         if settings.openai_api_key is None and _OPENAI_HOST in settings.openai_base_url:
             raise ConfigError(

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 from safetensors.numpy import load_file
+from threadpoolctl import threadpool_limits
 from tokenizers import Encoding, Tokenizer
 
 from aiops.embeddings.base import (
@@ -206,13 +207,20 @@ class MiniLMEmbedder:
     """
 
     def __init__(
-        self, *, batch_size: int = DEFAULT_BATCH_SIZE, model_dir: Path | None = None
+        self,
+        *,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        model_dir: Path | None = None,
+        threads: int = 1,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch size must be at least 1, got {batch_size}")
+        if threads < 1:
+            raise ValueError(f"threads must be at least 1, got {threads}")
         self.model = MODEL_NAME
         self.dim = MODEL_DIM
         self.batch_size = batch_size
+        self.threads = threads
         # Fail now, with the install command, rather than at the first embed call.
         self.model_dir = model_dir if model_dir is not None else locate_model_dir()
         self._loaded: _Loaded | None = None
@@ -221,6 +229,12 @@ class MiniLMEmbedder:
     def _model(self) -> _Loaded:
         with self._load_lock:
             if self._loaded is None:
+                # OpenBLAS starts a thread per core and its threads spin after each call:
+                # between the many small calls of a worker they burnt more CPU than the
+                # maths (an incident cost 400 ms of the worker's CPU, 195 with one thread),
+                # taken from the workflows and servers beside it. The limit is the
+                # process's (BLAS has one pool); AIOPS_EMBEDDING_THREADS raises it.
+                threadpool_limits(limits=self.threads, user_api="blas")
                 self._loaded = _Loaded(self.model_dir)
             return self._loaded
 
