@@ -25,7 +25,6 @@ subscription. The count is in the listener's stats, in a log line, and in Redis 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 import uuid
@@ -37,6 +36,7 @@ import asyncpg
 import redis.exceptions
 from temporalio.service import RPCError
 
+from aiops.events.cancel import cancel_and_wait
 from aiops.events.consumer import MAX_DELIVERIES, Entry, StreamConsumer
 from aiops.events.envelope import Event, InvalidEvent, decode_entry
 from aiops.events.retry import TRANSIENT, Backoff, retrying
@@ -428,10 +428,7 @@ class Ingestor:
         finally:
             for task in finishing:
                 task.cancel()
-            if not reader.done():
-                reader.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await reader
+            await cancel_and_wait(reader)  # a cancel lost in redis-py would wait for ever
         return self.stats
 
     async def _read_batches(self, stop: asyncio.Event, queue: asyncio.Queue[Batch | None]) -> None:
@@ -464,9 +461,7 @@ class Ingestor:
         finally:
             if ahead is not None:
                 # stopped by a failure or a cancel: the read ahead is not waited for
-                ahead.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await ahead
+                await cancel_and_wait(ahead)
         await queue.put(None)
 
     async def _read(self, read: Callable[[], Awaitable[list[Entry]]]) -> list[Entry] | None:

@@ -22,7 +22,6 @@ producers table is reloaded in the background every few seconds, like the patter
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 from collections.abc import Iterable
@@ -32,6 +31,7 @@ from typing import Final, Literal
 import asyncpg
 
 from aiops.config import Settings
+from aiops.events.cancel import cancel_and_wait
 from aiops.events.envelope import Event, is_reserved_source
 from aiops.events.mesh import STREAM_PREFIX
 from aiops.events.replay import REPLAY_STREAM
@@ -205,9 +205,7 @@ class EventTrust:
 
     async def aclose(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
 
 
