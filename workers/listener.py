@@ -28,6 +28,7 @@ import typer
 from aiops.config import Settings, get_settings
 from aiops.endpoints import resolve_database_url, resolve_redis_url
 from aiops.errors import AiopsError
+from aiops.events.cancel import cancel_and_wait
 from aiops.events.consumer import StreamConsumer, split_patterns
 from aiops.events.detection import DefaultDetector, Detector
 from aiops.events.ingest import Ingestor, IngestStats
@@ -244,6 +245,7 @@ def _stop_on_signals() -> asyncio.Event:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     main = asyncio.current_task()
+    leaving: list[asyncio.Task[None]] = []  # held: the loop keeps only weak references
 
     def on_signal(signum: int) -> None:
         if stop.is_set():
@@ -252,7 +254,8 @@ def _stop_on_signals() -> asyncio.Event:
                 "second %s: exiting without finishing the batch", signal.Signals(signum).name
             )
             if main is not None:
-                main.cancel()
+                # cancelled again until it ends: one cancel can be lost inside redis-py
+                leaving.append(loop.create_task(cancel_and_wait(main)))
             return
         log.info("%s: finishing the batch in hand, then exiting", signal.Signals(signum).name)
         stop.set()
