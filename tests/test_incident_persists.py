@@ -92,7 +92,7 @@ async def test_a_failed_attempt_still_cools_down_and_absorbs_duplicates(
     others = [w for w in ALL_WORKFLOWS if w.__name__ != "DiagnosisWorkflow"]
     async with aiops_worker(
         temporal_env.client, queue, database_url, redis_url, workflows=[*others, BrokenDiagnosis]
-    ):
+    ) as kg:
         handle = await temporal_env.client.start_workflow(
             IncidentWorkflow.run,
             _incident(cool_down_s=3, max_retries=0, history_budget=10_000),
@@ -110,8 +110,11 @@ async def test_a_failed_attempt_still_cools_down_and_absorbs_duplicates(
                 start_signal_args=[observation(wid, count=10)],
             )
         result = await handle.result()
+        problems = await kg.get_problem_count()
         await export(temporal_env, wid, wid)
     assert result.outcome == "failed"
+    # recorded although its diagnosis failed: knowledge counts every problem
+    assert problems == 1 and result.problem_id is not None
     assert result.events == 31 and result.observations == 4
     assert not result.open and result.resolved
     runs = [w async for w in temporal_env.client.list_workflows(f"WorkflowId = '{wid}'")]

@@ -250,6 +250,11 @@ class IncidentWorkflow:
             if not self._persists:
                 raise
             workflow.logger.warning("incident attempt failed: %r", error)
+            if self._to_record is not None:
+                # record-after-healing: what failed came before the problem was recorded,
+                # and a problem is recorded whatever became of its fix
+                with contextlib.suppress(FailureError):
+                    await self._recorded()
             status = self._status
             status.outcome = "failed"
             status.pending_approval = None
