@@ -6,7 +6,6 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 from temporalio import activity
 
@@ -44,7 +43,7 @@ class KnowledgeActivities:
         self,
         kg: KnowledgeGraph,
         mesh: EventMesh,
-        policy_file: str | None = None,
+        policy: PolicyFile | None = None,
         root_cause: RootCauseWriter | None = None,
         agents_configured: bool = False,
         limits: LimitsCache | None = None,
@@ -53,10 +52,9 @@ class KnowledgeActivities:
         self._kg = kg
         self._tools = tools
         self._mesh = mesh
-        self._policy_file = policy_file
-        # read again only when the file changes (parsing YAML and validating for every
-        # incident cost about 2 ms of the worker's event loop); created at first use
-        self._policy: PolicyFile | None = None
+        # what plans are made with: the worker's one PolicyFile, the one its actions are
+        # checked against, read again only when the file changes (None: the shipped policy)
+        self._policy = policy or PolicyFile(None)
         self._root_cause = root_cause
         self._agents_configured = agents_configured
         self._limits = limits
@@ -152,8 +150,6 @@ class KnowledgeActivities:
 
     @activity.defn(name="load_policy")
     async def load_policy(self) -> Policy:
-        if self._policy is None:
-            self._policy = PolicyFile(Path(self._policy_file) if self._policy_file else None)
         return self._policy.current()
 
     @activity.defn(name="escalate")

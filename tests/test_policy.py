@@ -15,7 +15,7 @@ from aiops.db.pool import create_pool
 from aiops.embeddings import MiniLMEmbedder
 from aiops.events.mesh import EventMesh
 from aiops.knowledge import KnowledgeGraph
-from aiops.policy import PolicyError, evaluate, forbidden_reason, load_policy
+from aiops.policy import PolicyError, PolicyFile, evaluate, forbidden_reason, load_policy
 from aiops.policy.models import ActionSpec, PolicyContext
 
 DEFAULT = load_policy(None)
@@ -284,7 +284,7 @@ async def test_the_policy_activity_follows_edits_of_the_file_and_says_when_it_br
     mesh = EventMesh(aioredis.Redis.from_url(redis_url))
     try:
         activities = KnowledgeActivities(
-            KnowledgeGraph(pool, MiniLMEmbedder()), mesh, policy_file=str(policy_file)
+            KnowledgeGraph(pool, MiniLMEmbedder()), mesh, policy=PolicyFile(policy_file)
         )
         assert (await activities.load_policy()).rate_limit.max_actions == 7
         policy_file.write_text("rate_limit:\n  max_actions: 12\n")

@@ -107,9 +107,9 @@ def activity_holders(
     if simulated:
         adapters["simulated"] = SimulatedAdapter()
     signer = ApprovalSigner(approval_key or os.urandom(32))
-    guard = ActionGuard(
-        pool, registry, PolicyFile(policy_file), signer, approvals, frozenset(adapters)
-    )
+    # one policy file for the whole worker: what plans are made with is what acts is checked by
+    policy = PolicyFile(policy_file)
+    guard = ActionGuard(pool, registry, policy, signer, approvals, frozenset(adapters))
     executor = ActionExecutor(pool, registry, adapters, guard, lock_pool)
     audit = AuditLog(pool, audit_keys(settings) if settings is not None else None)
     return [
@@ -117,7 +117,7 @@ def activity_holders(
         KnowledgeActivities(
             kg,
             mesh,
-            str(policy_file) if policy_file else None,
+            policy,
             root_cause,
             custom,
             LimitsCache(LimitsStore(pool, limits or BUILTIN_LIMITS)),
