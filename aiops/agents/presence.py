@@ -23,6 +23,7 @@ import asyncpg
 from aiops.agents.loader import AgentLoadError
 from aiops.agents.protocol import UniversalAgent
 from aiops.agents.track import TrackRecords
+from aiops.events.cancel import cancel_and_wait
 from aiops.registry.agents import AgentDefinition, AgentHealth, AgentRegistry, UnknownAgent
 
 log = logging.getLogger(__name__)
@@ -149,9 +150,7 @@ class AgentPresence:
 
     async def aclose(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
         with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
             await self.beat(stopping=True)

@@ -31,6 +31,7 @@ from typing import Any, Final
 
 import asyncpg
 
+from aiops.events.cancel import cancel_and_wait
 from aiops.events.detection import (
     INTERNAL_TYPES,
     MAX_TEXT,
@@ -216,9 +217,7 @@ class PatternDetector:
 
     async def aclose(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
         with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
             await self.flush_matches()
