@@ -258,7 +258,12 @@ def replay(
         str | None, typer.Argument(help="replay this workflow's history from the server")
     ] = None,
     directory: Annotated[
-        Path | None, typer.Option("--dir", help="replay every *.json history in this directory")
+        Path | None,
+        typer.Option(
+            "--dir",
+            help="replay every *.json history in this directory (ID.json and ID@note.json "
+            "replay as workflow ID)",
+        ),
     ] = None,
 ) -> None:
     """Replay histories against the current workflow code; non-zero exit on a divergence."""
