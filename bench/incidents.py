@@ -8,9 +8,10 @@ the same servers, is a bare workflow that runs one no-op activity.
     .venv/bin/python bench/incidents.py [--sequential 30] [--burst 60] [--explain]
         [--temporal-defaults]
 
-The Temporal server runs with aiops' dynamic configuration (the history service's read
-limits lifted, aiops/devstack/temporal_config.py), as `aiops dev up` and the compose file run
-it; `--temporal-defaults` runs it with Temporal's own defaults instead, for comparison.
+The Temporal server runs as `aiops dev up` runs it: with aiops' dynamic configuration (the
+history service's read limits lifted, as the compose file has them too) and its SQLite file in
+write-ahead-log mode (aiops/devstack/temporal_config.py); `--temporal-defaults` runs it with
+Temporal's and SQLite's own defaults instead, for comparison.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import psutil
 import redis.asyncio as aioredis
 from bare_sandboxed import SandboxedBareWorkflow
 from cryptography.fernet import Fernet
+from skeleton import SkeletonIncidentWorkflow
 from temporalio import activity, workflow
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -333,8 +335,13 @@ async def main(sequential: int, burst: int, explain: bool, temporal_defaults: bo
         postgres_port=free_port(),
         redis_port=free_port(),
         temporal_dynamic_config={} if temporal_defaults else None,
+        temporal_sqlite_pragmas={} if temporal_defaults else None,
     )
-    config = "Temporal's defaults" if temporal_defaults else "aiops' dynamic config"
+    config = (
+        "Temporal's defaults"
+        if temporal_defaults
+        else "aiops' dynamic config and SQLite write-ahead log"
+    )
     print(f"starting servers under {home} (Temporal with {config}) ...", flush=True)
     state = (await stack.up()).state
     try:
@@ -387,7 +394,12 @@ async def main(sequential: int, burst: int, explain: bool, temporal_defaults: bo
         async with Worker(
             client,
             task_queue="aiops",
-            workflows=[*ALL_WORKFLOWS, BareWorkflow, SandboxedBareWorkflow],
+            workflows=[
+                *ALL_WORKFLOWS,
+                BareWorkflow,
+                SandboxedBareWorkflow,
+                SkeletonIncidentWorkflow,
+            ],
             activities=[*activities_of(*holders), noop],
             max_concurrent_activities=100,
             interceptors=[clock] if explain else [],
@@ -423,9 +435,23 @@ async def main(sequential: int, burst: int, explain: bool, temporal_defaults: bo
                 )
                 return time.time() - started
 
+            async def skeleton() -> float:
+                """Start to the close of its healing child, as an incident is measured."""
+                skeleton_id = f"skeleton-{uuid.uuid4().hex}"
+                started = time.time()
+                await client.execute_workflow(
+                    SkeletonIncidentWorkflow.run, "incident", id=skeleton_id, task_queue="aiops"
+                )
+                closed = (
+                    await client.get_workflow_handle(f"{skeleton_id}-healing").describe()
+                ).close_time
+                assert closed is not None
+                return closed.timestamp() - started
+
             await incident(-1)  # warm up: model load, caches, connections
             await bare(-1)
             await bare(-1, sandboxed=True)
+            await skeleton()
             print(f"sequential: {sequential} incidents one at a time ...", flush=True)
             cpu = CpuMeter({name: svc.process.pid for name, svc in state.services.items()})
             cpu_start = cpu.read()
@@ -450,6 +476,7 @@ async def main(sequential: int, burst: int, explain: bool, temporal_defaults: bo
             bare_lat = [await bare(i) for i in range(sequential)]
             bare_cpu = cpu_per_run(cpu_start, cpu.read(), sequential)
             sandboxed_lat = [await bare(i, sandboxed=True) for i in range(sequential)]
+            skeleton_lat = [await skeleton() for _ in range(sequential)]
             if explain:
                 bare_id = f"bare-{uuid.uuid4().hex}"
                 started = time.time()
@@ -483,6 +510,12 @@ async def main(sequential: int, burst: int, explain: bool, temporal_defaults: bo
             f"throughput x{bare_rate / inc_rate:.1f}"
         )
         print(f"incident cost vs sandboxed bare: latency x{p50 / s50:.1f} (p50)")
+        k50, k99 = statistics.median(skeleton_lat), pct(skeleton_lat, 0.99)
+        print(
+            f"{'the shape alone (bench/skeleton.py)':34}{k50 * 1000:>7.0f}ms{k99 * 1000:>7.0f}ms"
+            f"   x{k50 / b50:.1f} bare, x{k50 / s50:.1f} sandboxed bare;"
+            f" the incident is x{p50 / k50:.1f} of it"
+        )
         print(f"CPU ms per incident (to learned): {inc_cpu}")
         print(f"CPU ms per bare workflow:          {bare_cpu}")
         print(
@@ -510,7 +543,8 @@ if __name__ == "__main__":
     parser.add_argument(
         "--temporal-defaults",
         action="store_true",
-        help="run Temporal with its own dynamic-config defaults (history reads limited to 20/s)",
+        help="run Temporal with its own dynamic-config defaults (history reads limited to 20/s) "
+        "and SQLite's rollback journal",
     )
     args = parser.parse_args()
     asyncio.run(main(args.sequential, args.burst, args.explain, args.temporal_defaults))

@@ -108,6 +108,9 @@ def test_up_status_down(stack_env: dict[str, str]) -> None:
     ]
     for key, value in DYNAMIC_CONFIG.items():  # the history read limits are lifted
         assert f"{key}={value}" in temporal.cmdline()
+    # its SQLite file is in write-ahead-log mode (the file header's format bytes say 2, 2)
+    header = (Path(stack_env["AIOPS_HOME"]) / "temporal" / "temporal.db").read_bytes()[:20]
+    assert header[:16] == b"SQLite format 3\x00" and header[18:20] == b"\x02\x02"
     psql = _run(
         [
             str(binaries.postgres_bin_dir() / "psql"),

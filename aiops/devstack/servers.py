@@ -29,7 +29,12 @@ from aiops.devstack.processes import (
     running_as_root,
     spawn,
 )
-from aiops.devstack.temporal_config import DYNAMIC_CONFIG, dynamic_config_flags
+from aiops.devstack.temporal_config import (
+    DYNAMIC_CONFIG,
+    SQLITE_PRAGMAS,
+    dynamic_config_flags,
+    sqlite_pragma_flags,
+)
 
 HOST = "127.0.0.1"
 DATABASE = "aiops"
@@ -244,6 +249,8 @@ class TemporalServer:
     stop_signal: int = signal.SIGTERM
     # Temporal's own defaults when empty (bench/incidents.py --temporal-defaults)
     dynamic_config: Mapping[str, int] = field(default_factory=lambda: dict(DYNAMIC_CONFIG))
+    # SQLite's own (a rollback journal) when empty
+    sqlite_pragmas: Mapping[str, str] = field(default_factory=lambda: dict(SQLITE_PRAGMAS))
 
     def url(self) -> str:
         return f"{HOST}:{self.port}"
@@ -271,6 +278,7 @@ class TemporalServer:
             "--ui-disable-news-fetch",
             *search_attributes.cli_flags(),
             *dynamic_config_flags(self.dynamic_config),
+            *sqlite_pragma_flags(self.sqlite_pragmas),
         ]
         if self.namespace != "default":
             argv += ["--namespace", self.namespace]

@@ -23,7 +23,7 @@ from aiops.devstack.servers import (
     TemporalServer,
     wait_ready,
 )
-from aiops.devstack.temporal_config import DYNAMIC_CONFIG
+from aiops.devstack.temporal_config import DYNAMIC_CONFIG, SQLITE_PRAGMAS
 
 ServiceName = Literal["temporal", "postgres", "redis"]
 ALL_SERVICES: tuple[ServiceName, ...] = ("postgres", "redis", "temporal")
@@ -72,6 +72,7 @@ class DevStack:
         services: Sequence[ServiceName] = ALL_SERVICES,
         fast_unsafe: bool = False,
         temporal_dynamic_config: Mapping[str, int] | None = None,
+        temporal_sqlite_pragmas: Mapping[str, str] | None = None,
     ) -> None:
         self.home = home.expanduser().resolve()
         self.namespace = namespace
@@ -87,6 +88,9 @@ class DevStack:
                 namespace,
                 dynamic_config=dict(
                     DYNAMIC_CONFIG if temporal_dynamic_config is None else temporal_dynamic_config
+                ),
+                sqlite_pragmas=dict(
+                    SQLITE_PRAGMAS if temporal_sqlite_pragmas is None else temporal_sqlite_pragmas
                 ),
             ),
         }
