@@ -4,6 +4,7 @@ same task. Real Temporal (time-skipping), real PostgreSQL, a real HTTP health en
 
 from __future__ import annotations
 
+import json
 import threading
 import uuid
 from collections.abc import Iterator
@@ -106,6 +107,14 @@ async def test_verification_waits_only_when_the_first_probe_is_not_healthy(
     assert ("verify_service_health" in _activity_types(history)) is polled
     if not polled:
         assert endpoint.requests == 1
+    # one patch marker stands for every patch of the healing
+    patches = [
+        json.loads(e.marker_recorded_event_attributes.details["patch-data"].payloads[0].data)["id"]
+        for e in history.events
+        if e.HasField("marker_recorded_event_attributes")
+        and e.marker_recorded_event_attributes.marker_name == "core_patch"
+    ]
+    assert patches == ["patches-in-one-marker"]
     if outcome == "compensated":
         assert "verification failed" in result.detail and "503" in result.detail
     row = await pool.fetchrow(

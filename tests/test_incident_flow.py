@@ -7,10 +7,12 @@ import json
 import os
 import uuid
 from pathlib import Path
+from typing import Any
 
 import redis.asyncio as aioredis
 from aiops_worker import aiops_worker
 from known_problems import register_simulated
+from temporalio.client import WorkflowHistory
 from temporalio.testing import WorkflowEnvironment
 
 from aiops.knowledge import KnowledgeGraph, ProblemIn, SolutionIn
@@ -153,10 +155,51 @@ async def test_a_healed_incident_on_the_current_path_is_saved_for_replay(
             order.append("start " + start.workflow_type.name)
     healed = order.index("done HealingWorkflow")
     assert order.index("record_problem") > healed
+    # one patch marker stands for every patch (context-first); silences, the mode and the
+    # policy are read in one local activity before the diagnosis, none after it
+    marks = _markers(history)
+    assert [data["id"] for kind, data in marks if kind == "core_patch"] == ["context-first"]
+    local = [
+        (data["activity_type"], at)
+        for (kind, data), at in zip(marks, _marker_positions(history), strict=True)
+        if kind == "core_local_activity"
+    ]
+    diagnosis_started, healing_started = _child_starts(history)[:2]
+    assert [name for name, at in local if at < diagnosis_started] == ["incident_context"]
+    assert [name for name, at in local if diagnosis_started < at < healing_started] == []
     assert order.index("record_problem") < order.index("start LearningWorkflow")
     # the last step's progress came with the result: the status shows the plan done
     assert result.healing is not None and result.healing.phase == "done"
     assert [s.status for s in result.healing.steps] == ["done", "done"]
+
+
+def _markers(history: WorkflowHistory) -> list[tuple[str, dict[str, Any]]]:
+    """(marker name, its decoded data) of each marker: a patch's id, a local activity's
+    type."""
+    found = []
+    for event in history.events:
+        if event.HasField("marker_recorded_event_attributes"):
+            marker = event.marker_recorded_event_attributes
+            key = "patch-data" if marker.marker_name == "core_patch" else "data"
+            data = json.loads(marker.details[key].payloads[0].data)
+            found.append((marker.marker_name, data))
+    return found
+
+
+def _marker_positions(history: WorkflowHistory) -> list[int]:
+    return [
+        i
+        for i, event in enumerate(history.events)
+        if event.HasField("marker_recorded_event_attributes")
+    ]
+
+
+def _child_starts(history: WorkflowHistory) -> list[int]:
+    return [
+        i
+        for i, event in enumerate(history.events)
+        if event.HasField("start_child_workflow_execution_initiated_event_attributes")
+    ]
 
 
 async def test_unknown_problem_escalates_without_acting(

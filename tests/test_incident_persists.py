@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from aiops.models.incident import (
     ProblemSeverity,
 )
 from aiops.policy.models import ActionSpec
+from aiops.silences import SilenceStore
 from workflows import ALL_WORKFLOWS
 from workflows.incident import IncidentWorkflow
 
@@ -190,3 +191,39 @@ async def test_a_problem_that_goes_on_is_alerted_and_diagnosed_again_without_the
     said = [json.dumps(body) for body in receiver.bodies]
     assert len(said) == 2, said  # the failure, then the re-alert; no third
     assert "still happening" in said[1] and "attempt 2 of 2" in said[1]
+
+
+async def test_a_retry_waits_out_a_silence_set_after_the_failed_attempt(
+    temporal_env: WorkflowEnvironment, database_url: str, redis_url: str
+) -> None:
+    """Someone silences the service after the fix failed (a deploy is under way): when the
+    problem goes on, the new attempt is held like a first one, not diagnosed and acted on."""
+    queue, wid = f"q-{uuid.uuid4().hex[:8]}", f"incident-retry-silenced-{uuid.uuid4().hex[:8]}"
+    async with aiops_worker(temporal_env.client, queue, database_url, redis_url) as kg:
+        await _seed_failing_fix(kg)
+        handle = await temporal_env.client.start_workflow(
+            IncidentWorkflow.run,
+            _incident(cool_down_s=2, max_retries=1, history_budget=10_000),
+            id=wid,
+            task_queue=queue,
+        )
+        await until_phase(handle, "cooling_down")
+        await SilenceStore(kg.pool).add(
+            service="import-service",
+            matchers={},
+            duration=timedelta(seconds=3),
+            reason="deploy of v3",
+            created_by="test",
+        )
+        await handle.signal(IncidentWorkflow.observe, observation(wid, count=5))
+        await until_phase(handle, "silenced")
+        held = await handle.query(IncidentWorkflow.status)
+        result = await handle.result()  # the silence ends with the problem still there
+        holds = await kg.pool.fetchval(
+            "SELECT count(*) FROM audit_log WHERE workflow_id = $1 AND action = 'silence'", wid
+        )
+    assert held.retries == 1 and held.silence_reason == "deploy of v3"
+    assert held.diagnosis is None  # not diagnosed again while held
+    assert holds == 1  # the hold is audited
+    assert result.retries == 1 and result.silenced_until is None
+    assert result.outcome == "unknown"  # then diagnosed: the only known fix failed already

@@ -20,6 +20,7 @@ from temporalio.worker import Worker
 from activities.agents import AgentActivities
 from activities.audit import AuditActivities
 from activities.healing import HealingActivities
+from activities.incident_context import IncidentContextActivities
 from activities.knowledge import KnowledgeActivities, PatternLearningActivities
 from activities.modes import ModeActivities
 from activities.monitor import MonitorActivities
@@ -112,6 +113,8 @@ def activity_holders(
     guard = ActionGuard(pool, registry, policy, signer, approvals, frozenset(adapters))
     executor = ActionExecutor(pool, registry, adapters, guard, lock_pool)
     audit = AuditLog(pool, audit_keys(settings) if settings is not None else None)
+    silences = SilenceActivities(pool, registry, audit)
+    modes = ModeActivities(pool, client)
     return [
         HealingActivities(pool, executor, registry, audit, signer, approvals, client),
         KnowledgeActivities(
@@ -130,8 +133,9 @@ def activity_holders(
         ),
         # AIOPS_NOTIFY_*, AIOPS_PUBLIC_URL: from settings, else the process's own
         NotifyActivities(pool, registry, audit, settings=settings),
-        SilenceActivities(pool, registry, audit),
-        ModeActivities(pool, client),
+        silences,
+        modes,
+        IncidentContextActivities(silences, modes, policy),
     ]
 
 

@@ -63,6 +63,9 @@ _UNDO_WITHIN = timedelta(hours=6)
 # closes as local activities, in the workflow task that has the last step's result, and
 # falls back to the full verification and the lasting close when that is not enough.
 FINISH_IN_TASK = "verify-and-close-in-task"
+# Runs from before it wrote a marker (and a TemporalChangeVersion upsert) for each patch
+# above; every new run writes this one and takes all of their new paths.
+ONE_MARKER = "patches-in-one-marker"
 _ONCE = RetryPolicy(maximum_attempts=1)
 _CLOSE_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_attempts=3)
 # what ends a step without an outcome: out of retries, timed out, cancelled. FailureError,
@@ -92,12 +95,20 @@ class HealingWorkflow:
         self._finishes_in_task = False
         self._last_step: str | None = None
         self._unreported = False
+        self._current: bool | None = None
+
+    def _has(self, patch: str) -> bool:
+        """Whether this run takes `patch`'s new path: every run with the one marker does;
+        an older run as its own marker says."""
+        if self._current is None:
+            self._current = workflow.patched(ONE_MARKER)
+        return self._current or workflow.patched(patch)
 
     def _checks_approvals(self) -> bool:
         """Whether this run checks decisions (signed grants, the pending step only) and
         stops on a rejection."""
         if self._checked is None:
-            self._checked = workflow.patched(SIGNED_APPROVALS)
+            self._checked = self._has(SIGNED_APPROVALS)
         return self._checked
 
     # --- operator interface -------------------------------------------------------------
@@ -229,9 +240,9 @@ class HealingWorkflow:
     async def run(self, input: HealingInput) -> HealingResult:
         self._input = input
         self._checks_approvals()
-        self._notifies = workflow.patched(NOTIFICATIONS)
-        self._always_compensates = workflow.patched(COMPENSATE_ALWAYS)
-        self._finishes_in_task = workflow.patched(FINISH_IN_TASK)
+        self._notifies = self._has(NOTIFICATIONS)
+        self._always_compensates = self._has(COMPENSATE_ALWAYS)
+        self._finishes_in_task = self._has(FINISH_IN_TASK)
         wid = workflow.info().workflow_id
         plan = input.plan
         self._steps = [StepRecord(step=p.step, action=p.action) for p in plan.actions]

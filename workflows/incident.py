@@ -40,6 +40,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from aiops.models.incident import (
         EscalationRequest,
+        IncidentContext,
         IncidentInput,
         IncidentStatus,
         Observation,
@@ -73,6 +74,12 @@ LADDER = "escalation-ladder"
 RECORD_AFTER_CHILD_STARTS = "record-after-diagnosis-starts"
 # Runs from before it recorded the problem beside the diagnosis and waited for both.
 RECORD_AFTER_HEALING = "record-after-healing"
+# Runs from before it read silences, the mode and the policy in three local activities (the
+# last two after the diagnosis, on the way to the fix). Every new run reads them in one
+# (incident_context) before it diagnoses, and a retry reads them again (a silence set
+# meanwhile holds it). This patch also stands for every patch above: a run that has it
+# takes all of their new paths without a marker (and a TemporalChangeVersion upsert) each.
+CONTEXT_FIRST = "context-first"
 
 
 @workflow.defn(name="IncidentWorkflow")
@@ -102,10 +109,20 @@ class IncidentWorkflow:
         self._note = ""
         # the problem this attempt records before it learns (record-after-healing)
         self._to_record: ProblemRecordRequest | None = None
+        self._current: bool | None = None
+        # the policy read with the context, for this attempt's first plan (context-first)
+        self._context_policy: Policy | None = None
+
+    def _has(self, patch: str) -> bool:
+        """Whether this run takes `patch`'s new path: every run with context-first does
+        (one marker for all); an older run as its own marker says."""
+        if self._current is None:
+            self._current = workflow.patched(CONTEXT_FIRST)
+        return self._current or workflow.patched(patch)
 
     def _forwards_updates(self) -> bool:
         if self._forwards is None:
-            self._forwards = workflow.patched(FORWARD_DECISIONS)
+            self._forwards = self._has(FORWARD_DECISIONS)
         return self._forwards
 
     # --- signals, updates, queries --------------------------------------------------------
@@ -225,13 +242,13 @@ class IncidentWorkflow:
     @workflow.run
     async def run(self, incident: IncidentInput) -> IncidentStatus:
         self._forwards_updates()
-        self._notifies = workflow.patched(NOTIFICATIONS)
-        self._persists = workflow.patched(PERSISTS)
+        self._notifies = self._has(NOTIFICATIONS)
+        self._persists = self._has(PERSISTS)
         if self._status.events == 0:
             # started by hand (no signal came with the start): the input is the first event
             self.observe(_observation_from(incident, workflow.now()))
         if not self._status.resolved:
-            if workflow.patched(SILENCES):
+            if self._has(SILENCES):
                 await self._wait_out_silences()
             await self._attempt(incident)
         if self._persists:
@@ -312,6 +329,8 @@ class IncidentWorkflow:
         status.pending_approval = None
         status.rungs = []
         self._notifying = []
+        if self._current:
+            await self._wait_out_silences()
         await self._attempt(incident)
 
     async def _wait_out_silences(self) -> None:
@@ -323,23 +342,38 @@ class IncidentWorkflow:
         while status.source_resolved_at is None:
             sample = status.last_sample
             labels = sample.payload.get("labels") if sample else None
-            verdict = await workflow.execute_local_activity(
-                "check_silence",
-                SilenceCheck(
-                    service=status.service,
-                    event_type=sample.event_type if sample else None,
-                    source=sample.source if sample else None,
-                    severity=sample.severity.value if sample and sample.severity else None,
-                    labels={str(k): str(v) for k, v in labels.items()}
-                    if isinstance(labels, dict)
-                    else {},
-                    key=f"silenced:{workflow.info().run_id[:8]}",
-                    workflow_id=wid,
-                ),
-                result_type=SilenceVerdict,
-                start_to_close_timeout=_QUICK,
-                retry_policy=_RETRY,
+            check = SilenceCheck(
+                service=status.service,
+                event_type=sample.event_type if sample else None,
+                source=sample.source if sample else None,
+                severity=sample.severity.value if sample and sample.severity else None,
+                labels={str(k): str(v) for k, v in labels.items()}
+                if isinstance(labels, dict)
+                else {},
+                key=f"silenced:{workflow.info().run_id[:8]}",
+                workflow_id=wid,
             )
+            if self._current:
+                context = await workflow.execute_local_activity(
+                    "incident_context",
+                    check,
+                    result_type=IncidentContext,
+                    start_to_close_timeout=_QUICK,
+                    retry_policy=_RETRY,
+                )
+                verdict = context.silence
+                # for people (status, memo, AiopsMode); where actions run it is read again
+                status.mode = context.mode.mode
+                self._mode_searchable = context.mode.searchable
+                self._context_policy = context.policy
+            else:
+                verdict = await workflow.execute_local_activity(
+                    "check_silence",
+                    check,
+                    result_type=SilenceVerdict,
+                    start_to_close_timeout=_QUICK,
+                    retry_policy=_RETRY,
+                )
             if not verdict.silenced or verdict.until is None:
                 status.silenced_until = None
                 return
@@ -383,7 +417,7 @@ class IncidentWorkflow:
         # only looks at problems that have solutions), so they run side by side. A regular
         # activity, not a local one: the SDK holds back the child's start command until a
         # running local activity finishes, which would serialise the two.
-        if workflow.patched(RECORD_AFTER_HEALING):
+        if self._has(RECORD_AFTER_HEALING):
             # Only learning needs the problem's id, so the problem is recorded just before
             # learning: the path to the fix holds only what the fix needs. Recorded beside
             # the diagnosis, its result reached this run about when the diagnosis ended and
@@ -415,7 +449,7 @@ class IncidentWorkflow:
             )
             status.recorded_events = status.events
             problem, diagnosis = await asyncio.gather(recorded, diagnosed)
-        if workflow.patched(INCIDENT_MODE):
+        if not self._current and workflow.patched(INCIDENT_MODE):
             # for people (status, memo, AiopsMode); where actions run, the mode is read again
             shown = await workflow.execute_local_activity(
                 "incident_mode",
@@ -428,7 +462,7 @@ class IncidentWorkflow:
             self._mode_searchable = shown.searchable
         if problem is not None:
             status.problem_id = problem.problem_id
-        ladder_since = workflow.now() if workflow.patched(LADDER) else None
+        ladder_since = workflow.now() if self._has(LADDER) else None
         next_diagnosis: Diagnosis | None = diagnosis
         while next_diagnosis is not None:
             next_diagnosis = await self._rung(incident, next_diagnosis, ladder_since)
@@ -495,12 +529,14 @@ class IncidentWorkflow:
             self._set_phase("diagnosed", outcome="replay")
         else:
             self._set_phase("healing")
-            policy = await workflow.execute_local_activity(
-                "load_policy",
-                result_type=Policy,
-                start_to_close_timeout=_QUICK,
-                retry_policy=_RETRY,
-            )
+            policy, self._context_policy = self._context_policy, None
+            if policy is None:  # a later plan, or a run from before context-first
+                policy = await workflow.execute_local_activity(
+                    "load_policy",
+                    result_type=Policy,
+                    start_to_close_timeout=_QUICK,
+                    retry_policy=_RETRY,
+                )
             healing_id = f"{wid}-healing-{self._tag()}"
             status.healing_workflow_id = healing_id
             result = await workflow.execute_child_workflow(
