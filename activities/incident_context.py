@@ -8,7 +8,7 @@ from temporalio import activity
 
 from activities.modes import ModeActivities
 from activities.silences import SilenceActivities
-from aiops.models.incident import IncidentContext
+from aiops.incident_context import IncidentContext
 from aiops.policy import PolicyFile
 from aiops.silences import SilenceCheck
 

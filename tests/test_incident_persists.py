@@ -15,7 +15,7 @@ from typing import Any
 from aiops_worker import aiops_worker
 from known_problems import IMPORT_TIMEOUT, register_simulated
 from temporalio import workflow
-from temporalio.client import WorkflowHandle
+from temporalio.client import Client, WorkflowHandle
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from test_healing_hard_failures import export
@@ -76,6 +76,17 @@ async def until_phase(handle: WorkflowHandle[Any, Any], phase: str, timeout_s: f
     raise AssertionError(f"never reached {phase}")
 
 
+async def cooling_down(
+    client: Client, queue: str, wid: str, **extra: Any
+) -> WorkflowHandle[Any, Any]:
+    """An incident started by hand, once its first attempt is over (it cools down)."""
+    handle = await client.start_workflow(
+        IncidentWorkflow.run, _incident(history_budget=10_000, **extra), id=wid, task_queue=queue
+    )
+    await until_phase(handle, "cooling_down")
+    return handle
+
+
 @workflow.defn(name="DiagnosisWorkflow", sandboxed=False)
 class BrokenDiagnosis:
     """A child that fails for good (a bug, a dependency out of retries)."""
@@ -94,13 +105,7 @@ async def test_a_failed_attempt_still_cools_down_and_absorbs_duplicates(
     async with aiops_worker(
         temporal_env.client, queue, database_url, redis_url, workflows=[*others, BrokenDiagnosis]
     ) as kg:
-        handle = await temporal_env.client.start_workflow(
-            IncidentWorkflow.run,
-            _incident(cool_down_s=3, max_retries=0, history_budget=10_000),
-            id=wid,
-            task_queue=queue,
-        )
-        await until_phase(handle, "cooling_down")
+        handle = await cooling_down(temporal_env.client, queue, wid, cool_down_s=3, max_retries=0)
         for _ in range(3):  # late duplicates, as the listener signal-with-starts them
             await temporal_env.client.start_workflow(
                 IncidentWorkflow.run,
@@ -157,13 +162,7 @@ async def test_a_problem_that_goes_on_is_alerted_and_diagnosed_again_without_the
         temporal_env.client, queue, database_url, redis_url, settings=settings
     ) as kg:
         solution = await _seed_failing_fix(kg)
-        handle = await temporal_env.client.start_workflow(
-            IncidentWorkflow.run,
-            _incident(cool_down_s=3, max_retries=1, history_budget=10_000),
-            id=wid,
-            task_queue=queue,
-        )
-        await until_phase(handle, "cooling_down")
+        handle = await cooling_down(temporal_env.client, queue, wid, cool_down_s=3, max_retries=1)
         first = await handle.query(IncidentWorkflow.status)
         await handle.signal(IncidentWorkflow.observe, observation(wid, count=5))
         # the second attempt, then events go on: the budget of one new attempt is spent
@@ -201,13 +200,7 @@ async def test_a_retry_waits_out_a_silence_set_after_the_failed_attempt(
     queue, wid = f"q-{uuid.uuid4().hex[:8]}", f"incident-retry-silenced-{uuid.uuid4().hex[:8]}"
     async with aiops_worker(temporal_env.client, queue, database_url, redis_url) as kg:
         await _seed_failing_fix(kg)
-        handle = await temporal_env.client.start_workflow(
-            IncidentWorkflow.run,
-            _incident(cool_down_s=2, max_retries=1, history_budget=10_000),
-            id=wid,
-            task_queue=queue,
-        )
-        await until_phase(handle, "cooling_down")
+        handle = await cooling_down(temporal_env.client, queue, wid, cool_down_s=2, max_retries=1)
         await SilenceStore(kg.pool).add(
             service="import-service",
             matchers={},

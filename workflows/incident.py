@@ -23,6 +23,7 @@ from workflows.notifying import send_notification
 with workflow.unsafe.imports_passed_through():
     from aiops import search_attributes as sa
     from aiops.events.envelope import Event
+    from aiops.incident_context import IncidentContext
     from aiops.incident_rules import (
         continue_as_new_due,
         failed_solution,
@@ -40,7 +41,6 @@ with workflow.unsafe.imports_passed_through():
     )
     from aiops.models.incident import (
         EscalationRequest,
-        IncidentContext,
         IncidentInput,
         IncidentStatus,
         Observation,

@@ -21,9 +21,6 @@ from aiops.events.envelope import Event, EventTypeName
 from aiops.models.diagnosis import Diagnosis
 from aiops.models.healing import HealingPlan, HealingResult, HealingStatus
 from aiops.models.learning import LearningResult
-from aiops.modes.models import IncidentMode
-from aiops.policy.models import Policy
-from aiops.silences.models import SilenceVerdict
 
 
 class ProblemCategory(StrEnum):
@@ -235,13 +232,3 @@ class SourceResolved(BaseModel):
     status: str = "resolved"
     event_id: str | None = None
     at: datetime
-
-
-class IncidentContext(BaseModel):
-    """What an incident reads before it diagnoses, in one local activity: whether a silence
-    holds it, the mode of its service (for status, memo and AiopsMode; where actions run
-    the mode is read again), and the policy its first plan is healed under."""
-
-    silence: SilenceVerdict
-    mode: IncidentMode
-    policy: Policy
