@@ -29,4 +29,5 @@ class IncidentContextActivities:
         silence, mode = await asyncio.gather(
             self._silences.check(check), self._modes.incident_mode(check.service)
         )
-        return IncidentContext(silence=silence, mode=mode, policy=self._policy.current())
+        policy = None if silence.silenced else self._policy.current()
+        return IncidentContext(silence=silence, mode=mode, policy=policy)

@@ -12,8 +12,10 @@ from aiops.silences.models import SilenceVerdict
 class IncidentContext(BaseModel):
     """Whether a silence holds the incident, the mode of its service (for status, memo and
     AiopsMode; where actions run the mode is read again), and the policy its first plan is
-    healed under."""
+    healed under: None while a silence holds it (read again when the silence ends, and not
+    written to the history once a minute meanwhile). Where actions run the policy is
+    checked again."""
 
     silence: SilenceVerdict
     mode: IncidentMode
-    policy: Policy
+    policy: Policy | None

@@ -11,7 +11,7 @@ from typing import Any
 
 import asyncpg
 from aiops_worker import aiops_worker
-from known_problems import seed_import_timeout
+from known_problems import import_timeout_incident, seed_import_timeout
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
@@ -19,7 +19,8 @@ from aiops.events.detection import DefaultDetector
 from aiops.events.envelope import Event
 from aiops.events.routing import IncidentRouter, alert_fingerprint
 from aiops.fingerprint import Fingerprinter
-from aiops.models.incident import IncidentStatus
+from aiops.models.incident import IncidentStatus, SourceResolved
+from workflows.incident import IncidentWorkflow
 
 
 def alert(status: str, fingerprint: str, alertname: str = "ImportsSlow", **extra: Any) -> Event:
@@ -120,3 +121,28 @@ async def test_a_resolution_without_an_open_incident_is_only_stored(
 ) -> None:
     router = _router(temporal_env.client, f"q-{uuid.uuid4().hex[:8]}")
     assert await router.deliver_resolutions([alert("resolved", uuid.uuid4().hex)]) == 0
+
+
+async def test_an_incident_resolved_before_it_ran_still_shows_its_mode_and_acts_on_nothing(
+    temporal_env: WorkflowEnvironment, database_url: str, redis_url: str
+) -> None:
+    """The resolution came with the start (the alert fired and resolved within one batch):
+    nothing is held or acted on, and the status still says the service's mode."""
+    queue, wid = f"q-{uuid.uuid4().hex[:8]}", f"incident-resolved-first-{uuid.uuid4().hex[:8]}"
+    client = temporal_env.client
+    async with aiops_worker(client, queue, database_url, redis_url) as kg:
+        await seed_import_timeout(kg)
+        handle = await client.start_workflow(
+            IncidentWorkflow.run,
+            import_timeout_incident(cool_down_s=1),
+            id=wid,
+            task_queue=queue,
+            start_signal="source_resolved",
+            start_signal_args=[SourceResolved(source="alertmanager", at=datetime.now(UTC))],
+        )
+        result = await handle.result()
+        acted = await kg.pool.fetchval(
+            "SELECT count(*) FROM action_executions WHERE workflow_id LIKE $1", f"{wid}%"
+        )
+    assert result.outcome == "resolved_by_source" and acted == 0
+    assert result.mode == "act"

@@ -196,27 +196,86 @@ async def test_a_retry_waits_out_a_silence_set_after_the_failed_attempt(
     temporal_env: WorkflowEnvironment, database_url: str, redis_url: str
 ) -> None:
     """Someone silences the service after the fix failed (a deploy is under way): when the
-    problem goes on, the new attempt is held like a first one, not diagnosed and acted on."""
+    problem goes on, the new attempt is held like a first one, not diagnosed and acted on,
+    and each attempt's hold is audited."""
     queue, wid = f"q-{uuid.uuid4().hex[:8]}", f"incident-retry-silenced-{uuid.uuid4().hex[:8]}"
     async with aiops_worker(temporal_env.client, queue, database_url, redis_url) as kg:
         await _seed_failing_fix(kg)
-        handle = await cooling_down(temporal_env.client, queue, wid, cool_down_s=2, max_retries=1)
-        await SilenceStore(kg.pool).add(
+        silences = SilenceStore(kg.pool)
+        await silences.add(
             service="import-service",
             matchers={},
-            duration=timedelta(seconds=3),
+            duration=timedelta(seconds=1),
             reason="deploy of v3",
+            created_by="test",
+        )
+        handle = await cooling_down(temporal_env.client, queue, wid, cool_down_s=2, max_retries=1)
+        await silences.add(
+            service="import-service",
+            matchers={},
+            duration=timedelta(seconds=6),
+            reason="deploy of v4",
             created_by="test",
         )
         await handle.signal(IncidentWorkflow.observe, observation(wid, count=5))
         await until_phase(handle, "silenced")
         held = await handle.query(IncidentWorkflow.status)
+        history = await handle.fetch_history()
         result = await handle.result()  # the silence ends with the problem still there
         holds = await kg.pool.fetchval(
             "SELECT count(*) FROM audit_log WHERE workflow_id = $1 AND action = 'silence'", wid
         )
-    assert held.retries == 1 and held.silence_reason == "deploy of v3"
-    assert held.diagnosis is None  # not diagnosed again while held
-    assert holds == 1  # the hold is audited
+    children = [
+        e.start_child_workflow_execution_initiated_event_attributes.workflow_id
+        for e in history.events
+        if e.HasField("start_child_workflow_execution_initiated_event_attributes")
+    ]
+    assert held.retries == 1 and held.silence_reason == "deploy of v4"
+    # held: the first attempt's children only, nothing of the second (tagged -r1) yet
+    assert any("-diagnosis-" in c for c in children)
+    assert not any("-r1" in c for c in children), children
+    assert holds == 2  # each attempt's hold is audited
     assert result.retries == 1 and result.silenced_until is None
     assert result.outcome == "unknown"  # then diagnosed: the only known fix failed already
+
+
+async def test_a_storm_during_a_long_silence_continues_as_new_while_held(
+    temporal_env: WorkflowEnvironment, database_url: str, redis_url: str
+) -> None:
+    """Events keep coming during a long maintenance window: every signal grows the held
+    run's history, so it continues as new at its budget (still held, counts carried)
+    instead of growing toward Temporal's limit."""
+    queue, wid = f"q-{uuid.uuid4().hex[:8]}", f"incident-held-storm-{uuid.uuid4().hex[:8]}"
+    async with aiops_worker(temporal_env.client, queue, database_url, redis_url) as kg:
+        await _seed_failing_fix(kg)
+        await SilenceStore(kg.pool).add(
+            service="import-service",
+            matchers={},
+            duration=timedelta(minutes=30),
+            reason="maintenance",
+            created_by="test",
+        )
+        handle = await temporal_env.client.start_workflow(
+            IncidentWorkflow.run,
+            _incident(cool_down_s=2, history_budget=100),
+            id=wid,
+            task_queue=queue,
+        )
+        await until_phase(handle, "silenced")
+        first_run = (await handle.describe()).run_id
+        for _ in range(60):
+            await handle.signal(IncidentWorkflow.observe, observation(wid, count=10))
+        for _ in range(100):
+            status = await handle.query(IncidentWorkflow.status)
+            if status.runs >= 1 and status.phase == "silenced" and status.events == 601:
+                break
+            await asyncio.sleep(0.1)
+        latest = await temporal_env.client.get_workflow_handle(wid).describe()
+        acted = await kg.pool.fetchval(
+            "SELECT count(*) FROM action_executions WHERE workflow_id LIKE $1", f"{wid}-%"
+        )
+        await handle.terminate("test over")
+    assert latest.run_id != first_run  # continued as new
+    assert status.runs >= 1 and status.phase == "silenced", status
+    assert status.events == 601  # the first event and 60 signals of 10, none lost
+    assert acted == 0

@@ -66,6 +66,10 @@ FINISH_IN_TASK = "verify-and-close-in-task"
 # Runs from before it wrote a marker (and a TemporalChangeVersion upsert) for each patch
 # above; every new run writes this one and takes all of their new paths.
 ONE_MARKER = "patches-in-one-marker"
+# What the one marker stands for; a later change gets a patch of its own, asked with
+# workflow.patched (asked with _has, every run from the one marker on would replay as if it
+# had taken the new path).
+_FOLDED = frozenset({SIGNED_APPROVALS, NOTIFICATIONS, COMPENSATE_ALWAYS, FINISH_IN_TASK})
 _ONCE = RetryPolicy(maximum_attempts=1)
 _CLOSE_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_attempts=3)
 # what ends a step without an outcome: out of retries, timed out, cancelled. FailureError,
@@ -98,8 +102,9 @@ class HealingWorkflow:
         self._current: bool | None = None
 
     def _has(self, patch: str) -> bool:
-        """Whether this run takes `patch`'s new path: every run with the one marker does;
-        an older run as its own marker says."""
+        """Whether this run takes `patch`'s new path (one the marker stands for): every run
+        with the one marker does; an older run as its own marker says."""
+        assert patch in _FOLDED, f"{patch} is not folded into {ONE_MARKER}"
         if self._current is None:
             self._current = workflow.patched(ONE_MARKER)
         return self._current or workflow.patched(patch)

@@ -80,6 +80,21 @@ RECORD_AFTER_HEALING = "record-after-healing"
 # meanwhile holds it). This patch also stands for every patch above: a run that has it
 # takes all of their new paths without a marker (and a TemporalChangeVersion upsert) each.
 CONTEXT_FIRST = "context-first"
+# What context-first stands for. A later change gets a patch of its own, asked with
+# workflow.patched: were it asked with _has, every run from context-first on would replay
+# as if it had taken the new path.
+_FOLDED = frozenset(
+    {
+        FORWARD_DECISIONS,
+        NOTIFICATIONS,
+        SILENCES,
+        INCIDENT_MODE,
+        PERSISTS,
+        LADDER,
+        RECORD_AFTER_CHILD_STARTS,
+        RECORD_AFTER_HEALING,
+    }
+)
 
 
 @workflow.defn(name="IncidentWorkflow")
@@ -114,8 +129,10 @@ class IncidentWorkflow:
         self._context_policy: Policy | None = None
 
     def _has(self, patch: str) -> bool:
-        """Whether this run takes `patch`'s new path: every run with context-first does
-        (one marker for all); an older run as its own marker says."""
+        """Whether this run takes `patch`'s new path (one of those context-first stands
+        for): every run with context-first does (one marker for all); an older run as its
+        own marker says."""
+        assert patch in _FOLDED, f"{patch} is not folded into {CONTEXT_FIRST}"
         if self._current is None:
             self._current = workflow.patched(CONTEXT_FIRST)
         return self._current or workflow.patched(patch)
@@ -249,7 +266,7 @@ class IncidentWorkflow:
             self.observe(_observation_from(incident, workflow.now()))
         if not self._status.resolved:
             if self._has(SILENCES):
-                await self._wait_out_silences()
+                await self._wait_out_silences(incident)
             await self._attempt(incident)
         if self._persists:
             await self._watch(incident)
@@ -330,16 +347,20 @@ class IncidentWorkflow:
         status.rungs = []
         self._notifying = []
         if self._current:
-            await self._wait_out_silences()
+            await self._wait_out_silences(incident)
         await self._attempt(incident)
 
-    async def _wait_out_silences(self) -> None:
+    async def _wait_out_silences(self, incident: IncidentInput) -> None:
         """While a silence or maintenance window holds the problem, neither act nor notify
         (the events are still counted); when it ends with the problem still there (not
-        resolved at its source), go on."""
+        resolved at its source), go on. A new run (context-first) reads its context even
+        when the alert resolved at its source already, audits each attempt's hold, and
+        continues as new when a storm during a long silence fills its history."""
         status = self._status
         wid = workflow.info().workflow_id
-        while status.source_resolved_at is None:
+        read = bool(self._current)
+        while status.source_resolved_at is None or read:
+            read = False
             sample = status.last_sample
             labels = sample.payload.get("labels") if sample else None
             check = SilenceCheck(
@@ -350,7 +371,7 @@ class IncidentWorkflow:
                 labels={str(k): str(v) for k, v in labels.items()}
                 if isinstance(labels, dict)
                 else {},
-                key=f"silenced:{workflow.info().run_id[:8]}",
+                key=f"silenced:{self._tag() if self._current else workflow.info().run_id[:8]}",
                 workflow_id=wid,
             )
             if self._current:
@@ -365,7 +386,8 @@ class IncidentWorkflow:
                 # for people (status, memo, AiopsMode); where actions run it is read again
                 status.mode = context.mode.mode
                 self._mode_searchable = context.mode.searchable
-                self._context_policy = context.policy
+                self._context_policy = context.policy  # None while silenced
+
             else:
                 verdict = await workflow.execute_local_activity(
                     "check_silence",
@@ -377,6 +399,8 @@ class IncidentWorkflow:
             if not verdict.silenced or verdict.until is None:
                 status.silenced_until = None
                 return
+            if self._current and status.source_resolved_at is not None:
+                return  # resolved at its source: nothing left to hold back
             status.silenced_until = verdict.until
             status.silence_reason = verdict.reason
             self._set_phase("silenced")
@@ -384,9 +408,16 @@ class IncidentWorkflow:
             left = (verdict.until - workflow.now()).total_seconds()
             with contextlib.suppress(TimeoutError):
                 await workflow.wait_condition(
-                    lambda: status.source_resolved_at is not None,
+                    lambda: (
+                        status.source_resolved_at is not None
+                        or bool(self._current and self._history_full(incident))
+                    ),
                     timeout=timedelta(seconds=min(max(left, 1.0), 60.0)),
                 )
+            if self._current and self._history_full(incident):
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                status.runs += 1
+                workflow.continue_as_new(incident.model_copy(update={"carried": status}))
 
     async def _handle(self, incident: IncidentInput) -> None:
         wid = workflow.info().workflow_id

@@ -135,7 +135,9 @@ class IncidentStatus(BaseModel):
     )
     silence_reason: str | None = None
     mode: str | None = Field(
-        default=None, description="act, approve-all or shadow: the mode it was planned under"
+        default=None,
+        description="act, approve-all or shadow: its service's mode as the incident read it "
+        "for people (where actions run the mode is read again)",
     )
     rungs: list[PlanRung] = Field(
         default_factory=list,
