@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 from aiops_worker import aiops_worker
 from known_problems import IMPORT_TIMEOUT, register_simulated
 from temporalio import workflow
@@ -85,6 +86,13 @@ async def cooling_down(
     )
     await until_phase(handle, "cooling_down")
     return handle
+
+
+async def silence(pool: asyncpg.Pool, duration: timedelta, reason: str) -> None:
+    """A silence of import-service, as `aiops silence add --service import-service` sets it."""
+    await SilenceStore(pool).add(
+        service="import-service", matchers={}, duration=duration, reason=reason, created_by="test"
+    )
 
 
 @workflow.defn(name="DiagnosisWorkflow", sandboxed=False)
@@ -201,22 +209,9 @@ async def test_a_retry_waits_out_a_silence_set_after_the_failed_attempt(
     queue, wid = f"q-{uuid.uuid4().hex[:8]}", f"incident-retry-silenced-{uuid.uuid4().hex[:8]}"
     async with aiops_worker(temporal_env.client, queue, database_url, redis_url) as kg:
         await _seed_failing_fix(kg)
-        silences = SilenceStore(kg.pool)
-        await silences.add(
-            service="import-service",
-            matchers={},
-            duration=timedelta(seconds=1),
-            reason="deploy of v3",
-            created_by="test",
-        )
+        await silence(kg.pool, timedelta(seconds=1), "deploy of v3")
         handle = await cooling_down(temporal_env.client, queue, wid, cool_down_s=2, max_retries=1)
-        await silences.add(
-            service="import-service",
-            matchers={},
-            duration=timedelta(seconds=6),
-            reason="deploy of v4",
-            created_by="test",
-        )
+        await silence(kg.pool, timedelta(seconds=6), "deploy of v4")
         await handle.signal(IncidentWorkflow.observe, observation(wid, count=5))
         await until_phase(handle, "silenced")
         held = await handle.query(IncidentWorkflow.status)
@@ -248,13 +243,7 @@ async def test_a_storm_during_a_long_silence_continues_as_new_while_held(
     queue, wid = f"q-{uuid.uuid4().hex[:8]}", f"incident-held-storm-{uuid.uuid4().hex[:8]}"
     async with aiops_worker(temporal_env.client, queue, database_url, redis_url) as kg:
         await _seed_failing_fix(kg)
-        await SilenceStore(kg.pool).add(
-            service="import-service",
-            matchers={},
-            duration=timedelta(minutes=30),
-            reason="maintenance",
-            created_by="test",
-        )
+        await silence(kg.pool, timedelta(minutes=30), "maintenance")
         handle = await temporal_env.client.start_workflow(
             IncidentWorkflow.run,
             _incident(cool_down_s=2, history_budget=100),
