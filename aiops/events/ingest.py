@@ -439,6 +439,9 @@ class Ingestor:
         # While the router may hold observations, a read waits at most quiet_ms: one that
         # comes back empty means nothing arrived that long, and what is held goes (a
         # storm never goes quiet; the end of one does not wait out the whole interval).
+        # Otherwise it waits as configured: an idle listener does not ask Redis 20 times a
+        # second. A read asked for before a batch's first observation of an incident is
+        # routed cannot keep it waiting: that one goes at once, it is never held.
         router = self.incidents
         quiet_ms = (
             max(1, int(min(QUIET_S, router.coalesce_s) * 1000))
@@ -447,7 +450,8 @@ class Ingestor:
         )
 
         def read() -> Awaitable[list[Entry]]:
-            return self.consumer.read(block_ms=quiet_ms)
+            holding = router is not None and router.holding()
+            return self.consumer.read(block_ms=quiet_ms if holding else None)
 
         try:
             ahead = asyncio.ensure_future(self._read(read))

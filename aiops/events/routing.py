@@ -596,6 +596,11 @@ class IncidentRouter:
         await retrying(lambda: self.correlation.remember(owners), "sharing incident owners")
         await asyncio.gather(*(self._submit(o, hold) for o in observations))
 
+    def holding(self) -> bool:
+        """Whether an incident is within its interval, so an observation may be held now
+        or soon."""
+        return bool(self._outboxes)
+
     def flush(self) -> None:
         """End the interval of every incident holding an observation: it goes as soon as
         its signal can."""

@@ -366,3 +366,31 @@ def test_an_interval_that_claims_would_overtake_is_cut() -> None:
     assert coalesce_interval(Settings(incident_coalesce_s=0, listener_claim_idle_ms=100)) == 0
     # entries held 10 s would be claimed after 2 s
     assert coalesce_interval(Settings(incident_coalesce_s=10, listener_claim_idle_ms=2_000)) == 0.5
+
+
+async def _xreadgroup_calls(client: aioredis.Redis) -> int:
+    stats = await client.info("commandstats")
+    return int(stats.get("cmdstat_xreadgroup", {}).get("calls", 0))
+
+
+async def test_an_idle_listener_waits_on_redis_as_configured(scene: _Scene) -> None:
+    """With incidents coalescing and nothing to hold, a read blocks for the configured time
+    (1 s here), not the 50 ms a listener holding observations uses to notice quiet streams."""
+    async with asyncio.timeout(BODY_S):
+        scene.spawn(
+            "a",
+            AIOPS_INCIDENT_COALESCE_S="5",
+            AIOPS_LISTENER_BLOCK_MS="1000",
+            AIOPS_LISTENER_CLAIM_IDLE_MS="3600000",
+        )
+
+        async def reading() -> bool:
+            consumers = await scene.client.xinfo_consumers(scene.stream, GROUP)
+            return any(c["name"] == b"a" for c in consumers)
+
+        await _until("the listener to read", scene.log, 30, reading)
+        await asyncio.sleep(1.0)
+        before = await _xreadgroup_calls(scene.client)
+        await asyncio.sleep(4.0)
+        reads = await _xreadgroup_calls(scene.client) - before
+    assert reads <= 8, f"{reads} reads in 4 s of quiet"
