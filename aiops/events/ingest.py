@@ -439,7 +439,7 @@ class Ingestor:
         # While the router may hold observations, a read waits at most quiet_ms: one that
         # comes back empty means nothing arrived that long, and what is held goes (a
         # storm never goes quiet; the end of one does not wait out the whole interval).
-        # Otherwise it waits as configured: an idle listener does not ask Redis 20 times a
+        # Otherwise it waits as configured: an idle listener does not ask Redis ten times a
         # second. A read asked for before a batch's first observation of an incident is
         # routed cannot keep it waiting: that one goes at once, it is never held.
         router = self.incidents
