@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from datetime import datetime, timedelta
+from typing import NoReturn
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeUpdate
@@ -310,14 +311,18 @@ class IncidentWorkflow:
             with contextlib.suppress(TimeoutError):
                 await workflow.wait_condition(lambda: self._history_full(incident), timeout=window)
             if self._history_full(incident):
-                await workflow.wait_condition(workflow.all_handlers_finished)
-                status.runs += 1
-                workflow.continue_as_new(incident.model_copy(update={"carried": status}))
+                await self._continue_as_new(incident)
             persisted = status.events > seen and status.source_resolved_at is None
             if not persisted:
                 return
             if retry_due(status.outcome, persisted, status.retries, incident.max_retries):
                 await self._retry(incident, status.events - seen)
+
+    async def _continue_as_new(self, incident: IncidentInput) -> NoReturn:
+        """A new run, carrying the status, once every handler in flight has finished."""
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        self._status.runs += 1
+        workflow.continue_as_new(incident.model_copy(update={"carried": self._status}))
 
     def _history_full(self, incident: IncidentInput) -> bool:
         info = workflow.info()
@@ -387,7 +392,6 @@ class IncidentWorkflow:
                 status.mode = context.mode.mode
                 self._mode_searchable = context.mode.searchable
                 self._context_policy = context.policy  # None while silenced
-
             else:
                 verdict = await workflow.execute_local_activity(
                     "check_silence",
@@ -415,9 +419,7 @@ class IncidentWorkflow:
                     timeout=timedelta(seconds=min(max(left, 1.0), 60.0)),
                 )
             if self._current and self._history_full(incident):
-                await workflow.wait_condition(workflow.all_handlers_finished)
-                status.runs += 1
-                workflow.continue_as_new(incident.model_copy(update={"carried": status}))
+                await self._continue_as_new(incident)
 
     async def _handle(self, incident: IncidentInput) -> None:
         wid = workflow.info().workflow_id

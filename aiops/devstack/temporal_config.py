@@ -34,15 +34,17 @@ SQLITE_PRAGMAS: dict[str, str] = {"journal_mode": "wal"}
 
 def sqlite_pragma_flags(pragmas: Mapping[str, str] = SQLITE_PRAGMAS) -> list[str]:
     """`temporal server start-dev` flags setting `pragmas` on its SQLite file."""
-    flags: list[str] = []
-    for pragma, value in pragmas.items():
-        flags += ["--sqlite-pragma", f"{pragma}={value}"]
-    return flags
+    return _key_value_flags("--sqlite-pragma", pragmas)
 
 
 def dynamic_config_flags(config: Mapping[str, int] = DYNAMIC_CONFIG) -> list[str]:
     """`temporal server start-dev` flags setting `config` (by default DYNAMIC_CONFIG)."""
+    return _key_value_flags("--dynamic-config-value", config)
+
+
+def _key_value_flags(flag: str, values: Mapping[str, object]) -> list[str]:
+    """`flag KEY=VALUE` once for each of `values`."""
     flags: list[str] = []
-    for key, value in config.items():
-        flags += ["--dynamic-config-value", f"{key}={value}"]
+    for key, value in values.items():
+        flags += [flag, f"{key}={value}"]
     return flags
